@@ -1,0 +1,170 @@
+//! The one error type of the library. Every user mistake is a variant with the numbers a
+//! caller needs to fix it; the library never panics on user input.
+
+use crate::dtype::DType;
+
+/// Result alias used throughout openkern.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in an openkern call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data given does not fill the shape asked for.
+    #[error("data has {got} elements but shape {shape:?} needs {expected}; pass a slice of {expected} elements or change the shape")]
+    DataLength {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements given.
+        got: usize,
+    },
+    /// A reshape to a shape with another element count.
+    #[error("cannot reshape {from:?} ({from_len} elements) to {to:?} ({to_len} elements); the element count must stay the same")]
+    ReshapeCount {
+        /// Source shape.
+        from: Vec<usize>,
+        /// Elements of the source.
+        from_len: usize,
+        /// Target shape.
+        to: Vec<usize>,
+        /// Elements of the target.
+        to_len: usize,
+    },
+    /// Two shapes that cannot be broadcast together.
+    #[error("{op}: shapes {lhs:?} and {rhs:?} do not broadcast: dimension {dim} (from the right) is {lhs_dim} vs {rhs_dim}; each pair must be equal or one of them 1")]
+    Broadcast {
+        /// The op that was called.
+        op: &'static str,
+        /// Left shape.
+        lhs: Vec<usize>,
+        /// Right shape.
+        rhs: Vec<usize>,
+        /// Offending dimension counted from the right (0 = last).
+        dim: usize,
+        /// Its size on the left.
+        lhs_dim: usize,
+        /// Its size on the right.
+        rhs_dim: usize,
+    },
+    /// An operand has a shape the op cannot take.
+    #[error("{op}: {message}")]
+    Shape {
+        /// The op that was called.
+        op: &'static str,
+        /// What is wrong and what to change.
+        message: String,
+    },
+    /// Operands of different dtypes where the op needs them equal.
+    #[error("{op}: operands have dtypes {lhs} and {rhs}; cast one with `.cast({lhs})` first")]
+    DTypeMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// First dtype.
+        lhs: DType,
+        /// Second dtype.
+        rhs: DType,
+    },
+    /// A host type that does not match the tensor's dtype.
+    #[error("tensor holds {tensor} but {requested} was requested; call `.cast(DType::{requested_variant})` first or read it as {tensor}")]
+    HostType {
+        /// The tensor's dtype.
+        tensor: DType,
+        /// The Rust type's dtype.
+        requested: DType,
+        /// Variant name of the requested dtype, for the hint.
+        requested_variant: &'static str,
+    },
+    /// Operands that live on different devices.
+    #[error("{op}: operands live on different devices ({lhs} and {rhs}); move one with `.to_device(..)`")]
+    DeviceMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// First device name.
+        lhs: String,
+        /// Second device name.
+        rhs: String,
+    },
+    /// A scalar argument that is out of range (NaN, negative epsilon, ...).
+    #[error("{op}: argument `{name}` is {value}; {expected}")]
+    Argument {
+        /// The op that was called.
+        op: &'static str,
+        /// The argument's name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A tensor larger than one storage binding of the device.
+    #[error("{what} needs {bytes} bytes but this device binds at most {limit} bytes per storage buffer ({device}); split the tensor (e.g. along its first dimension) or use a device with a larger max_storage_buffer_binding_size")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Bytes needed.
+        bytes: u64,
+        /// The device's limit.
+        limit: u64,
+        /// The device.
+        device: String,
+    },
+    /// The adapter lacks a feature the call needs.
+    #[error("{op} needs the adapter feature {feature}, which {device} does not offer; {hint}")]
+    MissingFeature {
+        /// The op that was called.
+        op: &'static str,
+        /// The feature.
+        feature: &'static str,
+        /// The device.
+        device: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// No adapter matched the request.
+    #[error("no GPU adapter found: {reason}")]
+    NoAdapter {
+        /// Why, and what was seen.
+        reason: String,
+    },
+    /// The adapter refused to open a device.
+    #[error("could not open a device on adapter {adapter}: {source}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's error.
+        #[source]
+        source: wgpu::RequestDeviceError,
+    },
+    /// A shader failed to compile on this adapter: an openkern bug or a driver bug.
+    #[error("kernel {kernel} failed to build on {device}: {message}")]
+    ShaderBuild {
+        /// The kernel.
+        kernel: String,
+        /// The device.
+        device: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// wgpu reported an error while running recorded work.
+    #[error("GPU error on {device}: {message}")]
+    Gpu {
+        /// The device.
+        device: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A benchmark or file operation failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            message: message.into(),
+        }
+    }
+}

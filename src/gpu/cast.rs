@@ -1,0 +1,44 @@
+//! Launcher for `shaders/cast.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+pub(crate) static CAST: KernelSource = KernelSource {
+    name: "cast",
+    source: kernel_file!("cast"),
+    entry_points: &["main"],
+    tensors: &[
+        TensorBinding {
+            name: "src",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "dst",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: true,
+    enables: &[],
+    specialisations: &[&[]],
+};
+
+const WORKGROUP: u32 = 256;
+
+pub(crate) fn cast(g: &GpuContext, src: &Tensor, dst: &Tensor) -> Result<()> {
+    let n = src.len() as u32;
+    let pipeline = g.pipeline(
+        &CAST,
+        "main",
+        ShaderHeader::new(vec![src.dtype(), dst.dtype()]),
+        &[],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "cast",
+        &[src.gpu_buffer(), dst.gpu_buffer()],
+        Some(bytemuck::bytes_of(&[n, 0, 0, 0])),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

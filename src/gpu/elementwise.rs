@@ -1,0 +1,102 @@
+//! Launcher for `shaders/elementwise.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::ops::elementwise::{BinaryOp, Operand};
+use crate::shape::MAX_RANK;
+use crate::tensor::Tensor;
+
+pub(crate) static ELEMENTWISE: KernelSource = KernelSource {
+    name: "elementwise",
+    source: kernel_file!("elementwise"),
+    entry_points: &["main"],
+    tensors: &[
+        TensorBinding {
+            name: "lhs",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "rhs",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "out",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[
+        &[("OP", 0.0)],
+        &[("OP", 1.0)],
+        &[("OP", 2.0)],
+        &[("OP", 3.0)],
+    ],
+};
+
+const WORKGROUP: u32 = 256;
+
+/// Mirrors `Params` in elementwise.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rank: u32,
+    mode: u32,
+    scalar: f32,
+    out_shape: [u32; MAX_RANK],
+    lhs_strides: [u32; MAX_RANK],
+    rhs_strides: [u32; MAX_RANK],
+}
+
+fn pad(v: &[usize]) -> [u32; MAX_RANK] {
+    let mut out = [0u32; MAX_RANK];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = x as u32;
+    }
+    out
+}
+
+pub(crate) fn binary(
+    g: &GpuContext,
+    op: BinaryOp,
+    lhs: &Tensor,
+    rhs: &Operand,
+    out: &Tensor,
+) -> Result<()> {
+    let n = out.len() as u32;
+    let (mode, scalar, ls, rs, rhs_buf) = match rhs {
+        Operand::Scalar(s) => (2, *s, vec![], vec![], lhs.gpu_buffer()),
+        Operand::Tensor(r) if r.shape() == lhs.shape() => (0, 0.0, vec![], vec![], r.gpu_buffer()),
+        Operand::Tensor(r) => (
+            1,
+            0.0,
+            crate::shape::broadcast_strides(lhs.shape(), out.shape()),
+            crate::shape::broadcast_strides(r.shape(), out.shape()),
+            r.gpu_buffer(),
+        ),
+    };
+    let params = Params {
+        n,
+        rank: out.rank() as u32,
+        mode,
+        scalar,
+        out_shape: pad(out.shape()),
+        lhs_strides: pad(&ls),
+        rhs_strides: pad(&rs),
+    };
+    let pipeline = g.pipeline(
+        &ELEMENTWISE,
+        "main",
+        ShaderHeader::new(vec![lhs.dtype(); 3]),
+        &[("OP", op as u32 as f64)],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "elementwise",
+        &[lhs.gpu_buffer(), rhs_buf, out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

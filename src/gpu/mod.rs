@@ -1,0 +1,580 @@
+//! The wgpu backend: device context, stream, buffer pool, pipeline cache, timing, and one
+//! launcher per op family.
+
+pub(crate) mod buffer_pool;
+pub(crate) mod cast;
+pub(crate) mod elementwise;
+pub(crate) mod pipeline_cache;
+pub mod probe;
+pub mod shader;
+pub(crate) mod stream;
+pub mod timing;
+
+use crate::device::{
+    Backend, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceInner, DeviceLimits,
+    DeviceType, StreamStats,
+};
+use crate::error::{Error, Result};
+use buffer_pool::{bucket_size, BufferPool, PooledBuffer};
+use pipeline_cache::{KernelKey, PipelineCache};
+use shader::{KernelSource, ShaderHeader};
+use std::sync::{Arc, Mutex};
+use stream::{Stream, BATCH_LIMIT};
+use timing::{KernelTiming, PassTimer, TimingSource};
+
+/// Workgroups per dimension guaranteed by every adapter; larger grids fold into y.
+pub(crate) const MAX_GROUPS_PER_DIM: u32 = 65535;
+
+/// Spreads `groups` workgroups over x and y so neither exceeds the per-dimension limit.
+/// Kernels recover the linear index as `wid.y * num_workgroups.x + wid.x` and return
+/// early past the end.
+pub(crate) fn fold_groups(groups: u32) -> [u32; 3] {
+    if groups <= MAX_GROUPS_PER_DIM {
+        [groups.max(1), 1, 1]
+    } else {
+        let y = groups.div_ceil(MAX_GROUPS_PER_DIM);
+        [groups.div_ceil(y), y, 1]
+    }
+}
+
+pub(crate) struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) features: wgpu::Features,
+    pub(crate) limits: wgpu::Limits,
+    stream: Mutex<Stream>,
+    pool: Arc<Mutex<BufferPool>>,
+    pipelines: Mutex<PipelineCache>,
+    errors: Arc<Mutex<Vec<String>>>,
+    name: String,
+}
+
+/// Features openkern asks for when the adapter has them.
+fn wanted_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+}
+
+fn scalar_name(t: wgpu::wgt::CooperativeScalarType) -> &'static str {
+    match t {
+        wgpu::wgt::CooperativeScalarType::F16 => "f16",
+        wgpu::wgt::CooperativeScalarType::F32 => "f32",
+        wgpu::wgt::CooperativeScalarType::I32 => "i32",
+        wgpu::wgt::CooperativeScalarType::U32 => "u32",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+impl GpuContext {
+    /// Opens a device on `adapter` with its real limits and the features openkern uses.
+    pub(crate) fn open(adapter: wgpu::Adapter) -> Result<Device> {
+        let info = adapter.get_info();
+        let features = adapter.features() & wanted_features();
+        let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter
+                .cooperative_matrix_properties()
+                .into_iter()
+                .map(|p| CoopMatrixConfig {
+                    m: p.m_size,
+                    n: p.n_size,
+                    k: p.k_size,
+                    ab: scalar_name(p.ab_type),
+                    cr: scalar_name(p.cr_type),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut notes = Vec::new();
+        let request = |features: wgpu::Features, limits: wgpu::Limits| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("openkern"),
+                required_features: features,
+                required_limits: limits,
+                // SAFETY: cooperative matrices are wgpu-experimental; openkern uses them only
+                // through the validated WGSL in shaders/ and tests that path against a
+                // reference on every adapter that offers it.
+                experimental_features:
+                    if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                        unsafe { wgpu::ExperimentalFeatures::enabled() }
+                    } else {
+                        wgpu::ExperimentalFeatures::disabled()
+                    },
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+        };
+        let (device, queue) = match request(features, adapter.limits()) {
+            Ok(pair) => pair,
+            Err(first) => {
+                // Some drivers refuse their own best limits or an experimental feature;
+                // retry with the defaults plus the adapter's storage limits, and say so.
+                let base = wgpu::Limits::default();
+                let mut limits = base.clone().using_resolution(adapter.limits());
+                limits.max_storage_buffer_binding_size =
+                    adapter.limits().max_storage_buffer_binding_size;
+                limits.max_buffer_size = adapter.limits().max_buffer_size;
+                let retry = features - wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+                notes.push(format!("device request with the adapter's best limits failed ({first}); opened with default limits"));
+                request(retry, limits).map_err(|source| Error::RequestDevice {
+                    adapter: info.name.clone(),
+                    source,
+                })?
+            }
+        };
+        let mut ctx_notes = notes;
+        if device
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && coop.is_empty()
+        {
+            ctx_notes.push("cooperative matrices enabled but no configuration reported".into());
+        }
+        Ok(Self::wrap_with_info(
+            device,
+            queue,
+            coop,
+            ctx_notes,
+            Some(&adapter),
+        ))
+    }
+
+    pub(crate) fn wrap(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        coop: Vec<CoopMatrixConfig>,
+        notes: Vec<String>,
+    ) -> Device {
+        Self::wrap_with_info(device, queue, coop, notes, None)
+    }
+
+    fn wrap_with_info(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        coop: Vec<CoopMatrixConfig>,
+        notes: Vec<String>,
+        adapter: Option<&wgpu::Adapter>,
+    ) -> Device {
+        let info = adapter
+            .map(|a| a.get_info())
+            .unwrap_or_else(|| device.adapter_info());
+        let features = device.features();
+        let limits = device.limits();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let device_info = DeviceInfo {
+            name: info.name.clone(),
+            backend: info.backend.to_str().to_string(),
+            device_type: DeviceType::from_wgpu(info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            limits: DeviceLimits {
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+                max_buffer_size: limits.max_buffer_size,
+                max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+                max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+                max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            },
+            features: DeviceFeatures {
+                shader_f16: features.contains(wgpu::Features::SHADER_F16),
+                subgroup: features.contains(wgpu::Features::SUBGROUP),
+                subgroup_min_size: info.subgroup_min_size,
+                subgroup_max_size: info.subgroup_max_size,
+                timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+                cooperative_matrix: if features
+                    .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+                {
+                    coop
+                } else {
+                    Vec::new()
+                },
+            },
+            threads: 0,
+            notes,
+        };
+        // Keep at most a quarter of the largest buffer size (and 1 GiB) idle in the pool.
+        let pool_cap = (limits.max_buffer_size / 4).min(1 << 30);
+        let ctx = GpuContext {
+            device,
+            queue,
+            features,
+            limits,
+            stream: Mutex::new(Stream::default()),
+            pool: Arc::new(Mutex::new(BufferPool::new(pool_cap))),
+            pipelines: Mutex::new(PipelineCache::default()),
+            errors,
+            name: info.name.clone(),
+        };
+        Device {
+            inner: Arc::new(DeviceInner {
+                backend: Backend::Gpu(ctx),
+                info: device_info,
+            }),
+        }
+    }
+
+    fn lock_stream(&self) -> std::sync::MutexGuard<'_, Stream> {
+        self.stream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Errors wgpu reported since the last check.
+    fn check_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(Error::Gpu {
+            device: self.name.clone(),
+            message,
+        })
+    }
+
+    /// Checks a byte size against the storage binding limit.
+    pub(crate) fn check_binding(&self, what: impl FnOnce() -> String, bytes: u64) -> Result<()> {
+        let limit = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: what(),
+                bytes,
+                limit,
+                device: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes` (rounded to a pool bucket). Contents undefined.
+    pub(crate) fn alloc(&self, bytes: u64) -> PooledBuffer {
+        let cap = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        let size = bucket_size(bytes, cap);
+        let reused = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(size);
+        let buffer = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("openkern tensor"),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        PooledBuffer::new(buffer, self.pool.clone())
+    }
+
+    /// A buffer holding `bytes`, written through a staging copy recorded in the stream so
+    /// it lands after every kernel already recorded (never `queue.write_buffer`, which would
+    /// run before them and could overwrite a pooled buffer a pending kernel still reads).
+    pub(crate) fn upload(&self, bytes: &[u8]) -> PooledBuffer {
+        let padded = (bytes.len() as u64).next_multiple_of(4).max(4);
+        let dst = self.alloc(padded);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("openkern upload"),
+            size: padded,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
+            mapped_at_creation: true,
+        });
+        {
+            let mut padded_bytes = bytes.to_vec();
+            padded_bytes.resize(padded as usize, 0);
+            staging
+                .get_mapped_range_mut(..)
+                .expect("a buffer mapped at creation has a mapped range")
+                .copy_from_slice(&padded_bytes);
+        }
+        staging.unmap();
+        let mut stream = self.lock_stream();
+        stream
+            .encoder(&self.device)
+            .copy_buffer_to_buffer(&staging, 0, dst.buffer(), 0, padded);
+        self.after_record(&mut stream);
+        dst
+    }
+
+    /// A zero-filled buffer of at least `bytes`, cleared in stream order.
+    pub(crate) fn zeros(&self, bytes: u64) -> PooledBuffer {
+        let dst = self.alloc(bytes.next_multiple_of(4).max(4));
+        let mut stream = self.lock_stream();
+        stream
+            .encoder(&self.device)
+            .clear_buffer(dst.buffer(), 0, None);
+        dst
+    }
+
+    /// Reads the first `bytes` of `src` back: submits the stream and waits.
+    pub(crate) fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let padded = bytes.next_multiple_of(4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("openkern readback"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut stream = self.lock_stream();
+            stream
+                .encoder(&self.device)
+                .copy_buffer_to_buffer(src, 0, &staging, 0, padded);
+            self.flush_locked(&mut stream)?;
+        }
+        staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        self.wait()?;
+        let out = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
+                device: self.name.clone(),
+                message: e.to_string(),
+            })?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        self.check_errors()?;
+        Ok(out)
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                device: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Submits the stream; resolves timestamps first while a timing window is open.
+    fn flush_locked(&self, stream: &mut Stream) -> Result<()> {
+        if let Some(timer) = stream.timer.take() {
+            timer.record_resolve(stream.encoder(&self.device));
+            stream.submit(&self.queue);
+            let mut timer = timer;
+            self.wait()?;
+            let r = timer.collect(&self.device);
+            stream.timer = Some(timer);
+            r.map_err(|message| Error::Gpu {
+                device: self.name.clone(),
+                message,
+            })?;
+        } else {
+            stream.submit(&self.queue);
+        }
+        self.check_errors()
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        {
+            let mut stream = self.lock_stream();
+            self.flush_locked(&mut stream)?;
+        }
+        self.wait()?;
+        self.check_errors()
+    }
+
+    fn after_record(&self, stream: &mut Stream) {
+        stream.batch_passes += 1;
+        let timer_full = stream
+            .timer
+            .as_ref()
+            .is_some_and(|t| t.used + 2 > timing::TIMER_QUERIES);
+        if stream.batch_passes >= BATCH_LIMIT || timer_full {
+            // Errors surface at the next read or sync.
+            let _ = self.flush_locked(stream);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> StreamStats {
+        let stream = self.lock_stream();
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        StreamStats {
+            submissions: stream.submissions,
+            passes: stream.passes,
+            pool_hits: pool.hits,
+            pool_misses: pool.misses,
+            pipelines_built: pipelines.built,
+        }
+    }
+
+    /// Frees idle pooled buffers.
+    pub(crate) fn trim_pool(&self) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The pipeline for a kernel variant, built on first use.
+    pub(crate) fn pipeline(
+        &self,
+        kernel: &KernelSource,
+        entry: &'static str,
+        header: ShaderHeader,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = KernelKey::new(kernel, entry, header, constants);
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.pipelines.get(&key) {
+            return Ok(p.clone());
+        }
+        let source = kernel.specialise(&key.header);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::ShaderBuild {
+                kernel: format!(
+                    "{}::{entry} {:?} {:?}",
+                    kernel.name, key.header.dtypes, constants
+                ),
+                device: self.name.clone(),
+                message: err.to_string(),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
+        cache.built += 1;
+        cache.pipelines.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Records one compute pass: `buffers` bind in order to 0..n, then `params` (if any)
+    /// as a uniform at binding n.
+    pub(crate) fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        label: &'static str,
+        buffers: &[&wgpu::Buffer],
+        params: Option<&[u8]>,
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let uniform = params.map(|bytes| {
+            let size = (bytes.len() as u64).next_multiple_of(16).max(16);
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("openkern params"),
+                size,
+                usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: true,
+            });
+            let mut padded = bytes.to_vec();
+            padded.resize(size as usize, 0);
+            buffer
+                .get_mapped_range_mut(..)
+                .expect("a buffer mapped at creation has a mapped range")
+                .copy_from_slice(&padded);
+            buffer.unmap();
+            buffer
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        if let Some(u) = &uniform {
+            entries.push(wgpu::BindGroupEntry {
+                binding: buffers.len() as u32,
+                resource: u.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut stream = self.lock_stream();
+        let timestamps = stream.timer.as_mut().and_then(|t| t.next_pair());
+        let query_set = stream.timer.as_ref().map(|t| t.queries.clone());
+        let encoder = stream.encoder(&self.device);
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: match (timestamps, &query_set) {
+                    (Some((b, e)), Some(qs)) => Some(wgpu::ComputePassTimestampWrites {
+                        query_set: qs,
+                        beginning_of_pass_write_index: Some(b),
+                        end_of_pass_write_index: Some(e),
+                    }),
+                    _ => None,
+                },
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        }
+        stream.passes += 1;
+        self.after_record(&mut stream);
+        Ok(())
+    }
+
+    /// Times `iterations` runs of `record` (which records passes into this stream).
+    pub(crate) fn time(
+        &self,
+        iterations: usize,
+        mut record: impl FnMut() -> Result<()>,
+    ) -> Result<KernelTiming> {
+        self.sync()?;
+        let iterations = iterations.max(1);
+        if !self.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                record()?;
+            }
+            self.sync()?;
+            return Ok(KernelTiming {
+                seconds: start.elapsed().as_secs_f64() / iterations as f64,
+                passes_per_iter: 0.0,
+                source: TimingSource::WallClock,
+            });
+        }
+        self.lock_stream().timer = Some(PassTimer::new(&self.device));
+        let run = (|| {
+            for _ in 0..iterations {
+                record()?;
+            }
+            self.sync()
+        })();
+        let timer = self.lock_stream().timer.take();
+        run?;
+        let timer = timer.expect("timer set above");
+        let period = self.queue.get_timestamp_period() as f64;
+        Ok(KernelTiming {
+            seconds: timer.ticks as f64 * period * 1e-9 / iterations as f64,
+            passes_per_iter: timer.passes as f64 / iterations as f64,
+            source: TimingSource::GpuTimestamps,
+        })
+    }
+}

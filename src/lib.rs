@@ -1,0 +1,74 @@
+//! # openkern
+//!
+//! Portable tensor kernels: WGSL compute shaders dispatched through wgpu on Vulkan, Metal,
+//! DX12 or GL, with a native multithreaded CPU backend where no adapter exists.
+//!
+//! ```
+//! use openkern::{ops, Device, Tensor};
+//!
+//! # fn main() -> openkern::Result<()> {
+//! let device = Device::new()?; // best GPU, or the CPU when there is none
+//! let a = Tensor::from_slice(&device, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+//! let b = Tensor::from_slice(&device, &[10.0f32, 20.0, 30.0], &[3])?;
+//! let c = ops::add(&a, &b)?; // broadcasts b over the rows of a
+//! assert_eq!(c.to_vec::<f32>()?, vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Ops record into the device's stream and return at once; work is submitted when data is
+//! read back, on [`Device::sync`], or when a batch grows large.
+#![warn(missing_docs)]
+
+pub mod cpu;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod shape;
+pub mod tensor;
+
+pub use device::{
+    AdapterDescription, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceLimits,
+    DeviceSelector, DeviceType, StreamStats,
+};
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use gpu::timing::{KernelTiming, TimingSource};
+pub use half::{bf16, f16};
+pub use tensor::Tensor;
+
+impl Device {
+    /// Times `iterations` runs of `record`, which records ops on this device: GPU
+    /// timestamps summed over passes where the adapter has TIMESTAMP_QUERY, wall clock
+    /// otherwise (and always on the CPU device).
+    pub fn time(
+        &self,
+        iterations: usize,
+        mut record: impl FnMut() -> Result<()>,
+    ) -> Result<KernelTiming> {
+        match self.gpu_ctx() {
+            Some(g) => g.time(iterations, record),
+            None => {
+                let iterations = iterations.max(1);
+                let start = std::time::Instant::now();
+                for _ in 0..iterations {
+                    record()?;
+                }
+                Ok(KernelTiming {
+                    seconds: start.elapsed().as_secs_f64() / iterations as f64,
+                    passes_per_iter: 0.0,
+                    source: TimingSource::WallClock,
+                })
+            }
+        }
+    }
+
+    /// Frees buffers idle in the pool.
+    pub fn trim_pool(&self) {
+        if let Some(g) = self.gpu_ctx() {
+            g.trim_pool();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, and their
+//! scalar forms. Inputs share one dtype; the output has it too; arithmetic is f32.
+//! NaN and infinity propagate as in IEEE arithmetic (x/0 = ±inf, 0/0 = NaN).
+
+use crate::device::Backend;
+use crate::error::{Error, Result};
+use crate::shape::{broadcast_shapes, check_rank};
+use crate::tensor::Tensor;
+
+/// Which binary op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum BinaryOp {
+    /// a + b
+    Add = 0,
+    /// a − b
+    Sub = 1,
+    /// a · b
+    Mul = 2,
+    /// a / b
+    Div = 3,
+}
+
+impl BinaryOp {
+    /// The op's name in errors and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+pub(crate) enum Operand<'a> {
+    Tensor(&'a Tensor),
+    Scalar(f32),
+}
+
+/// `lhs op rhs`, broadcasting the shapes.
+pub fn binary(op: BinaryOp, lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    let name = op.name();
+    lhs.device().same(name, rhs.device())?;
+    if lhs.dtype() != rhs.dtype() {
+        return Err(Error::DTypeMismatch {
+            op: name,
+            lhs: lhs.dtype(),
+            rhs: rhs.dtype(),
+        });
+    }
+    let out_shape = broadcast_shapes(name, lhs.shape(), rhs.shape())?;
+    check_rank(name, &out_shape)?;
+    run(op, lhs, Operand::Tensor(rhs), &out_shape)
+}
+
+/// `lhs op scalar`.
+pub fn binary_scalar(op: BinaryOp, lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    run(op, lhs, Operand::Scalar(scalar), lhs.shape())
+}
+
+fn run(op: BinaryOp, lhs: &Tensor, rhs: Operand<'_>, out_shape: &[usize]) -> Result<Tensor> {
+    match &lhs.device().inner.backend {
+        Backend::Gpu(g) => {
+            let out = Tensor::uninit(lhs.device(), out_shape, lhs.dtype(), op.name())?;
+            if !out.is_empty() {
+                crate::gpu::elementwise::binary(g, op, lhs, &rhs, &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => {
+            let r = match rhs {
+                Operand::Tensor(t) => Ok((t.cpu_storage(), t.shape())),
+                Operand::Scalar(s) => Err(s),
+            };
+            let storage =
+                crate::cpu::elementwise::binary(op, (lhs.cpu_storage(), lhs.shape()), r, out_shape);
+            Ok(Tensor::from_cpu(lhs.device(), storage, out_shape))
+        }
+    }
+}
+
+/// `lhs + rhs` with broadcasting.
+pub fn add(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    binary(BinaryOp::Add, lhs, rhs)
+}
+
+/// `lhs − rhs` with broadcasting.
+pub fn sub(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    binary(BinaryOp::Sub, lhs, rhs)
+}
+
+/// `lhs · rhs` with broadcasting.
+pub fn mul(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    binary(BinaryOp::Mul, lhs, rhs)
+}
+
+/// `lhs / rhs` with broadcasting.
+pub fn div(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    binary(BinaryOp::Div, lhs, rhs)
+}
+
+/// `lhs + scalar`.
+pub fn add_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    binary_scalar(BinaryOp::Add, lhs, scalar)
+}
+
+/// `lhs · scalar`.
+pub fn mul_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    binary_scalar(BinaryOp::Mul, lhs, scalar)
+}

@@ -1,0 +1,256 @@
+//! Tensors: storage on one device, a shape and a dtype. Contiguous, row-major.
+//! Cloning a tensor or reshaping it shares the storage; ops always write new tensors.
+
+use crate::cpu::CpuStorage;
+use crate::device::{Backend, Device};
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::gpu::buffer_pool::PooledBuffer;
+use crate::shape::element_count;
+use std::sync::Arc;
+
+pub(crate) enum Storage {
+    Gpu(PooledBuffer),
+    Cpu(CpuStorage),
+}
+
+/// An n-dimensional array on a [`Device`].
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, {}, {:?})",
+            self.shape, self.dtype, self.device
+        )
+    }
+}
+
+impl Tensor {
+    /// Creates a tensor from host data whose type sets the dtype.
+    pub fn from_slice<T: Element>(device: &Device, data: &[T], shape: &[usize]) -> Result<Self> {
+        let expected = element_count(shape);
+        if data.len() != expected {
+            return Err(Error::DataLength {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
+        }
+        let storage = match &device.inner.backend {
+            Backend::Gpu(g) => {
+                g.check_binding(
+                    || format!("a {} tensor of shape {shape:?}", T::DTYPE),
+                    (data.len() * T::DTYPE.size_in_bytes()) as u64,
+                )?;
+                Storage::Gpu(g.upload(bytemuck::cast_slice(data)))
+            }
+            Backend::Cpu => Storage::Cpu(CpuStorage::from_slice(data)),
+        };
+        Ok(Tensor {
+            storage: Arc::new(storage),
+            shape: shape.to_vec(),
+            dtype: T::DTYPE,
+            device: device.clone(),
+        })
+    }
+
+    /// Creates a tensor of `dtype` from f32 data, rounding to nearest even.
+    pub fn from_f32(device: &Device, data: &[f32], shape: &[usize], dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 => Self::from_slice(device, data, shape),
+            DType::F16 => {
+                let v: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
+                Self::from_slice(device, &v, shape)
+            }
+            DType::BF16 => {
+                let v: Vec<half::bf16> = data.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                Self::from_slice(device, &v, shape)
+            }
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(device: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
+        let n = element_count(shape);
+        let storage = match &device.inner.backend {
+            Backend::Gpu(g) => {
+                let bytes = (n * dtype.size_in_bytes()) as u64;
+                g.check_binding(|| format!("a {dtype} tensor of shape {shape:?}"), bytes)?;
+                Storage::Gpu(g.zeros(bytes))
+            }
+            Backend::Cpu => Storage::Cpu(CpuStorage::zeros(dtype, n)),
+        };
+        Ok(Tensor {
+            storage: Arc::new(storage),
+            shape: shape.to_vec(),
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// A tensor whose contents the caller will overwrite entirely (GPU: not cleared).
+    pub(crate) fn uninit(
+        device: &Device,
+        shape: &[usize],
+        dtype: DType,
+        op: &'static str,
+    ) -> Result<Self> {
+        let n = element_count(shape);
+        let storage = match &device.inner.backend {
+            Backend::Gpu(g) => {
+                let bytes = (n * dtype.size_in_bytes()) as u64;
+                g.check_binding(
+                    || format!("the {dtype} output of {op}, shape {shape:?}"),
+                    bytes,
+                )?;
+                Storage::Gpu(g.alloc(bytes.next_multiple_of(4).max(4)))
+            }
+            Backend::Cpu => Storage::Cpu(CpuStorage::zeros(dtype, n)),
+        };
+        Ok(Tensor {
+            storage: Arc::new(storage),
+            shape: shape.to_vec(),
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    pub(crate) fn from_cpu(device: &Device, storage: CpuStorage, shape: &[usize]) -> Self {
+        Tensor {
+            dtype: storage.dtype(),
+            storage: Arc::new(Storage::Cpu(storage)),
+            shape: shape.to_vec(),
+            device: device.clone(),
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        element_count(&self.shape)
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the tensor lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Bytes of element data.
+    pub fn size_in_bytes(&self) -> usize {
+        self.len() * self.dtype.size_in_bytes()
+    }
+
+    /// The same data under another shape of equal element count: a view, no copy.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
+        if element_count(shape) != self.len() {
+            return Err(Error::ReshapeCount {
+                from: self.shape.clone(),
+                from_len: self.len(),
+                to: shape.to_vec(),
+                to_len: element_count(shape),
+            });
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// Converts to another dtype (a new tensor; the same tensor when the dtype matches).
+    pub fn cast(&self, dtype: DType) -> Result<Self> {
+        crate::ops::cast::cast(self, dtype)
+    }
+
+    /// Reads the data back into host memory as `T`, which must match the dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::HostType {
+                tensor: self.dtype,
+                requested: T::DTYPE,
+                requested_variant: T::DTYPE.variant_name(),
+            });
+        }
+        match &*self.storage {
+            Storage::Cpu(c) => Ok(c.as_slice::<T>().to_vec()),
+            Storage::Gpu(buffer) => {
+                let g = self
+                    .device
+                    .gpu_ctx()
+                    .expect("GPU storage lives on a GPU device");
+                let bytes = g.read(buffer.buffer(), self.size_in_bytes() as u64)?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+        }
+    }
+
+    /// Reads the data back as f32 whatever the dtype (exact widening).
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
+        Ok(match self.dtype {
+            DType::F32 => self.to_vec::<f32>()?,
+            DType::F16 => self
+                .to_vec::<half::f16>()?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            DType::BF16 => self
+                .to_vec::<half::bf16>()?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        })
+    }
+
+    /// Copies the tensor to another device.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        if *device == self.device {
+            return Ok(self.clone());
+        }
+        let host = match self.dtype {
+            DType::F32 => Self::from_slice(device, &self.to_vec::<f32>()?, &self.shape),
+            DType::F16 => Self::from_slice(device, &self.to_vec::<half::f16>()?, &self.shape),
+            DType::BF16 => Self::from_slice(device, &self.to_vec::<half::bf16>()?, &self.shape),
+        };
+        host
+    }
+
+    pub(crate) fn gpu_buffer(&self) -> &wgpu::Buffer {
+        match &*self.storage {
+            Storage::Gpu(b) => b.buffer(),
+            Storage::Cpu(_) => unreachable!("GPU launchers only see GPU tensors"),
+        }
+    }
+
+    pub(crate) fn cpu_storage(&self) -> &CpuStorage {
+        match &*self.storage {
+            Storage::Cpu(c) => c,
+            Storage::Gpu(_) => unreachable!("CPU kernels only see CPU tensors"),
+        }
+    }
+}

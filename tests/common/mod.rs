@@ -1,0 +1,129 @@
+//! Shared test harness: the devices to run on, seeded inputs, and comparison against an
+//! f64 reference that names the worst element.
+//!
+//! Every test body is written once over `devices()`, which yields the CPU device and, where
+//! wgpu finds one, the default GPU adapter. With `OPENKERN_REQUIRE_GPU=1` (CI sets it) a
+//! missing adapter fails the test instead of skipping the GPU half.
+#![allow(dead_code)]
+
+use openkern::{DType, Device, Tensor};
+use std::sync::OnceLock;
+
+/// Set to 1 to make a missing wgpu adapter a failure.
+pub const REQUIRE_GPU: &str = "OPENKERN_REQUIRE_GPU";
+/// Set to 1 for large sweeps (slow on software adapters).
+pub const LARGE: &str = "OPENKERN_TEST_LARGE";
+
+pub fn large() -> bool {
+    std::env::var(LARGE).is_ok_and(|v| v == "1")
+}
+
+/// The GPU device shared by all tests of one binary (opening one per test is slow).
+pub fn gpu() -> Option<Device> {
+    static GPU: OnceLock<Option<Device>> = OnceLock::new();
+    GPU.get_or_init(|| match Device::gpu() {
+        Ok(d) => {
+            eprintln!("GPU tests run on {} ({})", d.info().name, d.info().backend);
+            Some(d)
+        }
+        Err(e) => {
+            if std::env::var(REQUIRE_GPU).is_ok_and(|v| v == "1") {
+                panic!("{REQUIRE_GPU}=1 but no wgpu adapter: {e}");
+            }
+            eprintln!("WARNING: no wgpu adapter ({e}); GPU tests are SKIPPED, only the CPU backend is tested");
+            None
+        }
+    })
+    .clone()
+}
+
+/// Every backend present: the CPU device, then the GPU if there is one.
+pub fn devices() -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu());
+    v
+}
+
+/// Deterministic inputs in [-1, 1) (a 64-bit LCG; no rand dependency needed).
+pub fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x2545_F491_4F6C_DD1D);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+/// `values` rounded through `dtype`, as the op will see them.
+pub fn quantize(values: &[f32], dtype: DType) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&v| match dtype {
+            DType::F32 => v,
+            DType::F16 => half::f16::from_f32(v).to_f32(),
+            DType::BF16 => half::bf16::from_f32(v).to_f32(),
+        })
+        .collect()
+}
+
+/// A tensor of `dtype` holding `values`.
+pub fn tensor(device: &Device, values: &[f32], shape: &[usize], dtype: DType) -> Tensor {
+    Tensor::from_f32(device, values, shape, dtype).expect("test tensor")
+}
+
+/// Asserts |got − want| ≤ atol + rtol·|want| elementwise; NaN must match NaN and
+/// infinities must match exactly. Panics naming the worst element.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} vs reference {}",
+        got.len(),
+        want.len()
+    );
+    let mut worst: Option<(usize, f64)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = g as f64;
+        let bad = if w.is_nan() {
+            if g.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else if w.is_infinite() {
+            if g == w {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else if g.is_nan() || g.is_infinite() {
+            f64::INFINITY
+        } else {
+            (g - w).abs() - (atol + rtol * w.abs())
+        };
+        if bad > 0.0 && worst.is_none_or(|(_, b)| bad > b) {
+            worst = Some((i, bad));
+        }
+    }
+    if let Some((i, _)) = worst {
+        let bad = got
+            .iter()
+            .zip(want)
+            .filter(|(&g, &w)| {
+                let (g, w) = (g as f64, w);
+                !(g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= atol + rtol * w.abs())
+            })
+            .count();
+        panic!(
+            "{what}: {bad} of {} elements out of tolerance (atol {atol:e}, rtol {rtol:e}); worst at index {i}: got {}, want {}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
