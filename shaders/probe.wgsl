@@ -32,7 +32,7 @@ fn fma_chain(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-    let seed = f32(i & 1023u) * 1e-3;
+    let seed = f32(i & 1023u) * 1e-3 + src[0].x;
     // Eight independent accumulators hide the FMA latency.
     var a0 = vec4<f32>(seed, seed + 0.1, seed + 0.2, seed + 0.3);
     var a1 = a0 + 0.01;

@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use stream::{Stream, BATCH_LIMIT};
 use timing::{KernelTiming, PassTimer, TimingSource};
 
+/// Every kernel family the launchers use, for the portability test and tooling.
+pub fn kernels() -> Vec<&'static shader::KernelSource> {
+    vec![&elementwise::ELEMENTWISE, &cast::CAST, &probe::PROBE]
+}
+
 /// Workgroups per dimension guaranteed by every adapter; larger grids fold into y.
 pub(crate) const MAX_GROUPS_PER_DIM: u32 = 65535;
 

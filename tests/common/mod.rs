@@ -37,6 +37,13 @@ pub fn gpu() -> Option<Device> {
     .clone()
 }
 
+/// Serialises tests that read the shared GPU device's counters, which other tests in the
+/// same binary would otherwise move.
+pub fn counters_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Every backend present: the CPU device, then the GPU if there is one.
 pub fn devices() -> Vec<Device> {
     let mut v = vec![Device::cpu()];
