@@ -200,6 +200,8 @@ pub struct AdapterDescription {
     pub driver: String,
 }
 
+// One per device, behind an Arc: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Gpu(GpuContext),
     Cpu,
