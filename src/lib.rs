@@ -42,7 +42,8 @@ pub use tensor::Tensor;
 impl Device {
     /// Times `iterations` runs of `record`, which records ops on this device: GPU
     /// timestamps summed over passes where the adapter has TIMESTAMP_QUERY, wall clock
-    /// otherwise (and always on the CPU device).
+    /// otherwise (and always on the CPU device). Windows on one device run one at a time;
+    /// passes other threads record during a window are counted in it.
     pub fn time(
         &self,
         iterations: usize,

@@ -51,6 +51,8 @@ pub(crate) struct GpuContext {
     pool: Arc<Mutex<BufferPool>>,
     pipelines: Mutex<PipelineCache>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Held for a whole timing window: two windows on one device would share one timer.
+    timing: Mutex<()>,
     name: String,
 }
 
@@ -217,6 +219,7 @@ impl GpuContext {
             pool: Arc::new(Mutex::new(BufferPool::new(pool_cap))),
             pipelines: Mutex::new(PipelineCache::default()),
             errors,
+            timing: Mutex::new(()),
             name: info.name.clone(),
         };
         Device {
@@ -551,6 +554,7 @@ impl GpuContext {
         iterations: usize,
         mut record: impl FnMut() -> Result<()>,
     ) -> Result<KernelTiming> {
+        let _window = self.timing.lock().unwrap_or_else(|p| p.into_inner());
         self.sync()?;
         let iterations = iterations.max(1);
         if !self.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
@@ -574,7 +578,10 @@ impl GpuContext {
         })();
         let timer = self.lock_stream().timer.take();
         run?;
-        let timer = timer.expect("timer set above");
+        let timer = timer.ok_or_else(|| Error::Gpu {
+            device: self.name.clone(),
+            message: "timing window lost its timer".into(),
+        })?;
         let period = self.queue.get_timestamp_period() as f64;
         Ok(KernelTiming {
             seconds: timer.ticks as f64 * period * 1e-9 / iterations as f64,
