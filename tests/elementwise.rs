@@ -170,9 +170,19 @@ fn grids_over_65535_workgroups_fold() {
     let Some(gpu) = gpu() else { return };
     // 65535 groups × 256 invocations × 2 elements, plus a ragged tail.
     let n = 65535 * 512 + 3 * 512 + 7;
-    let a: Vec<half::f16> = (0..n).map(|i| half::f16::from_f32((i % 2048) as f32)).collect();
+    let a: Vec<half::f16> = (0..n)
+        .map(|i| half::f16::from_f32((i % 2048) as f32))
+        .collect();
     let t = openkern::Tensor::from_slice(&gpu, &a, &[n]).unwrap();
-    let got = ops::add_scalar(&t, 1.0).unwrap().to_vec::<half::f16>().unwrap();
-    let wrong = (0..n).filter(|&i| got[i].to_f32() != (i % 2048) as f32 + 1.0).count();
-    assert_eq!(wrong, 0, "{wrong} of {n} elements wrong after folding the grid");
+    let got = ops::add_scalar(&t, 1.0)
+        .unwrap()
+        .to_vec::<half::f16>()
+        .unwrap();
+    let wrong = (0..n)
+        .filter(|&i| got[i].to_f32() != (i % 2048) as f32 + 1.0)
+        .count();
+    assert_eq!(
+        wrong, 0,
+        "{wrong} of {n} elements wrong after folding the grid"
+    );
 }

@@ -487,22 +487,13 @@ impl GpuContext {
         params: Option<&[u8]>,
         workgroups: [u32; 3],
     ) -> Result<()> {
+        let mut stream = self.lock_stream();
+        let align = self.limits.min_uniform_buffer_offset_alignment as u64;
         let uniform = params.map(|bytes| {
-            let size = (bytes.len() as u64).next_multiple_of(16).max(16);
-            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("openkern params"),
-                size,
-                usage: wgpu::BufferUsages::UNIFORM,
-                mapped_at_creation: true,
-            });
-            let mut padded = bytes.to_vec();
-            padded.resize(size as usize, 0);
-            buffer
-                .get_mapped_range_mut(..)
-                .expect("a buffer mapped at creation has a mapped range")
-                .copy_from_slice(&padded);
-            buffer.unmap();
-            buffer
+            (
+                stream.params(&self.device, bytes, align),
+                bytes.len() as u64,
+            )
         });
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -512,10 +503,14 @@ impl GpuContext {
                 resource: b.as_entire_binding(),
             })
             .collect();
-        if let Some(u) = &uniform {
+        if let Some(((buffer, offset), len)) = &uniform {
             entries.push(wgpu::BindGroupEntry {
                 binding: buffers.len() as u32,
-                resource: u.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: *offset,
+                    size: std::num::NonZeroU64::new(len.next_multiple_of(16)),
+                }),
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -523,7 +518,6 @@ impl GpuContext {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut stream = self.lock_stream();
         let timestamps = stream.timer.as_mut().and_then(|t| t.next_pair());
         let query_set = stream.timer.as_ref().map(|t| t.queries.clone());
         let encoder = stream.encoder(&self.device);

@@ -17,6 +17,20 @@ pub(crate) struct Stream {
     pub(crate) passes: u64,
     /// While set, every recorded pass writes begin/end timestamps.
     pub(crate) timer: Option<PassTimer>,
+    /// Uniform parameters of this batch's passes, packed into one mapped buffer.
+    params: Option<ParamsArena>,
+}
+
+/// Bytes of one params arena: room for a batch's worth of small uniform structs.
+const ARENA_BYTES: u64 = 128 << 10;
+
+/// One buffer, mapped at creation, that this batch's dispatches write their uniform params
+/// into at aligned offsets, instead of creating a buffer per dispatch. It is unmapped just
+/// before the batch is submitted (a mapped buffer cannot be used by a submission) and then
+/// dropped; wgpu keeps it alive until the GPU is done with it.
+struct ParamsArena {
+    buffer: wgpu::Buffer,
+    used: u64,
 }
 
 impl Stream {
@@ -28,8 +42,50 @@ impl Stream {
         })
     }
 
+    /// Copies `bytes` into this batch's params arena; returns the buffer and offset to bind.
+    pub(crate) fn params(
+        &mut self,
+        device: &wgpu::Device,
+        bytes: &[u8],
+        align: u64,
+    ) -> (wgpu::Buffer, u64) {
+        let size = (bytes.len() as u64).next_multiple_of(16).max(16);
+        let fits = self
+            .params
+            .as_ref()
+            .is_some_and(|a| a.used.next_multiple_of(align) + size <= ARENA_BYTES);
+        if !fits {
+            if let Some(full) = self.params.take() {
+                full.buffer.unmap();
+            }
+            self.params = Some(ParamsArena {
+                buffer: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("openkern params"),
+                    size: ARENA_BYTES.max(size),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                    mapped_at_creation: true,
+                }),
+                used: 0,
+            });
+        }
+        let arena = self.params.as_mut().expect("arena ensured above");
+        let offset = arena.used.next_multiple_of(align);
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        arena
+            .buffer
+            .get_mapped_range_mut(offset..offset + size)
+            .expect("the arena stays mapped until submit")
+            .copy_from_slice(&padded);
+        arena.used = offset + size;
+        (arena.buffer.clone(), offset)
+    }
+
     /// Hands the recorded work to the queue. Returns whether anything was submitted.
     pub(crate) fn submit(&mut self, queue: &wgpu::Queue) -> bool {
+        if let Some(arena) = self.params.take() {
+            arena.buffer.unmap();
+        }
         match self.encoder.take() {
             Some(encoder) => {
                 queue.submit([encoder.finish()]);
