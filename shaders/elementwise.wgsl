@@ -19,12 +19,17 @@ fn store2_out(w: u32, v: vec2<f32>) { out[2u * w] = v.x; out[2u * w + 1u] = v.y;
 struct Params {
     n: u32,
     rank: u32,
-    // 0: same shape, 1: broadcast through strides, 2: rhs is `scalar`
+    // 0: same shape, 1: broadcast through strides, 2: rhs is `scalar`,
+    // 3: rhs repeats along the leading dimensions (a bias row): rhs index = i % rhs_len
     mode: u32,
     scalar: f32,
     out_shape: array<vec4<u32>, 2>,
     lhs_strides: array<vec4<u32>, 2>,
     rhs_strides: array<vec4<u32>, 2>,
+    rhs_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 @group(0) @binding(3) var<uniform> params: Params;
 
@@ -47,6 +52,9 @@ fn operands(i: u32) -> vec2<f32> {
     }
     if (params.mode == 0u) {
         return vec2<f32>(load_lhs(i), load_rhs(i));
+    }
+    if (params.mode == 3u) {
+        return vec2<f32>(load_lhs(i), load_rhs(i % params.rhs_len));
     }
     var rem = i;
     var li = 0u;
@@ -72,9 +80,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (i0 >= params.n) {
         return;
     }
+    let pair = i0 + 1u < params.n;
+    // Whole-word fast paths: one load per operand word, no index arithmetic.
+    if (pair && params.mode == 0u) {
+        let a = load2_lhs(w);
+        let b = load2_rhs(w);
+        store2_out(w, vec2<f32>(apply(a.x, b.x), apply(a.y, b.y)));
+        return;
+    }
+    if (pair && params.mode == 2u) {
+        let a = load2_lhs(w);
+        store2_out(w, vec2<f32>(apply(a.x, params.scalar), apply(a.y, params.scalar)));
+        return;
+    }
+    if (pair && params.mode == 3u && (params.rhs_len & 1u) == 0u) {
+        let a = load2_lhs(w);
+        let b = load2_rhs(w % (params.rhs_len / 2u));
+        store2_out(w, vec2<f32>(apply(a.x, b.x), apply(a.y, b.y)));
+        return;
+    }
     let a = operands(i0);
     let v0 = apply(a.x, a.y);
-    if (i0 + 1u < params.n) {
+    if (pair) {
         let b = operands(i0 + 1u);
         store2_out(w, vec2<f32>(v0, apply(b.x, b.y)));
     } else {

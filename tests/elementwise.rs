@@ -56,6 +56,10 @@ fn binary_ops_broadcast_against_f64_reference() {
         (&[2, 1, 5, 3], &[7, 1, 3]),
         (&[1027], &[1027]),
         (&[], &[5]),
+        // A bias row (even and odd length): the i % len fast path, whole words and single.
+        (&[5, 64], &[1, 64]),
+        (&[3, 4, 6], &[4, 6]),
+        (&[7, 33], &[33]),
     ];
     for device in devices() {
         for dtype in DType::ALL {

@@ -48,6 +48,8 @@ struct Params {
     out_shape: [u32; MAX_RANK],
     lhs_strides: [u32; MAX_RANK],
     rhs_strides: [u32; MAX_RANK],
+    rhs_len: u32,
+    _pad: [u32; 3],
 }
 
 fn pad(v: &[usize]) -> [u32; MAX_RANK] {
@@ -56,6 +58,14 @@ fn pad(v: &[usize]) -> [u32; MAX_RANK] {
         *o = x as u32;
     }
     out
+}
+
+/// True when `small`, without its leading 1s, equals the trailing dimensions of `out`:
+/// then element i of `out` pairs with element i % len(small).
+fn repeats_along_leading_dims(small: &[usize], out: &[usize]) -> bool {
+    let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
+    let core = &small[first..];
+    core.len() <= out.len() && out[out.len() - core.len()..] == *core
 }
 
 pub(crate) fn binary(
@@ -69,6 +79,11 @@ pub(crate) fn binary(
     let (mode, scalar, ls, rs, rhs_buf) = match rhs {
         Operand::Scalar(s) => (2, *s, vec![], vec![], lhs.gpu_buffer()),
         Operand::Tensor(r) if r.shape() == lhs.shape() => (0, 0.0, vec![], vec![], r.gpu_buffer()),
+        Operand::Tensor(r)
+            if lhs.shape() == out.shape() && repeats_along_leading_dims(r.shape(), out.shape()) =>
+        {
+            (3, 0.0, vec![], vec![], r.gpu_buffer())
+        }
         Operand::Tensor(r) => (
             1,
             0.0,
@@ -85,6 +100,11 @@ pub(crate) fn binary(
         out_shape: pad(out.shape()),
         lhs_strides: pad(&ls),
         rhs_strides: pad(&rs),
+        rhs_len: match rhs {
+            Operand::Tensor(r) => r.len().max(1) as u32,
+            Operand::Scalar(_) => 1,
+        },
+        _pad: [0; 3],
     };
     let pipeline = g.pipeline(
         &ELEMENTWISE,
