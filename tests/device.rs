@@ -108,3 +108,24 @@ fn probes_measure_positive_limits() {
     assert!(copy.per_second > 1e8, "{copy:?}");
     assert!(fma.per_second > 1e8, "{fma:?}");
 }
+
+/// Engines share devices and tensors across threads.
+#[test]
+fn devices_and_tensors_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Device>();
+    assert_send_sync::<Tensor>();
+    let Some(gpu) = gpu() else { return };
+    let handles: Vec<_> = (0..4)
+        .map(|k| {
+            let d = gpu.clone();
+            std::thread::spawn(move || {
+                let v = random(1000, k);
+                let t = Tensor::from_slice(&d, &v, &[1000]).unwrap();
+                let got = ops::add_scalar(&t, 1.0).unwrap().to_vec::<f32>().unwrap();
+                got.iter().zip(&v).all(|(g, x)| *g == x + 1.0)
+            })
+        })
+        .collect();
+    assert!(handles.into_iter().all(|h| h.join().unwrap()));
+}
