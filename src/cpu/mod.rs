@@ -69,6 +69,7 @@ pub(crate) enum CpuStorage {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    U32(Vec<u32>),
 }
 
 impl CpuStorage {
@@ -78,6 +79,7 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(bytes)),
             DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(bytes)),
             DType::BF16 => CpuStorage::BF16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::U32 => CpuStorage::U32(bytemuck::pod_collect_to_vec(bytes)),
         }
     }
 
@@ -86,6 +88,7 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(vec![0.0; n]),
             DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
             DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+            DType::U32 => CpuStorage::U32(vec![0; n]),
         }
     }
 
@@ -94,6 +97,7 @@ impl CpuStorage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F16(_) => DType::F16,
             CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::U32(_) => DType::U32,
         }
     }
 
@@ -103,6 +107,7 @@ impl CpuStorage {
             CpuStorage::F32(v) => bytemuck::cast_slice(v),
             CpuStorage::F16(v) => bytemuck::cast_slice(v),
             CpuStorage::BF16(v) => bytemuck::cast_slice(v),
+            CpuStorage::U32(v) => bytemuck::cast_slice(v),
         }
     }
 
@@ -112,6 +117,7 @@ impl CpuStorage {
             CpuStorage::F32(v) => std::borrow::Cow::Borrowed(v),
             CpuStorage::F16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
             CpuStorage::BF16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+            CpuStorage::U32(v) => std::borrow::Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }
 
@@ -121,6 +127,7 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(v),
             DType::F16 => CpuStorage::F16(v.into_iter().map(f16::from_f32).collect()),
             DType::BF16 => CpuStorage::BF16(v.into_iter().map(bf16::from_f32).collect()),
+            DType::U32 => CpuStorage::U32(v.into_iter().map(|x| x as u32).collect()),
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn devices() -> Vec<Device> {
     v
 }
 
+
+
 /// Deterministic inputs in [-1, 1) (a 64-bit LCG; no rand dependency needed).
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -74,6 +76,7 @@ pub fn quantize(values: &[f32], dtype: DType) -> Vec<f32> {
             DType::F32 => v,
             DType::F16 => half::f16::from_f32(v).to_f32(),
             DType::BF16 => half::bf16::from_f32(v).to_f32(),
+            DType::U32 => (v as u32) as f32,
         })
         .collect()
 }
