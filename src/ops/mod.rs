@@ -5,5 +5,7 @@ pub mod cast;
 pub mod elementwise;
 
 pub use elementwise::{
-    add, add_scalar, binary, binary_scalar, div, mul, mul_scalar, sub, BinaryOp,
+    add, add_scalar, binary, binary_scalar, div, div_scalar, mul, mul_scalar, sub, sub_scalar,
+    BinaryOp,
 };
+
