@@ -9,3 +9,9 @@ pub use elementwise::{
     BinaryOp,
 };
 
+// the inference op set (issue #4)
+pub mod norm;
+pub mod softmax;
+
+pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
+pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};

@@ -1,0 +1,117 @@
+//! CPU twin of `shaders/norm.wgsl`: rows in parallel; each row is widened (and summed
+//! with the residual) into an f32 buffer that stays in cache, reduced with eight lanes so
+//! the loops vectorise, and written once.
+
+use super::math::rows_per_task;
+use super::CpuStorage;
+use crate::dtype::Element;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+type Pair = (CpuStorage, Option<CpuStorage>);
+
+pub(crate) fn norm(
+    x: &CpuStorage,
+    res: Option<&CpuStorage>,
+    w: &CpuStorage,
+    b: Option<&CpuStorage>,
+    eps: f32,
+    n: usize,
+) -> Pair {
+    let w = w.to_f32();
+    let b = b.map(|b| b.to_f32());
+    let b = b.as_deref();
+    macro_rules! go {
+        ($v:expr, $variant:ident, $t:ty) => {{
+            let r = res.map(|r| r.as_slice::<$t>());
+            let (y, h) = run::<$t>($v, r, &w, b, eps, n);
+            (CpuStorage::$variant(y), h.map(CpuStorage::$variant))
+        }};
+    }
+    match x {
+        CpuStorage::F32(v) => go!(v, F32, f32),
+        CpuStorage::F16(v) => go!(v, F16, f16),
+        CpuStorage::BF16(v) => go!(v, BF16, bf16),
+        CpuStorage::U32(_) => unreachable!("norms refuse u32 before dispatch"),
+    }
+}
+
+fn lanes_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] += f(c[k]);
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|&x| f(x)).sum::<f32>()
+}
+
+fn run<T: Element>(
+    x: &[T],
+    res: Option<&[T]>,
+    w: &[f32],
+    b: Option<&[f32]>,
+    eps: f32,
+    n: usize,
+) -> (Vec<T>, Option<Vec<T>>) {
+    let zero = T::from_f32(0.0);
+    let mut y = vec![zero; x.len()];
+    let mut h = res.map(|_| vec![zero; x.len()]);
+    let per = rows_per_task(n) * n;
+    let inv_n = 1.0 / n as f32;
+    let body = |(ys, hs, xs, rs): (&mut [T], Option<&mut [T]>, &[T], Option<&[T]>)| {
+        let mut buf = vec![0f32; n];
+        let mut hs = hs;
+        for r in 0..xs.len() / n {
+            let span = r * n..(r + 1) * n;
+            match rs {
+                Some(rs) => {
+                    for ((o, &a), &c) in buf.iter_mut().zip(&xs[span.clone()]).zip(&rs[span.clone()]) {
+                        *o = a.to_f32() + c.to_f32();
+                    }
+                    if let Some(hs) = hs.as_deref_mut() {
+                        for (o, &v) in hs[span.clone()].iter_mut().zip(&buf) {
+                            *o = T::from_f32(v);
+                        }
+                    }
+                }
+                None => {
+                    for (o, &a) in buf.iter_mut().zip(&xs[span.clone()]) {
+                        *o = a.to_f32();
+                    }
+                }
+            }
+            let yr = &mut ys[span];
+            match b {
+                Some(b) => {
+                    let mean = lanes_sum(&buf, |v| v) * inv_n;
+                    let var = lanes_sum(&buf, |v| (v - mean) * (v - mean)) * inv_n;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for (((o, &v), &wj), &bj) in yr.iter_mut().zip(&buf).zip(w).zip(b) {
+                        *o = T::from_f32((v - mean) * rstd * wj + bj);
+                    }
+                }
+                None => {
+                    let ms = lanes_sum(&buf, |v| v * v) * inv_n;
+                    let rstd = 1.0 / (ms + eps).sqrt();
+                    for ((o, &v), &wj) in yr.iter_mut().zip(&buf).zip(w) {
+                        *o = T::from_f32(v * rstd * wj);
+                    }
+                }
+            }
+        }
+    };
+    match (h.as_mut(), res) {
+        (Some(h), Some(r)) => y
+            .par_chunks_mut(per)
+            .zip(h.par_chunks_mut(per))
+            .zip(x.par_chunks(per).zip(r.par_chunks(per)))
+            .for_each(|((ys, hs), (xs, rs))| body((ys, Some(hs), xs, Some(rs)))),
+        _ => y
+            .par_chunks_mut(per)
+            .zip(x.par_chunks(per))
+            .for_each(|(ys, xs)| body((ys, None, xs, None))),
+    }
+    (y, h)
+}

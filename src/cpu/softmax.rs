@@ -1,0 +1,137 @@
+//! CPU twin of `shaders/softmax.wgsl`: rows in parallel, each in three passes over a
+//! buffer that stays in cache (logits + max, exp + sum, scale), so memory sees one read
+//! of x and one write of y.
+
+use super::math::{exp, rows_per_task};
+use super::CpuStorage;
+use crate::dtype::Element;
+use crate::ops::softmax::Plan;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+pub(crate) fn softmax(x: &CpuStorage, plan: &Plan) -> CpuStorage {
+    let mask = plan.mask.as_ref().map(|m| m.cpu_storage().to_f32());
+    let mask = mask.as_deref();
+    match x {
+        CpuStorage::F32(v) => CpuStorage::F32(run(v, plan, mask)),
+        CpuStorage::F16(v) => CpuStorage::F16(run::<f16>(v, plan, mask)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(run::<bf16>(v, plan, mask)),
+        CpuStorage::U32(_) => unreachable!("softmax refuses u32 before dispatch"),
+    }
+}
+
+fn run<T: Element>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T> {
+    let n = plan.n;
+    let mut out = vec![T::from_f32(0.0); x.len()];
+    if n == 0 {
+        return out;
+    }
+    let per = rows_per_task(n);
+    let f32_out = T::DTYPE == crate::DType::F32;
+    out.par_chunks_mut(n * per)
+        .zip(x.par_chunks(n * per))
+        .enumerate()
+        .for_each(|(task, (ys, xs))| {
+            let mut scratch = if f32_out { Vec::new() } else { vec![0f32; n] };
+            for (r, (y, xr)) in ys.chunks_mut(n).zip(xs.chunks(n)).enumerate() {
+                let row = task * per + r;
+                if f32_out {
+                    let buf: &mut [f32] = bytemuck::cast_slice_mut(y);
+                    logits(buf, xr, plan, mask, row);
+                    row_softmax(buf, plan.log);
+                } else {
+                    logits(&mut scratch, xr, plan, mask, row);
+                    row_softmax(&mut scratch, plan.log);
+                    for (o, &v) in y.iter_mut().zip(scratch.iter()) {
+                        *o = T::from_f32(v);
+                    }
+                }
+            }
+        });
+    out
+}
+
+fn logits<T: Element>(buf: &mut [f32], x: &[T], plan: &Plan, mask: Option<&[f32]>, row: usize) {
+    let s = plan.scale;
+    if s == 1.0 {
+        for (b, &v) in buf.iter_mut().zip(x) {
+            *b = v.to_f32();
+        }
+    } else {
+        for (b, &v) in buf.iter_mut().zip(x) {
+            *b = v.to_f32() * s;
+        }
+    }
+    if let Some(m) = mask {
+        let off = plan.mask_offset(row);
+        for (b, &v) in buf.iter_mut().zip(&m[off..off + plan.n]) {
+            *b += v;
+        }
+    }
+    if plan.causal {
+        let first_hidden = (plan.col_limit(row) + 1).clamp(0, plan.n as i64) as usize;
+        buf[first_hidden..].fill(f32::NEG_INFINITY);
+    }
+}
+
+/// Softmax (or log-softmax) of one row of logits, in place. Special rows as documented
+/// in `ops::softmax`.
+pub(crate) fn row_softmax(y: &mut [f32], log: bool) {
+    // Pass 1: max and NaN screen, eight lanes so the loop vectorises.
+    let mut mx = [f32::NEG_INFINITY; 8];
+    let mut nan = [false; 8];
+    let mut chunks = y.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+            nan[k] |= c[k].is_nan();
+        }
+    }
+    let mut m = mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut any_nan = nan.iter().any(|&b| b);
+    for &v in chunks.remainder() {
+        m = if v > m { v } else { m };
+        any_nan |= v.is_nan();
+    }
+    if any_nan || m == f32::INFINITY {
+        y.fill(f32::NAN);
+        return;
+    }
+    if m == f32::NEG_INFINITY {
+        y.fill(if log { f32::NEG_INFINITY } else { 0.0 });
+        return;
+    }
+    // Pass 2: exponentials and their sum (stored for softmax, only summed for log).
+    let mut acc = [0f32; 8];
+    let mut chunks = y.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            let e = exp(c[k] - m);
+            if !log {
+                c[k] = e;
+            }
+            acc[k] += e;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
+        let e = exp(*v - m);
+        if !log {
+            *v = e;
+        }
+        s += e;
+    }
+    // Pass 3: normalise.
+    if log {
+        // (v − m) first: exact near the max, where m + ln s would round at m's scale
+        let ls = s.ln();
+        for v in y.iter_mut() {
+            *v = (*v - m) - ls;
+        }
+    } else {
+        let inv = 1.0 / s;
+        for v in y.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
