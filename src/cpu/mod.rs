@@ -4,8 +4,10 @@ pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub mod probe;
 // op families of the inference op set (issue #4)
+pub(crate) mod activation;
 pub(crate) mod math;
 pub(crate) mod norm;
+pub(crate) mod rope;
 pub(crate) mod softmax;
 
 use crate::device::{DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType};

@@ -10,7 +10,9 @@ pub mod shader;
 pub(crate) mod stream;
 pub mod timing;
 // op families of the inference op set (issue #4)
+pub(crate) mod activation;
 pub(crate) mod norm;
+pub(crate) mod rope;
 pub(crate) mod rows;
 pub(crate) mod softmax;
 
@@ -36,6 +38,8 @@ pub fn kernels() -> Vec<&'static shader::KernelSource> {
         &softmax::SOFTMAX_SUBGROUP,
         &norm::NORM,
         &norm::NORM_SUBGROUP,
+        &activation::ACTIVATION,
+        &rope::ROPE,
     ]
 }
 

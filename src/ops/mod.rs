@@ -10,8 +10,12 @@ pub use elementwise::{
 };
 
 // the inference op set (issue #4)
+pub mod activation;
 pub mod norm;
+pub mod rope;
 pub mod softmax;
 
+pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
+pub use rope::{rope, RopeAxes, RopeLayout, RopeOptions};
 pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
 pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};
