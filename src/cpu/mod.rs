@@ -5,8 +5,11 @@ pub(crate) mod elementwise;
 pub mod probe;
 // op families of the inference op set (issue #4)
 pub(crate) mod activation;
+pub(crate) mod embedding;
+pub(crate) mod layout;
 pub(crate) mod math;
 pub(crate) mod norm;
+pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod softmax;
 

@@ -11,7 +11,10 @@ pub(crate) mod stream;
 pub mod timing;
 // op families of the inference op set (issue #4)
 pub(crate) mod activation;
+pub(crate) mod embedding;
+pub(crate) mod layout;
 pub(crate) mod norm;
+pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod rows;
 pub(crate) mod softmax;
@@ -40,6 +43,10 @@ pub fn kernels() -> Vec<&'static shader::KernelSource> {
         &norm::NORM_SUBGROUP,
         &activation::ACTIVATION,
         &rope::ROPE,
+        &embedding::EMBEDDING,
+        &reduce::REDUCE,
+        &reduce::REDUCE_SUBGROUP,
+        &layout::LAYOUT,
     ]
 }
 
