@@ -4,6 +4,15 @@
 //! on the same device in the same run.
 
 mod elementwise;
+// the inference op set (issue #4)
+mod activation;
+mod embedding;
+mod layout;
+mod memory;
+mod norm;
+mod reduce;
+mod rope;
+mod softmax;
 
 use openkern::gpu::probe::{copy_bandwidth, fma_throughput};
 use openkern::{Device, TimingSource};
@@ -24,6 +33,7 @@ pub enum Bound {
     /// Bytes per second, against the copy probe.
     Memory,
     /// FLOP per second, against the FMA probe.
+    #[allow(dead_code)] // the compute-bound families (matmul) construct it
     Compute,
 }
 
@@ -58,7 +68,7 @@ fn print_row(r: &Row, limits: &Limits) {
         .map(|(name, p)| format!("{:.2}x {name}", rate / p))
         .unwrap_or_default();
     println!(
-        "{:<12} {:<34} {:<5} {:>10.3} ms {:>10.1} {:<8} {:>6.1}% of {:<5} {}",
+        "{:<12} {:<34} {:<5} {:>10.3} ms {:>10.1} {:<8} {:>6.1}% of {:<5} {:<14} {}",
         r.family,
         r.case,
         r.dtype,
@@ -71,6 +81,7 @@ fn print_row(r: &Row, limits: &Limits) {
         } else {
             "fma"
         },
+        r.source.to_string(),
         peer
     );
 }
@@ -98,11 +109,20 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         fma_flops_per_s: fma.per_second,
     };
     println!(
-        "{:<12} {:<34} {:<5} {:>13} {:>19} {:>15} peer",
-        "family", "case", "dtype", "time", "rate", "of limit"
+        "{:<12} {:<34} {:<5} {:>13} {:>19} {:>15} {:<14} peer",
+        "family", "case", "dtype", "time", "rate", "of limit", "timing"
     );
     type Family = fn(&Device, &BenchArgs) -> openkern::Result<Vec<Row>>;
-    let families: [(&str, Family); 1] = [("elementwise", elementwise::rows)];
+    let families: [(&str, Family); 8] = [
+        ("elementwise", elementwise::rows),
+        ("softmax", softmax::rows),
+        ("norm", norm::rows),
+        ("activation", activation::rows),
+        ("rope", rope::rows),
+        ("embedding", embedding::rows),
+        ("reduce", reduce::rows),
+        ("layout", layout::rows),
+    ];
     for (name, family) in families {
         if args.filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
