@@ -200,6 +200,8 @@ pub struct AdapterDescription {
     pub driver: String,
 }
 
+// One device value per process lifetime: boxing the context would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Gpu(GpuContext),
     Cpu,

@@ -243,13 +243,12 @@ impl Tensor {
         if *device == self.device {
             return Ok(self.clone());
         }
-        let host = match self.dtype {
+        match self.dtype {
             DType::F32 => Self::from_slice(device, &self.to_vec::<f32>()?, &self.shape),
             DType::F16 => Self::from_slice(device, &self.to_vec::<half::f16>()?, &self.shape),
             DType::BF16 => Self::from_slice(device, &self.to_vec::<half::bf16>()?, &self.shape),
             DType::U32 => Self::from_slice(device, &self.to_vec::<u32>()?, &self.shape),
-        };
-        host
+        }
     }
 
     pub(crate) fn gpu_buffer(&self) -> &wgpu::Buffer {

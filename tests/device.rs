@@ -13,7 +13,10 @@ fn cpu_device_reports_itself() {
     assert!(info.threads >= 1);
     assert!(cpu.is_cpu());
     assert!(cpu.wgpu().is_none());
-    assert_eq!(Device::open(DeviceSelector::Cpu).unwrap().info().backend, "cpu");
+    assert_eq!(
+        Device::open(DeviceSelector::Cpu).unwrap().info().backend,
+        "cpu"
+    );
 }
 
 #[test]
@@ -21,7 +24,11 @@ fn gpu_device_reports_real_limits_and_features() {
     let Some(gpu) = gpu() else { return };
     let info = gpu.info();
     assert!(!info.name.is_empty());
-    assert!(["vulkan", "metal", "dx12", "gl"].contains(&info.backend.as_str()), "{}", info.backend);
+    assert!(
+        ["vulkan", "metal", "dx12", "gl"].contains(&info.backend.as_str()),
+        "{}",
+        info.backend
+    );
     // wgpu's conservative default binding limit is 128 MiB; the adapter's real limit is
     // never below it, and where the adapter offers more the device must have it too.
     assert!(info.limits.max_storage_buffer_binding_size >= 128 << 20);
@@ -54,14 +61,22 @@ fn selectors_that_match_nothing_are_errors() {
 #[test]
 fn wraps_an_existing_wgpu_device() {
     let Some(gpu) = gpu() else { return };
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    let adapter = adapters.into_iter().find(|a| a.get_info().name == gpu.info().name).expect("same adapter");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let adapter = adapters
+        .into_iter()
+        .find(|a| a.get_info().name == gpu.info().name)
+        .expect("same adapter");
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     let wrapped = Device::from_wgpu(device.clone(), queue);
     assert_eq!(wrapped.info().name, gpu.info().name);
     assert!(wrapped.info().notes.iter().any(|n| n.contains("wrapped")));
-    assert!(!wrapped.info().features.shader_f16, "features the engine did not enable are not used");
+    assert!(
+        !wrapped.info().features.shader_f16,
+        "features the engine did not enable are not used"
+    );
     let (d, _) = wrapped.wgpu().unwrap();
     assert_eq!(d.limits(), device.limits());
     let a = Tensor::from_slice(&wrapped, &[1.0f32, 2.0, 3.0], &[3]).unwrap();

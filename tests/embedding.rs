@@ -18,9 +18,19 @@ fn gather_rows_exactly() {
                 assert_eq!(got.dtype(), dtype);
                 let want: Vec<f64> = ids
                     .iter()
-                    .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().map(|&v| v as f64))
+                    .flat_map(|&i| {
+                        table[i as usize * d..(i as usize + 1) * d]
+                            .iter()
+                            .map(|&v| v as f64)
+                    })
                     .collect();
-                assert_close(&format!("embedding {vocab}x{d} {dtype} on {device:?}"), &got.to_f32_vec().unwrap(), &want, 0.0, 0.0);
+                assert_close(
+                    &format!("embedding {vocab}x{d} {dtype} on {device:?}"),
+                    &got.to_f32_vec().unwrap(),
+                    &want,
+                    0.0,
+                    0.0,
+                );
             }
         }
     }
@@ -35,7 +45,12 @@ fn out_of_range_ids() {
         let idt = Tensor::from_slice(&device, &ids, &[3]).unwrap();
         match ops::embedding(&idt, &table) {
             // CPU: the first bad id, named
-            Err(Error::IndexOutOfRange { index: 4, position: 1, bound: 4, .. }) => assert!(device.is_cpu()),
+            Err(Error::IndexOutOfRange {
+                index: 4,
+                position: 1,
+                bound: 4,
+                ..
+            }) => assert!(device.is_cpu()),
             // GPU: documented zero row, never an out-of-bounds read
             Ok(t) => {
                 assert!(!device.is_cpu());
@@ -54,17 +69,44 @@ fn u32_tensors_round_trip_and_refuse_float_ops() {
         let ids = Tensor::from_slice(&device, &[0u32, 7, u32::MAX], &[3]).unwrap();
         assert_eq!(ids.dtype(), DType::U32);
         assert_eq!(ids.to_vec::<u32>().unwrap(), vec![0, 7, u32::MAX]);
-        assert_eq!(ids.to_device(&openkern::Device::cpu()).unwrap().to_vec::<u32>().unwrap(), vec![0, 7, u32::MAX]);
-        assert!(matches!(ids.to_vec::<f32>().unwrap_err(), Error::HostType { .. }));
-        assert!(matches!(ids.cast(DType::F32), Ok(_) | Err(Error::UnsupportedDType { .. })));
-        assert!(matches!(Tensor::from_f32(&device, &[1.0], &[1], DType::U32).unwrap_err(), Error::UnsupportedDType { .. }));
+        assert_eq!(
+            ids.to_device(&openkern::Device::cpu())
+                .unwrap()
+                .to_vec::<u32>()
+                .unwrap(),
+            vec![0, 7, u32::MAX]
+        );
+        assert!(matches!(
+            ids.to_vec::<f32>().unwrap_err(),
+            Error::HostType { .. }
+        ));
+        assert!(matches!(
+            ids.cast(DType::F32),
+            Ok(_) | Err(Error::UnsupportedDType { .. })
+        ));
+        assert!(matches!(
+            Tensor::from_f32(&device, &[1.0], &[1], DType::U32).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
         let f = tensor(&device, &[1.0, 2.0], &[2], DType::F32);
-        assert!(matches!(f.cast(DType::U32).unwrap_err(), Error::UnsupportedDType { .. }));
+        assert!(matches!(
+            f.cast(DType::U32).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
         let table = tensor(&device, &[1.0, 2.0], &[2, 1], DType::F32);
-        assert!(matches!(ops::embedding(&f, &table).unwrap_err(), Error::UnsupportedDType { .. }));
-        assert!(matches!(ops::embedding(&ids, &f).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::embedding(&f, &table).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
+        assert!(matches!(
+            ops::embedding(&ids, &f).unwrap_err(),
+            Error::Shape { .. }
+        ));
     }
     let cpu = openkern::Device::cpu();
     let ids = Tensor::from_slice(&cpu, &[3u32, 16_777_216], &[2]).unwrap();
-    assert_eq!(ids.cast(DType::F32).unwrap().to_vec::<f32>().unwrap(), vec![3.0, 16_777_216.0]);
+    assert_eq!(
+        ids.cast(DType::F32).unwrap().to_vec::<f32>().unwrap(),
+        vec![3.0, 16_777_216.0]
+    );
 }

@@ -12,7 +12,9 @@ fn permuted(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f64> {
     let os = contiguous_strides(&out);
     (0..x.len())
         .map(|i| {
-            let src: usize = (0..out.len()).map(|k| (i / os[k]) % out[k] * xs[perm[k]]).sum();
+            let src: usize = (0..out.len())
+                .map(|k| (i / os[k]) % out[k] * xs[perm[k]])
+                .sum();
             x[src] as f64
         })
         .collect()
@@ -35,11 +37,23 @@ fn permutes_exactly() {
                 let got = ops::permute(&tensor(&device, &x, shape, dtype), perm).unwrap();
                 let want_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
                 assert_eq!(got.shape(), &want_shape[..]);
-                assert_close(&format!("permute {shape:?} {perm:?} {dtype} on {device:?}"), &got.to_f32_vec().unwrap(), &permuted(&x, shape, perm), 0.0, 0.0);
+                assert_close(
+                    &format!("permute {shape:?} {perm:?} {dtype} on {device:?}"),
+                    &got.to_f32_vec().unwrap(),
+                    &permuted(&x, shape, perm),
+                    0.0,
+                    0.0,
+                );
             }
             let x = quantize(&random(6 * 7, 2), dtype);
             let t = ops::transpose(&tensor(&device, &x, &[6, 7], dtype), 0, 1).unwrap();
-            assert_close("transpose", &t.to_f32_vec().unwrap(), &permuted(&x, &[6, 7], &[1, 0]), 0.0, 0.0);
+            assert_close(
+                "transpose",
+                &t.to_f32_vec().unwrap(),
+                &permuted(&x, &[6, 7], &[1, 0]),
+                0.0,
+                0.0,
+            );
         }
     }
 }
@@ -60,7 +74,11 @@ fn concatenates_exactly() {
                     .enumerate()
                     .map(|(k, s)| quantize(&random(s.iter().product(), k as u64 + 10), dtype))
                     .collect();
-                let ts: Vec<_> = data.iter().zip(&shapes).map(|(d, s)| tensor(&device, d, s, dtype)).collect();
+                let ts: Vec<_> = data
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(d, s)| tensor(&device, d, s, dtype))
+                    .collect();
                 let refs: Vec<_> = ts.iter().collect();
                 let got = ops::concat(&refs, dim).unwrap();
                 let outer: usize = shapes[0][..dim].iter().product();
@@ -71,7 +89,13 @@ fn concatenates_exactly() {
                         want.extend(d[o * block..(o + 1) * block].iter().map(|&v| v as f64));
                     }
                 }
-                assert_close(&format!("concat dim {dim} {shapes:?} {dtype} on {device:?}"), &got.to_f32_vec().unwrap(), &want, 0.0, 0.0);
+                assert_close(
+                    &format!("concat dim {dim} {shapes:?} {dtype} on {device:?}"),
+                    &got.to_f32_vec().unwrap(),
+                    &want,
+                    0.0,
+                    0.0,
+                );
             }
         }
     }
@@ -81,15 +105,30 @@ fn concatenates_exactly() {
 fn mistakes_are_typed_errors() {
     for device in devices() {
         let a = tensor(&device, &random(6, 1), &[2, 3], DType::F32);
-        assert!(matches!(ops::permute(&a, &[0, 0]).unwrap_err(), Error::Shape { .. }));
-        assert!(matches!(ops::permute(&a, &[1]).unwrap_err(), Error::Shape { .. }));
-        assert!(matches!(ops::transpose(&a, 0, 2).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::permute(&a, &[0, 0]).unwrap_err(),
+            Error::Shape { .. }
+        ));
+        assert!(matches!(
+            ops::permute(&a, &[1]).unwrap_err(),
+            Error::Shape { .. }
+        ));
+        assert!(matches!(
+            ops::transpose(&a, 0, 2).unwrap_err(),
+            Error::Shape { .. }
+        ));
         let b = tensor(&device, &random(4, 1), &[2, 2], DType::F32);
         assert!(ops::concat(&[&a, &b], 1).is_ok());
         let e = ops::concat(&[&a, &b], 0).unwrap_err();
         assert!(e.to_string().contains("except 0"), "{e}");
-        assert!(matches!(ops::concat(&[], 0).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::concat(&[], 0).unwrap_err(),
+            Error::Shape { .. }
+        ));
         let h = tensor(&device, &random(6, 1), &[2, 3], DType::F16);
-        assert!(matches!(ops::concat(&[&a, &h], 0).unwrap_err(), Error::DTypeMismatch { .. }));
+        assert!(matches!(
+            ops::concat(&[&a, &h], 0).unwrap_err(),
+            Error::DTypeMismatch { .. }
+        ));
     }
 }

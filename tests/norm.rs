@@ -14,7 +14,10 @@ fn reference(x: &[f64], n: usize, w: &[f64], b: Option<&[f64]>, eps: f64) -> Vec
                 let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
                 (mean, (var + eps).sqrt())
             }
-            None => (0.0, (row.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps).sqrt()),
+            None => (
+                0.0,
+                (row.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps).sqrt(),
+            ),
         };
         for j in 0..n {
             o[j] = (row[j] - mean) / denom * w[j] + b.map_or(0.0, |b| b[j]);
@@ -28,30 +31,88 @@ fn f64s(v: &[f32]) -> Vec<f64> {
 }
 
 fn run_case(device: &Device, dtype: DType, rows: usize, n: usize, offset: f32, seed: u64) {
-    let x = quantize(&random(rows * n, seed).iter().map(|v| v * 3.0 + offset).collect::<Vec<_>>(), dtype);
+    let x = quantize(
+        &random(rows * n, seed)
+            .iter()
+            .map(|v| v * 3.0 + offset)
+            .collect::<Vec<_>>(),
+        dtype,
+    );
     let r = quantize(&random(rows * n, seed + 1), dtype);
-    let w = quantize(&random(n, seed + 2).iter().map(|v| v + 1.5).collect::<Vec<_>>(), dtype);
+    let w = quantize(
+        &random(n, seed + 2)
+            .iter()
+            .map(|v| v + 1.5)
+            .collect::<Vec<_>>(),
+        dtype,
+    );
     let b = quantize(&random(n, seed + 3), dtype);
     let shape = [rows, n];
-    let (tx, tr) = (tensor(device, &x, &shape, dtype), tensor(device, &r, &shape, dtype));
-    let (tw, tb) = (tensor(device, &w, &[n], dtype), tensor(device, &b, &[n], dtype));
+    let (tx, tr) = (
+        tensor(device, &x, &shape, dtype),
+        tensor(device, &r, &shape, dtype),
+    );
+    let (tw, tb) = (
+        tensor(device, &w, &[n], dtype),
+        tensor(device, &b, &[n], dtype),
+    );
     let eps = 1e-5f32;
     let h: Vec<f64> = x.iter().zip(&r).map(|(&a, &c)| (a + c) as f64).collect();
     // f32 statistics: rounding grows with sqrt(n); layer norm loses |mean|/std digits.
     let cond = 1.0 + (offset as f64).abs() / 3.0;
     let rtol = dtype.epsilon() * 1.01 + 2e-6 * cond;
-    let atol = if dtype == DType::F32 { 2e-6 * cond } else { 2.0 * dtype.epsilon() * cond };
+    let atol = if dtype == DType::F32 {
+        2e-6 * cond
+    } else {
+        2.0 * dtype.epsilon() * cond
+    };
     let what = |op: &str| format!("{op} [{rows}, {n}] offset {offset} {dtype} on {device:?}");
     let got = ops::rms_norm(&tx, &tw, eps).unwrap();
-    assert_close(&what("rms_norm"), &got.to_f32_vec().unwrap(), &reference(&f64s(&x), n, &f64s(&w), None, eps as f64), atol, rtol);
+    assert_close(
+        &what("rms_norm"),
+        &got.to_f32_vec().unwrap(),
+        &reference(&f64s(&x), n, &f64s(&w), None, eps as f64),
+        atol,
+        rtol,
+    );
     let got = ops::layer_norm(&tx, &tw, &tb, eps).unwrap();
-    assert_close(&what("layer_norm"), &got.to_f32_vec().unwrap(), &reference(&f64s(&x), n, &f64s(&w), Some(&f64s(&b)), eps as f64), atol, rtol);
+    assert_close(
+        &what("layer_norm"),
+        &got.to_f32_vec().unwrap(),
+        &reference(&f64s(&x), n, &f64s(&w), Some(&f64s(&b)), eps as f64),
+        atol,
+        rtol,
+    );
     let (hs, y) = ops::add_rms_norm(&tx, &tr, &tw, eps).unwrap();
-    assert_close(&what("add_rms_norm h"), &hs.to_f32_vec().unwrap(), &h, 0.0, dtype.epsilon() * 1.01);
-    assert_close(&what("add_rms_norm y"), &y.to_f32_vec().unwrap(), &reference(&h, n, &f64s(&w), None, eps as f64), atol, rtol);
+    assert_close(
+        &what("add_rms_norm h"),
+        &hs.to_f32_vec().unwrap(),
+        &h,
+        0.0,
+        dtype.epsilon() * 1.01,
+    );
+    assert_close(
+        &what("add_rms_norm y"),
+        &y.to_f32_vec().unwrap(),
+        &reference(&h, n, &f64s(&w), None, eps as f64),
+        atol,
+        rtol,
+    );
     let (hs, y) = ops::add_layer_norm(&tx, &tr, &tw, &tb, eps).unwrap();
-    assert_close(&what("add_layer_norm h"), &hs.to_f32_vec().unwrap(), &h, 0.0, dtype.epsilon() * 1.01);
-    assert_close(&what("add_layer_norm y"), &y.to_f32_vec().unwrap(), &reference(&h, n, &f64s(&w), Some(&f64s(&b)), eps as f64), atol, rtol);
+    assert_close(
+        &what("add_layer_norm h"),
+        &hs.to_f32_vec().unwrap(),
+        &h,
+        0.0,
+        dtype.epsilon() * 1.01,
+    );
+    assert_close(
+        &what("add_layer_norm y"),
+        &y.to_f32_vec().unwrap(),
+        &reference(&h, n, &f64s(&w), Some(&f64s(&b)), eps as f64),
+        atol,
+        rtol,
+    );
 }
 
 #[test]
@@ -112,10 +173,19 @@ fn mistakes_are_typed_errors() {
         let e = ops::rms_norm(&x, &w3, 1e-5).unwrap_err();
         assert!(e.to_string().contains("shape [4]"), "{e}");
         let wh = tensor(&device, &random(4, 2), &[4], DType::BF16);
-        assert!(matches!(ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(), Error::DTypeMismatch { .. }));
+        assert!(matches!(
+            ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(),
+            Error::DTypeMismatch { .. }
+        ));
         let r = tensor(&device, &random(4, 2), &[4], DType::F32);
-        assert!(matches!(ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(),
+            Error::Shape { .. }
+        ));
         let empty = tensor(&device, &[], &[3, 0], DType::F32);
-        assert!(matches!(ops::rms_norm(&empty, &w, 1e-5).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::rms_norm(&empty, &w, 1e-5).unwrap_err(),
+            Error::Shape { .. }
+        ));
     }
 }

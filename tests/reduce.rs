@@ -11,23 +11,62 @@ fn reductions_against_f64() {
         for dtype in DType::ALL {
             for &n in &[1usize, 3, 17, 63, 65, 127, 255, 257, 1000, 4097] {
                 let rows = 3;
-                let x = quantize(&random(rows * n, n as u64).iter().map(|v| v * 100.0).collect::<Vec<_>>(), dtype);
+                let x = quantize(
+                    &random(rows * n, n as u64)
+                        .iter()
+                        .map(|v| v * 100.0)
+                        .collect::<Vec<_>>(),
+                    dtype,
+                );
                 let t = tensor(&device, &x, &[rows, n], dtype);
                 let what = |op: &str| format!("{op} [{rows}, {n}] {dtype} on {device:?}");
-                let sums: Vec<f64> = x.chunks(n).map(|r| r.iter().map(|&v| v as f64).sum()).collect();
-                let abs: Vec<f64> = x.chunks(n).map(|r| r.iter().map(|&v| (v as f64).abs()).sum()).collect();
+                let sums: Vec<f64> = x
+                    .chunks(n)
+                    .map(|r| r.iter().map(|&v| v as f64).sum())
+                    .collect();
+                let abs: Vec<f64> = x
+                    .chunks(n)
+                    .map(|r| r.iter().map(|&v| (v as f64).abs()).sum())
+                    .collect();
                 let got = ops::sum(&t).unwrap();
                 assert_eq!(got.shape(), &[rows]);
                 // f32 summation error relative to Σ|x|, then the output rounding
                 let atol = 1e-6 * abs.iter().cloned().fold(0.0, f64::max);
-                assert_close(&what("sum"), &got.to_f32_vec().unwrap(), &sums, atol, dtype.epsilon() * 1.01);
+                assert_close(
+                    &what("sum"),
+                    &got.to_f32_vec().unwrap(),
+                    &sums,
+                    atol,
+                    dtype.epsilon() * 1.01,
+                );
                 let means: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
-                assert_close(&what("mean"), &ops::mean(&t).unwrap().to_f32_vec().unwrap(), &means, atol / n as f64, dtype.epsilon() * 1.01);
-                let maxes: Vec<f64> = x.chunks(n).map(|r| r.iter().map(|&v| v as f64).fold(f64::MIN, f64::max)).collect();
-                assert_close(&what("max"), &ops::max(&t).unwrap().to_f32_vec().unwrap(), &maxes, 0.0, 0.0);
+                assert_close(
+                    &what("mean"),
+                    &ops::mean(&t).unwrap().to_f32_vec().unwrap(),
+                    &means,
+                    atol / n as f64,
+                    dtype.epsilon() * 1.01,
+                );
+                let maxes: Vec<f64> = x
+                    .chunks(n)
+                    .map(|r| r.iter().map(|&v| v as f64).fold(f64::MIN, f64::max))
+                    .collect();
+                assert_close(
+                    &what("max"),
+                    &ops::max(&t).unwrap().to_f32_vec().unwrap(),
+                    &maxes,
+                    0.0,
+                    0.0,
+                );
                 let idx: Vec<u32> = x
                     .chunks(n)
-                    .map(|r| r.iter().position(|&v| v as f64 == r.iter().map(|&v| v as f64).fold(f64::MIN, f64::max)).unwrap() as u32)
+                    .map(|r| {
+                        r.iter()
+                            .position(|&v| {
+                                v as f64 == r.iter().map(|&v| v as f64).fold(f64::MIN, f64::max)
+                            })
+                            .unwrap() as u32
+                    })
                     .collect();
                 let got = ops::argmax(&t).unwrap();
                 assert_eq!(got.dtype(), DType::U32);
@@ -52,7 +91,11 @@ fn nan_ties_and_infinities() {
             x[3 * n + 299] = f32::INFINITY; // row 3: +inf last
             x[3 * n + 5] = f32::NEG_INFINITY; // sum: inf + -inf = NaN
             let t = tensor(&device, &x, &[4, n], dtype);
-            assert_eq!(ops::argmax(&t).unwrap().to_vec::<u32>().unwrap(), vec![17, 200, 0, 299], "{dtype} {device:?}");
+            assert_eq!(
+                ops::argmax(&t).unwrap().to_vec::<u32>().unwrap(),
+                vec![17, 200, 0, 299],
+                "{dtype} {device:?}"
+            );
             let m = ops::max(&t).unwrap().to_f32_vec().unwrap();
             assert_eq!(m[0], 5.0);
             assert!(m[1].is_nan());
@@ -71,10 +114,22 @@ fn long_rows() {
     for device in devices_all_variants() {
         let x: Vec<f32> = random(n, 77);
         let t = tensor(&device, &x, &[1, n], DType::F32);
-        let want = x.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-        assert_eq!(ops::argmax(&t).unwrap().to_vec::<u32>().unwrap(), vec![want.0 as u32]);
+        let want = x
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        assert_eq!(
+            ops::argmax(&t).unwrap().to_vec::<u32>().unwrap(),
+            vec![want.0 as u32]
+        );
         let s: f64 = x.iter().map(|&v| v as f64).sum();
-        assert_close("long sum", &ops::sum(&t).unwrap().to_f32_vec().unwrap(), &[s], 1e-6 * n as f64 * 0.5, 0.0);
+        assert_close(
+            "long sum",
+            &ops::sum(&t).unwrap().to_f32_vec().unwrap(),
+            &[s],
+            1e-6 * n as f64 * 0.5,
+            0.0,
+        );
     }
 }
 
@@ -86,7 +141,10 @@ fn mistakes_are_typed_errors() {
         let s = tensor(&device, &[1.0], &[], DType::F32);
         assert!(matches!(ops::argmax(&s).unwrap_err(), Error::Shape { .. }));
         let ids = openkern::Tensor::from_slice(&device, &[1u32], &[1]).unwrap();
-        assert!(matches!(ops::max(&ids).unwrap_err(), Error::UnsupportedDType { .. }));
+        assert!(matches!(
+            ops::max(&ids).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
         // a [0, n] tensor reduces to an empty [0]
         let none = tensor(&device, &[], &[0, 4], DType::F32);
         assert_eq!(ops::sum(&none).unwrap().shape(), &[0]);

@@ -50,8 +50,20 @@ fn rope_against_f64() {
             for &(shape, axes, rotary_dim, offset) in cases {
                 for layout in [RopeLayout::Halves, RopeLayout::Interleaved] {
                     let n: usize = shape.iter().product();
-                    let x = quantize(&random(n, n as u64).iter().map(|v| v * 4.0).collect::<Vec<_>>(), dtype);
-                    let o = RopeOptions { theta: 10_000.0, layout, axes, offset, rotary_dim };
+                    let x = quantize(
+                        &random(n, n as u64)
+                            .iter()
+                            .map(|v| v * 4.0)
+                            .collect::<Vec<_>>(),
+                        dtype,
+                    );
+                    let o = RopeOptions {
+                        theta: 10_000.0,
+                        layout,
+                        axes,
+                        offset,
+                        rotary_dim,
+                    };
                     let got = ops::rope(&tensor(&device, &x, shape, dtype), &o).unwrap();
                     // GPU sin/cos after the range reduction: ~1e-6 absolute on |x| ≤ 4
                     let atol = 4.0 * (dtype.epsilon() + 2e-6);
@@ -74,14 +86,23 @@ fn decode_offset_matches_the_prefill_row() {
     for device in devices() {
         let (seq, heads, d) = (9, 2, 16);
         let x = random(seq * heads * d, 5);
-        let full = ops::rope(&tensor(&device, &x, &[seq, heads, d], DType::F32), &RopeOptions::default())
+        let full = ops::rope(
+            &tensor(&device, &x, &[seq, heads, d], DType::F32),
+            &RopeOptions::default(),
+        )
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+        let t = 7;
+        let one = &x[t * heads * d..(t + 1) * heads * d];
+        let o = RopeOptions {
+            offset: t,
+            ..Default::default()
+        };
+        let got = ops::rope(&tensor(&device, one, &[1, heads, d], DType::F32), &o)
             .unwrap()
             .to_f32_vec()
             .unwrap();
-        let t = 7;
-        let one = &x[t * heads * d..(t + 1) * heads * d];
-        let o = RopeOptions { offset: t, ..Default::default() };
-        let got = ops::rope(&tensor(&device, one, &[1, heads, d], DType::F32), &o).unwrap().to_f32_vec().unwrap();
         assert_eq!(got, full[t * heads * d..(t + 1) * heads * d].to_vec());
     }
 }
@@ -91,13 +112,43 @@ fn mistakes_are_typed_errors() {
     for device in devices() {
         let x = tensor(&device, &random(2 * 3 * 6, 1), &[2, 3, 6], DType::F32);
         let bad = |o: RopeOptions| ops::rope(&x, &o).unwrap_err();
-        assert!(matches!(bad(RopeOptions { rotary_dim: Some(3), ..Default::default() }), Error::Shape { .. }));
-        assert!(matches!(bad(RopeOptions { rotary_dim: Some(8), ..Default::default() }), Error::Shape { .. }));
-        assert!(matches!(bad(RopeOptions { theta: f32::NAN, ..Default::default() }), Error::Argument { name: "theta", .. }));
-        assert!(matches!(bad(RopeOptions { offset: 1 << 24, ..Default::default() }), Error::Argument { name: "offset", .. }));
+        assert!(matches!(
+            bad(RopeOptions {
+                rotary_dim: Some(3),
+                ..Default::default()
+            }),
+            Error::Shape { .. }
+        ));
+        assert!(matches!(
+            bad(RopeOptions {
+                rotary_dim: Some(8),
+                ..Default::default()
+            }),
+            Error::Shape { .. }
+        ));
+        assert!(matches!(
+            bad(RopeOptions {
+                theta: f32::NAN,
+                ..Default::default()
+            }),
+            Error::Argument { name: "theta", .. }
+        ));
+        assert!(matches!(
+            bad(RopeOptions {
+                offset: 1 << 24,
+                ..Default::default()
+            }),
+            Error::Argument { name: "offset", .. }
+        ));
         let odd = tensor(&device, &random(5, 1), &[1, 1, 5], DType::F32);
-        assert!(matches!(ops::rope(&odd, &RopeOptions::default()).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::rope(&odd, &RopeOptions::default()).unwrap_err(),
+            Error::Shape { .. }
+        ));
         let flat = tensor(&device, &random(4, 1), &[1, 4], DType::F32);
-        assert!(matches!(ops::rope(&flat, &RopeOptions::default()).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::rope(&flat, &RopeOptions::default()).unwrap_err(),
+            Error::Shape { .. }
+        ));
     }
 }

@@ -19,11 +19,17 @@ fn translate(kernel: &KernelSource, source: &str, constants: &[(&str, f64)]) -> 
         Ok(i) => i,
         Err(e) => return vec![format!("validate: {}", e.emit_to_string(source))],
     };
-    let pipeline_constants: naga::back::PipelineConstants = constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+    let pipeline_constants: naga::back::PipelineConstants =
+        constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
     let experimental = source.contains("wgpu_cooperative_matrix");
     for &entry in kernel.entry_points {
         let ep = Some((naga::ShaderStage::Compute, entry));
-        let (module, info) = match naga::back::pipeline_constants::process_overrides(&module, &info, ep, &pipeline_constants) {
+        let (module, info) = match naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            ep,
+            &pipeline_constants,
+        ) {
             Ok(pair) => pair,
             Err(e) => {
                 failures.push(format!("{entry}: overrides {constants:?}: {e}"));
@@ -31,26 +37,53 @@ fn translate(kernel: &KernelSource, source: &str, constants: &[(&str, f64)]) -> 
             }
         };
         let spv_options = spv::Options::default();
-        let spv_pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.to_string() };
+        let spv_pipeline = spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: entry.to_string(),
+        };
         if let Err(e) = spv::write_vec(&module, &info, &spv_options, Some(&spv_pipeline)) {
             failures.push(format!("{entry}: SPIR-V: {e}"));
         }
         let mut others = Vec::new();
-        let msl_pipeline = msl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, entry.to_string())), ..Default::default() };
+        let msl_pipeline = msl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
+            ..Default::default()
+        };
         if let Err(e) = msl::write_string(&module, &info, &msl::Options::default(), &msl_pipeline) {
             others.push(format!("{entry}: MSL: {e}"));
         }
-        let hlsl_options = hlsl::Options { shader_model: hlsl::ShaderModel::V6_2, ..Default::default() };
-        let hlsl_pipeline = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, entry.to_string())) };
+        let hlsl_options = hlsl::Options {
+            shader_model: hlsl::ShaderModel::V6_2,
+            ..Default::default()
+        };
+        let hlsl_pipeline = hlsl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
+        };
         let mut out = String::new();
-        if let Err(e) = hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline).write(&module, &info, None) {
+        if let Err(e) =
+            hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline).write(&module, &info, None)
+        {
             others.push(format!("{entry}: HLSL: {e}"));
         }
-        let glsl_options = glsl::Options { version: glsl::Version::new_gles(310), ..Default::default() };
-        let glsl_pipeline = glsl::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.to_string(), multiview: None };
+        let glsl_options = glsl::Options {
+            version: glsl::Version::new_gles(310),
+            ..Default::default()
+        };
+        let glsl_pipeline = glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: entry.to_string(),
+            multiview: None,
+        };
         let mut out = String::new();
-        let glsl = glsl::Writer::new(&mut out, &module, &info, &glsl_options, &glsl_pipeline, naga::proc::BoundsCheckPolicies::default())
-            .and_then(|mut w| w.write().map(drop));
+        let glsl = glsl::Writer::new(
+            &mut out,
+            &module,
+            &info,
+            &glsl_options,
+            &glsl_pipeline,
+            naga::proc::BoundsCheckPolicies::default(),
+        )
+        .and_then(|mut w| w.write().map(drop));
         if let Err(e) = glsl {
             others.push(format!("{entry}: GLSL: {e}"));
         }
@@ -79,14 +112,22 @@ fn every_kernel_variant_validates_and_translates_everywhere() {
             for &constants in kernel.specialisations {
                 variants += 1;
                 for f in translate(kernel, &source, constants) {
-                    failures.push(format!("{} {:?} {constants:?}: {f}", kernel.name, header.dtypes));
+                    failures.push(format!(
+                        "{} {:?} {constants:?}: {f}",
+                        kernel.name, header.dtypes
+                    ));
                 }
             }
         }
     }
     assert!(variants > 0);
     eprintln!("{variants} kernel variants validated");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The default header written in each file is the one the launcher would generate for
@@ -97,9 +138,24 @@ fn default_headers_match_the_generated_f32_header() {
         if kernel.tensors.is_empty() {
             continue;
         }
-        let f32_header = openkern::gpu::shader::ShaderHeader::new(vec![openkern::DType::F32; kernel.tensors.len()]);
+        let f32_header = openkern::gpu::shader::ShaderHeader::new(vec![
+            openkern::DType::F32;
+            kernel.tensors.len()
+        ]);
         let generated = kernel.specialise(&f32_header);
-        let strip = |s: &str| s.lines().filter(|l| !l.starts_with("enable ")).map(str::trim_end).collect::<Vec<_>>().join("\n");
-        assert_eq!(strip(&generated), strip(kernel.source), "{}: the header block in shaders/{}.wgsl differs from ShaderHeader's f32 rendering", kernel.name, kernel.name);
+        let strip = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with("enable "))
+                .map(str::trim_end)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            strip(&generated),
+            strip(kernel.source),
+            "{}: the header block in shaders/{}.wgsl differs from ShaderHeader's f32 rendering",
+            kernel.name,
+            kernel.name
+        );
     }
 }

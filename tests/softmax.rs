@@ -25,7 +25,7 @@ fn reference(x: &[f32], c: &Case, log: bool) -> Vec<f64> {
     let mut out = vec![0f64; x.len()];
     for r in 0..rows {
         let mut l = vec![0f64; n];
-        for j in 0..n {
+        for (j, lj) in l.iter_mut().enumerate() {
             let i = r * n + j;
             let mut v = x[i] * c.scale;
             if let (Some((m, _)), Some(ms)) = (c.mask, &ms) {
@@ -35,7 +35,7 @@ fn reference(x: &[f32], c: &Case, log: bool) -> Vec<f64> {
             if c.causal && (j as i64) > (r % q) as i64 + n as i64 - q as i64 {
                 v = f32::NEG_INFINITY;
             }
-            l[j] = v as f64;
+            *lj = v as f64;
         }
         let row = &mut out[r * n..(r + 1) * n];
         if l.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
@@ -49,7 +49,11 @@ fn reference(x: &[f32], c: &Case, log: bool) -> Vec<f64> {
         }
         let s: f64 = l.iter().map(|v| (v - m).exp()).sum();
         for (o, v) in row.iter_mut().zip(&l) {
-            *o = if log { v - m - s.ln() } else { (v - m).exp() / s };
+            *o = if log {
+                v - m - s.ln()
+            } else {
+                (v - m).exp() / s
+            };
         }
     }
     out
@@ -73,7 +77,11 @@ fn check(device: &Device, dtype: DType, x: &[f32], c: &Case, what: &str) {
     };
     let eps = dtype.epsilon();
     // f32: exp and the row sum in f32; 16-bit: plus the output rounding.
-    let rtol = if dtype == DType::F32 { 2e-5 } else { 1.01 * eps + 2e-5 };
+    let rtol = if dtype == DType::F32 {
+        2e-5
+    } else {
+        1.01 * eps + 2e-5
+    };
     for log in [false, true] {
         let got = if log {
             ops::log_softmax_with(&t, &opts)
@@ -85,14 +93,22 @@ fn check(device: &Device, dtype: DType, x: &[f32], c: &Case, what: &str) {
         let want = reference(&xq, &cq, log);
         // log-softmax: the f32 subtraction l - max - log s errs by eps·|l - max|.
         let atol = if log {
-            1e-5 + 2e-7 * want.iter().filter(|v| v.is_finite()).fold(0f64, |a, v| a.max(v.abs()))
+            1e-5 + 2e-7
+                * want
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .fold(0f64, |a, v| a.max(v.abs()))
         } else if dtype == DType::F16 {
             6e-8
         } else {
             1e-9
         };
         assert_close(
-            &format!("{}{what} {:?} {dtype} on {device:?}", if log { "log_softmax" } else { "softmax" }, c.shape),
+            &format!(
+                "{}{what} {:?} {dtype} on {device:?}",
+                if log { "log_softmax" } else { "softmax" },
+                c.shape
+            ),
             &got.to_f32_vec().unwrap(),
             &want,
             atol,
@@ -111,7 +127,12 @@ fn rows_of_odd_lengths_against_f64() {
                 // three rows: with odd n the middle row starts mid-word in 16-bit storage
                 let shape = [3, n];
                 let x: Vec<f32> = random(3 * n, n as u64).iter().map(|v| v * 8.0).collect();
-                let c = Case { shape: &shape, scale: 1.0, causal: false, mask: None };
+                let c = Case {
+                    shape: &shape,
+                    scale: 1.0,
+                    causal: false,
+                    mask: None,
+                };
                 check(&device, dtype, &x, &c, "");
             }
         }
@@ -125,14 +146,27 @@ fn large_logits_and_scale() {
         for dtype in DType::ALL {
             for &n in &[65usize, 1000, 4097] {
                 let shape = [2, n];
-                let x: Vec<f32> = random(2 * n, 7 + n as u64).iter().map(|v| v * 1e4).collect();
-                let c = Case { shape: &shape, scale: 1.0, causal: false, mask: None };
+                let x: Vec<f32> = random(2 * n, 7 + n as u64)
+                    .iter()
+                    .map(|v| v * 1e4)
+                    .collect();
+                let c = Case {
+                    shape: &shape,
+                    scale: 1.0,
+                    causal: false,
+                    mask: None,
+                };
                 check(&device, dtype, &x, &c, " ±1e4");
                 // nearly equal large logits: every term matters, the sum exceeds f16 range
                 let flat: Vec<f32> = random(2 * n, 9).iter().map(|v| 1e4 + v * 4.0).collect();
                 check(&device, dtype, &flat, &c, " 1e4±4");
                 let x: Vec<f32> = random(2 * n, 3).iter().map(|v| v * 30.0).collect();
-                let c = Case { shape: &shape, scale: 0.125, causal: false, mask: None };
+                let c = Case {
+                    shape: &shape,
+                    scale: 0.125,
+                    causal: false,
+                    mask: None,
+                };
                 check(&device, dtype, &x, &c, " scale 0.125");
             }
         }
@@ -148,7 +182,12 @@ fn causal_and_additive_masks() {
             for &(q, k) in &[(17usize, 17usize), (3, 65), (7, 4), (1, 257)] {
                 let shape = [2, q, k];
                 let x = random(2 * q * k, (q * k) as u64);
-                let c = Case { shape: &shape, scale: 0.5, causal: true, mask: None };
+                let c = Case {
+                    shape: &shape,
+                    scale: 0.5,
+                    causal: true,
+                    mask: None,
+                };
                 check(&device, dtype, &x, &c, " causal");
             }
             // additive masks broadcast over batch and heads: [q, k] and [heads, 1, k]
@@ -158,16 +197,31 @@ fn causal_and_additive_masks() {
                 .iter()
                 .map(|&v| if v < -0.5 { f32::NEG_INFINITY } else { v })
                 .collect();
-            let c = Case { shape: &shape, scale: 1.0, causal: false, mask: Some((&qk, &[5, 63])) };
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: false,
+                mask: Some((&qk, &[5, 63])),
+            };
             check(&device, dtype, &x, &c, " mask[q,k]");
             let hk: Vec<f32> = random(3 * 63, 13).iter().map(|v| v * 100.0).collect();
-            let c = Case { shape: &shape, scale: 1.0, causal: true, mask: Some((&hk, &[3, 1, 63])) };
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: true,
+                mask: Some((&hk, &[3, 1, 63])),
+            };
             check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
             // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
             let mut hide = vec![0f32; 5 * 63];
             hide[63..126].fill(f32::NEG_INFINITY);
             hide[4 * 63..].fill(-f32::INFINITY);
-            let c = Case { shape: &shape, scale: 1.0, causal: false, mask: Some((&hide, &[5, 63])) };
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: false,
+                mask: Some((&hide, &[5, 63])),
+            };
             check(&device, dtype, &x, &c, " fully masked rows");
         }
     }
@@ -183,7 +237,12 @@ fn nan_and_infinity_follow_the_documented_rules() {
             x[n + 10] = f32::INFINITY; // row 1: +inf -> whole row NaN
             x[2 * n..3 * n].fill(f32::NEG_INFINITY); // row 2: all -inf -> 0 / -inf
             x[3 * n + 1] = f32::NEG_INFINITY; // row 3: one -inf -> probability 0
-            let c = Case { shape: &[5, n], scale: 1.0, causal: false, mask: None };
+            let c = Case {
+                shape: &[5, n],
+                scale: 1.0,
+                causal: false,
+                mask: None,
+            };
             check(&device, dtype, &x, &c, " specials");
             let y = ops::softmax(&tensor(&device, &quantize(&x, dtype), &[5, n], dtype))
                 .unwrap()
@@ -201,7 +260,12 @@ fn vocabulary_sized_rows() {
     let n = if large() { 262_144 * 2 + 3 } else { 262_144 };
     for device in devices_all_variants() {
         let x: Vec<f32> = random(n, 21).iter().map(|v| v * 20.0).collect();
-        let c = Case { shape: &[1, n], scale: 1.0, causal: false, mask: None };
+        let c = Case {
+            shape: &[1, n],
+            scale: 1.0,
+            causal: false,
+            mask: None,
+        };
         check(&device, DType::F32, &x, &c, " vocab");
         if large() {
             for dtype in [DType::F16, DType::BF16] {
@@ -220,7 +284,12 @@ fn many_rows_fold_the_grid() {
     for device in devices_all_variants() {
         let shape = [70_001, 5];
         let x = random(70_001 * 5, 8);
-        let c = Case { shape: &shape, scale: 1.0, causal: true, mask: None };
+        let c = Case {
+            shape: &shape,
+            scale: 1.0,
+            causal: true,
+            mask: None,
+        };
         check(&device, DType::F16, &x, &c, " folded grid");
     }
 }
@@ -230,23 +299,47 @@ fn mistakes_are_typed_errors() {
     for device in devices_all_variants() {
         let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
         for scale in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
-            let e = ops::softmax_with(&x, &ops::SoftmaxOptions { scale, ..Default::default() })
-                .unwrap_err();
+            let e = ops::softmax_with(
+                &x,
+                &ops::SoftmaxOptions {
+                    scale,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
             assert!(matches!(e, Error::Argument { name: "scale", .. }), "{e}");
         }
         let bad = tensor(&device, &random(5, 1), &[5], DType::F32);
-        let e = ops::softmax_with(&x, &ops::SoftmaxOptions { mask: Some(&bad), ..Default::default() })
-            .unwrap_err();
+        let e = ops::softmax_with(
+            &x,
+            &ops::SoftmaxOptions {
+                mask: Some(&bad),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");
         assert!(e.to_string().contains("last dimension must be 4"), "{e}");
         let half = tensor(&device, &random(4, 1), &[4], DType::F16);
-        let e = ops::softmax_with(&x, &ops::SoftmaxOptions { mask: Some(&half), ..Default::default() })
-            .unwrap_err();
+        let e = ops::softmax_with(
+            &x,
+            &ops::SoftmaxOptions {
+                mask: Some(&half),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
         let ids = Tensor::from_slice(&device, &[1u32, 2, 3], &[3]).unwrap();
-        assert!(matches!(ops::softmax(&ids).unwrap_err(), Error::UnsupportedDType { .. }));
+        assert!(matches!(
+            ops::softmax(&ids).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
         let scalar = tensor(&device, &[1.0], &[], DType::F32);
-        assert!(matches!(ops::softmax(&scalar).unwrap_err(), Error::Shape { .. }));
+        assert!(matches!(
+            ops::softmax(&scalar).unwrap_err(),
+            Error::Shape { .. }
+        ));
         let empty = tensor(&device, &[], &[2, 0], DType::F32);
         assert_eq!(ops::softmax(&empty).unwrap().shape(), &[2, 0]);
     }

@@ -18,11 +18,18 @@ fn hundred_op_chain_is_one_submission() {
         y = ops::add_scalar(&y, 1.0).unwrap();
     }
     let mid = gpu.stats();
-    assert_eq!(mid.submissions, before.submissions, "ops must not submit on their own");
+    assert_eq!(
+        mid.submissions, before.submissions,
+        "ops must not submit on their own"
+    );
     assert_eq!(mid.passes - before.passes, 100);
     let got = y.to_vec::<f32>().unwrap();
     let after = gpu.stats();
-    assert_eq!(after.submissions - before.submissions, 1, "100 ops + readback = one submission");
+    assert_eq!(
+        after.submissions - before.submissions,
+        1,
+        "100 ops + readback = one submission"
+    );
     let want: Vec<f64> = random(1000, 1).iter().map(|&v| v as f64 + 100.0).collect();
     assert_close("chain of 100 adds", &got, &want, 1e-4, 0.0);
 }
@@ -40,8 +47,14 @@ fn pool_reuses_buffers() {
     }
     y.to_vec::<f32>().unwrap();
     let after = gpu.stats();
-    assert!(after.pool_hits - before.pool_hits >= 45, "dropped intermediates must be reused: {before:?} -> {after:?}");
-    assert!(after.pool_misses - before.pool_misses <= 5, "{before:?} -> {after:?}");
+    assert!(
+        after.pool_hits - before.pool_hits >= 45,
+        "dropped intermediates must be reused: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.pool_misses - before.pool_misses <= 5,
+        "{before:?} -> {after:?}"
+    );
 }
 
 /// The hazard DESIGN.md names: a kernel recorded (not yet submitted) reads buffer B; B's
@@ -62,9 +75,19 @@ fn upload_into_reused_buffer_does_not_overtake_pending_kernel() {
         drop(a); // a's buffer goes back to the pool while the kernel is still pending
         let second = vec![1234.5f32; n];
         let b = Tensor::from_slice(&gpu, &second, &[n]).unwrap(); // same size: takes a's buffer
-        assert_eq!(gpu.stats().pool_misses, misses, "the upload must reuse the pooled buffer for this test to mean anything");
+        assert_eq!(
+            gpu.stats().pool_misses,
+            misses,
+            "the upload must reuse the pooled buffer for this test to mean anything"
+        );
         let want: Vec<f64> = first.iter().map(|&v| 2.0 * v as f64).collect();
-        assert_close("kernel output after buffer reuse", &out.to_vec::<f32>().unwrap(), &want, 0.0, 0.0);
+        assert_close(
+            "kernel output after buffer reuse",
+            &out.to_vec::<f32>().unwrap(),
+            &want,
+            0.0,
+            0.0,
+        );
         assert_eq!(b.to_vec::<f32>().unwrap(), second);
     }
 }
@@ -97,6 +120,9 @@ fn long_chains_submit_in_batches() {
         y = ops::add_scalar(&y, 1.0).unwrap();
     }
     let submitted = gpu.stats().submissions - before;
-    assert!((2..=3).contains(&submitted), "1100 passes should make 2 batch submissions, made {submitted}");
+    assert!(
+        (2..=3).contains(&submitted),
+        "1100 passes should make 2 batch submissions, made {submitted}"
+    );
     assert!(y.to_vec::<f32>().unwrap().iter().all(|&v| v == 1100.0));
 }

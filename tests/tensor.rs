@@ -32,14 +32,41 @@ fn reshape_is_a_view_of_the_same_data() {
         assert_eq!(r.shape(), &[12, 5]);
         assert_eq!(r.to_vec::<f32>().unwrap(), v);
         let e = t.reshape(&[7, 9]).unwrap_err();
-        assert!(matches!(e, Error::ReshapeCount { from_len: 60, to_len: 63, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::ReshapeCount {
+                    from_len: 60,
+                    to_len: 63,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn casts_round_to_nearest_even_and_keep_specials() {
     // Values chosen to hit ties, subnormals, overflow and NaN in each format.
-    let mut v = vec![0.0f32, -0.0, 1.0, -1.5, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, 65504.0, 65520.0, 1e6, -1e6, 6e-8, 1e-40, 3.0e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let mut v = vec![
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.5,
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+        65504.0,
+        65520.0,
+        1e6,
+        -1e6,
+        6e-8,
+        1e-40,
+        3.0e38,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
     v.extend(random(301, 5).iter().map(|x| x * 1000.0));
     for device in devices() {
         let t = Tensor::from_slice(&device, &v, &[v.len()]).unwrap();
@@ -52,7 +79,10 @@ fn casts_round_to_nearest_even_and_keep_specials() {
                 // GPUs may flush f32 subnormals; everything else must match the IEEE rounding.
                 let subnormal = x != 0.0 && x.abs() < f32::MIN_POSITIVE;
                 let ok = (g.is_nan() && want.is_nan()) || g == want || (subnormal && g == 0.0);
-                assert!(ok, "cast {x} f32 -> {to} on {device:?} (index {i}): got {g}, want {want}");
+                assert!(
+                    ok,
+                    "cast {x} f32 -> {to} on {device:?} (index {i}): got {g}, want {want}"
+                );
             }
             // And back from the narrow type to every other.
             for back in DType::ALL {
@@ -60,7 +90,10 @@ fn casts_round_to_nearest_even_and_keep_specials() {
                 let want = quantize(&quantize(&v, to), back);
                 for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                     let subnormal = v[i] != 0.0 && v[i].abs() < f32::MIN_POSITIVE;
-                    assert!((g.is_nan() && w.is_nan()) || g == w || (subnormal && g == 0.0), "cast {to} -> {back} at {i}: got {g}, want {w}");
+                    assert!(
+                        (g.is_nan() && w.is_nan()) || g == w || (subnormal && g == 0.0),
+                        "cast {to} -> {back} at {i}: got {g}, want {w}"
+                    );
                 }
             }
         }
@@ -71,10 +104,30 @@ fn casts_round_to_nearest_even_and_keep_specials() {
 fn mistakes_are_typed_errors() {
     for device in devices() {
         let e = Tensor::from_slice(&device, &[1.0f32; 5], &[2, 3]).unwrap_err();
-        assert!(matches!(e, Error::DataLength { expected: 6, got: 5, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::DataLength {
+                    expected: 6,
+                    got: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let t = Tensor::from_slice(&device, &[1.0f32; 6], &[2, 3]).unwrap();
         let e = t.to_vec::<f16>().unwrap_err();
-        assert!(matches!(e, Error::HostType { tensor: DType::F32, requested: DType::F16, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::HostType {
+                    tensor: DType::F32,
+                    requested: DType::F16,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("cast(DType::F16)"), "{e}");
     }
 }
@@ -83,11 +136,17 @@ fn mistakes_are_typed_errors() {
 #[test]
 fn tensors_over_the_binding_limit_are_refused() {
     let Some(gpu) = gpu() else { return };
-    let limit = gpu.info().limits.max_storage_buffer_binding_size.min(gpu.info().limits.max_buffer_size);
+    let limit = gpu
+        .info()
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.info().limits.max_buffer_size);
     let elems = (limit / 4 + 1) as usize;
     let e = Tensor::zeros(&gpu, &[elems], DType::F32).unwrap_err();
     match e {
-        Error::TooLarge { bytes, limit: l, .. } => {
+        Error::TooLarge {
+            bytes, limit: l, ..
+        } => {
             assert_eq!(bytes, elems as u64 * 4);
             assert_eq!(l, limit);
         }

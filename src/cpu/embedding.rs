@@ -8,10 +8,12 @@ pub(crate) fn embedding(ids: &[u32], table: &CpuStorage, d: usize) -> CpuStorage
     fn gather<T: Element>(ids: &[u32], table: &[T], d: usize) -> Vec<T> {
         let mut out = vec![T::from_f32(0.0); ids.len() * d];
         if d > 0 {
-            out.par_chunks_mut(d).zip(ids.par_iter()).for_each(|(o, &id)| {
-                let start = id as usize * d;
-                o.copy_from_slice(&table[start..start + d]);
-            });
+            out.par_chunks_mut(d)
+                .zip(ids.par_iter())
+                .for_each(|(o, &id)| {
+                    let start = id as usize * d;
+                    o.copy_from_slice(&table[start..start + d]);
+                });
         }
         out
     }

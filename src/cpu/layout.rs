@@ -56,13 +56,15 @@ fn concat_typed<T: Copy + Send + Sync + Default>(
     if dst_block == 0 {
         return out;
     }
-    out.par_chunks_mut(dst_block).enumerate().for_each(|(o, dst)| {
-        let mut off = 0;
-        for (src, b) in parts {
-            dst[off..off + b].copy_from_slice(&src[o * b..(o + 1) * b]);
-            off += b;
-        }
-    });
+    out.par_chunks_mut(dst_block)
+        .enumerate()
+        .for_each(|(o, dst)| {
+            let mut off = 0;
+            for (src, b) in parts {
+                dst[off..off + b].copy_from_slice(&src[o * b..(o + 1) * b]);
+                off += b;
+            }
+        });
     out
 }
 

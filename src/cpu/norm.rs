@@ -9,6 +9,8 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 type Pair = (CpuStorage, Option<CpuStorage>);
+/// One task's rows: (y, h, x, residual).
+type Task<'a, T> = (&'a mut [T], Option<&'a mut [T]>, &'a [T], Option<&'a [T]>);
 
 pub(crate) fn norm(
     x: &CpuStorage,
@@ -60,14 +62,16 @@ fn run<T: Element>(
     let mut h = res.map(|_| vec![zero; x.len()]);
     let per = rows_per_task(n) * n;
     let inv_n = 1.0 / n as f32;
-    let body = |(ys, hs, xs, rs): (&mut [T], Option<&mut [T]>, &[T], Option<&[T]>)| {
+    let body = |(ys, hs, xs, rs): Task<'_, T>| {
         let mut buf = vec![0f32; n];
         let mut hs = hs;
         for r in 0..xs.len() / n {
             let span = r * n..(r + 1) * n;
             match rs {
                 Some(rs) => {
-                    for ((o, &a), &c) in buf.iter_mut().zip(&xs[span.clone()]).zip(&rs[span.clone()]) {
+                    for ((o, &a), &c) in
+                        buf.iter_mut().zip(&xs[span.clone()]).zip(&rs[span.clone()])
+                    {
                         *o = a.to_f32() + c.to_f32();
                     }
                     if let Some(hs) = hs.as_deref_mut() {

@@ -37,10 +37,13 @@ fn run<T: Element>(x: &[T], plan: &Plan) -> Vec<T> {
             for (r, (y, xr)) in ys.chunks_mut(d).zip(xs.chunks(d)).enumerate() {
                 let row = task * (per / d) + r;
                 let cs = &table[(plan.position(row) - plan.offset) * h..][..h];
-                for i in 0..h {
-                    let (a, b) = if plan.halves { (i, i + h) } else { (2 * i, 2 * i + 1) };
+                for (i, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = if plan.halves {
+                        (i, i + h)
+                    } else {
+                        (2 * i, 2 * i + 1)
+                    };
                     let (u, v) = (xr[a].to_f32(), xr[b].to_f32());
-                    let (c, s) = cs[i];
                     y[a] = T::from_f32(u * c - v * s);
                     y[b] = T::from_f32(v * c + u * s);
                 }

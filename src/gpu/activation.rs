@@ -55,7 +55,11 @@ pub(crate) fn activation(
     g.dispatch(
         &pipeline,
         "activation",
-        &[a.gpu_buffer(), b.unwrap_or(a).gpu_buffer(), out.gpu_buffer()],
+        &[
+            a.gpu_buffer(),
+            b.unwrap_or(a).gpu_buffer(),
+            out.gpu_buffer(),
+        ],
         Some(bytemuck::bytes_of(&[n, 0, 0, 0])),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )

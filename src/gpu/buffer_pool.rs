@@ -115,7 +115,7 @@ mod tests {
             123_456_789,
         ] {
             let b = bucket_size(bytes, u64::MAX);
-            assert!(b >= bytes && b % 4 == 0, "{bytes} -> {b}");
+            assert!(b >= bytes && b.is_multiple_of(4), "{bytes} -> {b}");
             assert!(
                 b <= (bytes.max(256) as f64 * 1.25) as u64 + 4,
                 "{bytes} -> {b}"

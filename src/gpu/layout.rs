@@ -64,7 +64,12 @@ pub(crate) fn permute(
         src_strides: pad(src_strides),
         ..Default::default()
     };
-    let pipeline = g.pipeline(&LAYOUT, "permute", ShaderHeader::new(vec![x.dtype(); 2]), &[])?;
+    let pipeline = g.pipeline(
+        &LAYOUT,
+        "permute",
+        ShaderHeader::new(vec![x.dtype(); 2]),
+        &[],
+    )?;
     g.dispatch(
         &pipeline,
         "permute",
@@ -92,7 +97,12 @@ pub(crate) fn concat_part(
         dst_offset: dst_offset as u32,
         ..Default::default()
     };
-    let pipeline = g.pipeline(&LAYOUT, "concat", ShaderHeader::new(vec![x.dtype(); 2]), &[])?;
+    let pipeline = g.pipeline(
+        &LAYOUT,
+        "concat",
+        ShaderHeader::new(vec![x.dtype(); 2]),
+        &[],
+    )?;
     g.dispatch(
         &pipeline,
         "concat",

@@ -118,7 +118,11 @@ impl ShaderHeader {
         for (slot, (t, &dt)) in kernel.tensors.iter().zip(&self.dtypes).enumerate() {
             let n = t.name;
             if t.access.is_index() || dt == DType::U32 {
-                let access = if t.access.writes() { "read_write" } else { "read" };
+                let access = if t.access.writes() {
+                    "read_write"
+                } else {
+                    "read"
+                };
                 let _ = writeln!(
                     h,
                     "@group(0) @binding({slot}) var<storage, {access}> {n}: array<u32>;"

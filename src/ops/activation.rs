@@ -44,7 +44,8 @@ pub fn activation(act: Activation, x: &Tensor) -> Result<Tensor> {
             op: "activation",
             name: "act",
             value: "SwiGlu".into(),
-            expected: "a one-input activation; SwiGLU takes two tensors: call ops::swiglu(gate, up)",
+            expected:
+                "a one-input activation; SwiGLU takes two tensors: call ops::swiglu(gate, up)",
         });
     }
     run(act, x, None)

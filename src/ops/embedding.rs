@@ -25,10 +25,7 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     if table.rank() != 2 {
         return Err(Error::shape(
             op,
-            format!(
-                "table has shape {:?}; it must be [vocab, d]",
-                table.shape()
-            ),
+            format!("table has shape {:?}; it must be [vocab, d]", table.shape()),
         ));
     }
     let (vocab, d) = (table.shape()[0], table.shape()[1]);
@@ -45,7 +42,9 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
         }
         Backend::Cpu => {
             let ids_v = ids.cpu_storage().as_slice::<u32>();
-            if let Some((position, &index)) = ids_v.iter().enumerate().find(|(_, &i)| i as usize >= vocab) {
+            if let Some((position, &index)) =
+                ids_v.iter().enumerate().find(|(_, &i)| i as usize >= vocab)
+            {
                 return Err(Error::IndexOutOfRange {
                     op,
                     index: index as u64,

@@ -16,11 +16,16 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let r = x.rank();
     let mut seen = vec![false; r];
     let valid = perm.len() == r
-        && perm.iter().all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
+        && perm
+            .iter()
+            .all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
     if !valid {
         return Err(Error::shape(
             op,
-            format!("{perm:?} is not a permutation of the {r} dimensions 0..{r} of x (shape {:?})", x.shape()),
+            format!(
+                "{perm:?} is not a permutation of the {r} dimensions 0..{r} of x (shape {:?})",
+                x.shape()
+            ),
         ));
     }
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
@@ -51,7 +56,10 @@ pub fn transpose(x: &Tensor, a: usize, b: usize) -> Result<Tensor> {
     if a >= r || b >= r {
         return Err(Error::shape(
             "transpose",
-            format!("dimensions {a} and {b} do not both exist in x of shape {:?}", x.shape()),
+            format!(
+                "dimensions {a} and {b} do not both exist in x of shape {:?}",
+                x.shape()
+            ),
         ));
     }
     let mut perm: Vec<usize> = (0..r).collect();
@@ -84,8 +92,7 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
                 rhs: t.dtype(),
             });
         }
-        let matches = t.rank() == r
-            && (0..r).all(|d| d == dim || t.shape()[d] == first.shape()[d]);
+        let matches = t.rank() == r && (0..r).all(|d| d == dim || t.shape()[d] == first.shape()[d]);
         if !matches {
             return Err(Error::shape(
                 op,

@@ -21,7 +21,7 @@ pub mod softmax;
 pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
 pub use embedding::embedding;
 pub use layout::{concat, permute, transpose};
+pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
 pub use reduce::{argmax, max, mean, reduce, sum, Reduction};
 pub use rope::{rope, RopeAxes, RopeLayout, RopeOptions};
-pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
 pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};

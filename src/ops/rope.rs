@@ -102,7 +102,8 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
     let r = x.rank();
     let d = x.shape()[r - 1];
     let rot = o.rotary_dim.unwrap_or(d);
-    if d % 2 != 0 || rot % 2 != 0 || rot > d || rot > MAX_ROTARY_DIM || rot == 0 {
+    if !d.is_multiple_of(2) || !rot.is_multiple_of(2) || rot > d || rot > MAX_ROTARY_DIM || rot == 0
+    {
         return Err(Error::shape(
             op,
             format!(
@@ -127,7 +128,8 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
             op,
             name: "offset",
             value: o.offset.to_string(),
-            expected: "positions (offset + sequence length) below 2^24, where f32 holds them exactly",
+            expected:
+                "positions (offset + sequence length) below 2^24, where f32 holds them exactly",
         });
     }
     let inv_freq = (0..rot / 2)

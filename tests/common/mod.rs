@@ -63,9 +63,8 @@ pub fn gpu_without_subgroups() -> Option<Device> {
         }
         let (device, _) = g.wgpu()?;
         let features = device.features() - wgpu::Features::SUBGROUP;
-        let instance = wgpu::Instance::new(
-            wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
-        );
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .into_iter()
             .find(|a| a.get_info().name == g.info().name)?;
