@@ -189,3 +189,33 @@ fn mistakes_are_typed_errors() {
         ));
     }
 }
+
+#[test]
+fn reused_host_buffers_carry_no_stale_values() {
+    // CPU outputs of >= 1 MiB come from a pool of dropped buffers: run the same shape
+    // twice on different data and check the second result, while the first is alive and
+    // after it is dropped.
+    let device = openkern::Device::cpu();
+    let (m, n) = (512, 1024);
+    let w = tensor(&device, &vec![1.0; n], &[n], DType::F32);
+    let mut keep = Vec::new();
+    for seed in 0..4u64 {
+        let x = random(m * n, seed);
+        let t = tensor(&device, &x, &[m, n], DType::F32);
+        let y = ops::rms_norm(&t, &w, 1e-6).unwrap();
+        let want = reference(&f64s(&x), n, &vec![1.0; n], None, 1e-6);
+        assert_close(
+            &format!("pooled rms_norm seed {seed}"),
+            &y.to_f32_vec().unwrap(),
+            &want,
+            1e-6,
+            1e-5,
+        );
+        let s = ops::softmax(&t).unwrap().to_f32_vec().unwrap();
+        assert!((s[..n].iter().map(|&v| v as f64).sum::<f64>() - 1.0).abs() < 1e-4);
+        if seed % 2 == 0 {
+            keep.push(y);
+        }
+    }
+    device.trim_pool();
+}

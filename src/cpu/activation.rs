@@ -51,7 +51,7 @@ pub(crate) fn apply(act: Activation, a: f32, b: f32) -> f32 {
 
 pub(crate) fn activation(act: Activation, a: &CpuStorage, b: Option<&CpuStorage>) -> CpuStorage {
     let x = a.to_f32();
-    let mut out = vec![0f32; x.len()];
+    let mut out = super::take::<f32>(x.len());
     match b {
         Some(b) => {
             let y = b.to_f32();

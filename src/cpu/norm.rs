@@ -2,8 +2,8 @@
 //! with the residual) into an f32 buffer that stays in cache, reduced with eight lanes so
 //! the loops vectorise, and written once.
 
-use super::math::rows_per_task;
-use super::CpuStorage;
+use super::math::{lanes_sum, rows_per_task};
+use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -38,18 +38,7 @@ pub(crate) fn norm(
     }
 }
 
-fn lanes_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        for k in 0..8 {
-            acc[k] += f(c[k]);
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|&x| f(x)).sum::<f32>()
-}
-
-fn run<T: Element>(
+fn run<T: Element + Pooled>(
     x: &[T],
     res: Option<&[T]>,
     w: &[f32],
@@ -57,9 +46,8 @@ fn run<T: Element>(
     eps: f32,
     n: usize,
 ) -> (Vec<T>, Option<Vec<T>>) {
-    let zero = T::from_f32(0.0);
-    let mut y = vec![zero; x.len()];
-    let mut h = res.map(|_| vec![zero; x.len()]);
+    let mut y = take::<T>(x.len());
+    let mut h = res.map(|_| take::<T>(x.len()));
     let per = rows_per_task(n) * n;
     let inv_n = 1.0 / n as f32;
     let body = |(ys, hs, xs, rs): Task<'_, T>| {

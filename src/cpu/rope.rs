@@ -2,7 +2,7 @@
 //! sin/cos), then rows in parallel.
 
 use super::math::rows_per_task;
-use super::CpuStorage;
+use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::rope::Plan;
 use rayon::prelude::*;
@@ -16,7 +16,7 @@ pub(crate) fn rope(x: &CpuStorage, plan: &Plan) -> CpuStorage {
     }
 }
 
-fn run<T: Element>(x: &[T], plan: &Plan) -> Vec<T> {
+fn run<T: Element + Pooled>(x: &[T], plan: &Plan) -> Vec<T> {
     let (d, h) = (plan.d, plan.rot / 2);
     // table[(p - offset) * h + i] = (cos, sin) of the f32 angle p · inv_freq[i]
     let table: Vec<(f32, f32)> = (0..plan.seq)
@@ -28,7 +28,7 @@ fn run<T: Element>(x: &[T], plan: &Plan) -> Vec<T> {
             })
         })
         .collect();
-    let mut out = vec![T::from_f32(0.0); x.len()];
+    let mut out = take::<T>(x.len());
     let per = rows_per_task(d) * d;
     out.par_chunks_mut(per)
         .zip(x.par_chunks(per))

@@ -2,8 +2,8 @@
 //! buffer that stays in cache (logits + max, exp + sum, scale), so memory sees one read
 //! of x and one write of y.
 
-use super::math::{exp, rows_per_task};
-use super::CpuStorage;
+use super::math::{exp_in_place, lanes_sum, map_exp, rows_per_task};
+use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::softmax::Plan;
 use half::{bf16, f16};
@@ -20,9 +20,9 @@ pub(crate) fn softmax(x: &CpuStorage, plan: &Plan) -> CpuStorage {
     }
 }
 
-fn run<T: Element>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T> {
+fn run<T: Element + Pooled>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T> {
     let n = plan.n;
-    let mut out = vec![T::from_f32(0.0); x.len()];
+    let mut out = take::<T>(x.len());
     if n == 0 {
         return out;
     }
@@ -33,15 +33,16 @@ fn run<T: Element>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T> {
         .enumerate()
         .for_each(|(task, (ys, xs))| {
             let mut scratch = if f32_out { Vec::new() } else { vec![0f32; n] };
+            let mut exps = Vec::new();
             for (r, (y, xr)) in ys.chunks_mut(n).zip(xs.chunks(n)).enumerate() {
                 let row = task * per + r;
                 if f32_out {
                     let buf: &mut [f32] = bytemuck::cast_slice_mut(y);
                     logits(buf, xr, plan, mask, row);
-                    row_softmax(buf, plan.log);
+                    row_softmax(buf, plan.log, &mut exps);
                 } else {
                     logits(&mut scratch, xr, plan, mask, row);
-                    row_softmax(&mut scratch, plan.log);
+                    row_softmax(&mut scratch, plan.log, &mut exps);
                     for (o, &v) in y.iter_mut().zip(scratch.iter()) {
                         *o = T::from_f32(v);
                     }
@@ -74,9 +75,9 @@ fn logits<T: Element>(buf: &mut [f32], x: &[T], plan: &Plan, mask: Option<&[f32]
     }
 }
 
-/// Softmax (or log-softmax) of one row of logits, in place. Special rows as documented
-/// in `ops::softmax`.
-pub(crate) fn row_softmax(y: &mut [f32], log: bool) {
+/// Softmax (or log-softmax) of one row of logits, in place (`scratch`: n floats for the
+/// log form). Special rows as documented in `ops::softmax`.
+pub(crate) fn row_softmax(y: &mut [f32], log: bool, scratch: &mut Vec<f32>) {
     // Pass 1: max and NaN screen, eight lanes so the loop vectorises.
     let mut mx = [f32::NEG_INFINITY; 8];
     let mut nan = [false; 8];
@@ -101,35 +102,20 @@ pub(crate) fn row_softmax(y: &mut [f32], log: bool) {
         y.fill(if log { f32::NEG_INFINITY } else { 0.0 });
         return;
     }
-    // Pass 2: exponentials and their sum (stored for softmax, only summed for log).
-    let mut acc = [0f32; 8];
-    let mut chunks = y.chunks_exact_mut(8);
-    for c in &mut chunks {
-        for k in 0..8 {
-            let e = exp(c[k] - m);
-            if !log {
-                c[k] = e;
-            }
-            acc[k] += e;
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for v in chunks.into_remainder() {
-        let e = exp(*v - m);
-        if !log {
-            *v = e;
-        }
-        s += e;
-    }
-    // Pass 3: normalise.
     if log {
-        // (v − m) first: exact near the max, where m + ln s would round at m's scale
-        let ls = s.ln();
+        // Pass 2: Σ exp(l − m) through the scratch row; pass 3: (l − m) − ln Σ, with
+        // (l − m) first: exact near the max, where m + ln Σ would round at m's scale.
+        scratch.resize(y.len(), 0.0);
+        map_exp(y, scratch, m);
+        let ls = lanes_sum(scratch, |v| v).ln();
         for v in y.iter_mut() {
             *v = (*v - m) - ls;
         }
     } else {
-        let inv = 1.0 / s;
+        // Pass 2: exponentials in place; pass 3: their sum; pass 4: scale. The row stays
+        // in L1/L2, so these cost no memory traffic.
+        exp_in_place(y, m);
+        let inv = 1.0 / lanes_sum(y, |v| v);
         for v in y.iter_mut() {
             *v *= inv;
         }
