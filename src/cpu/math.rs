@@ -1,6 +1,10 @@
 //! Scalar kernels the CPU twins share, written so LLVM vectorises the loops that call
 //! them (no libm calls, no data-dependent branches).
 
+use crate::dtype::{DType, Element};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
 /// exp(x) for x ≤ 88.7, relative error about 1e-7; 0 below −87.3 (where exp leaves the
 /// normal range), so exp(−∞) = 0. Cephes' expf: exp(x) = 2^k · e^r with
 /// k = round(x / ln 2) and r = x − k·ln 2 (ln 2 in two parts, so r is exact),
@@ -95,6 +99,33 @@ pub(crate) fn lanes_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     }
     let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `dst = src` widened to f32; 16-bit rows go through half's slice conversion (F16C
+/// where the CPU has it) rather than one software conversion per element.
+pub(crate) fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
+    match T::DTYPE {
+        DType::F16 => bytemuck::cast_slice::<T, f16>(src).convert_to_f32_slice(dst),
+        DType::BF16 => bytemuck::cast_slice::<T, bf16>(src).convert_to_f32_slice(dst),
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s.to_f32();
+            }
+        }
+    }
+}
+
+/// `dst = src` rounded to `T` (nearest even); the inverse of [`widen`].
+pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
+    match T::DTYPE {
+        DType::F16 => bytemuck::cast_slice_mut::<T, f16>(dst).convert_from_f32_slice(src),
+        DType::BF16 => bytemuck::cast_slice_mut::<T, bf16>(dst).convert_from_f32_slice(src),
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = T::from_f32(s);
+            }
+        }
+    }
 }
 
 /// Rows per rayon task so each task moves at least ~64 KiB.

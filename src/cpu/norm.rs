@@ -2,7 +2,7 @@
 //! with the residual) into an f32 buffer that stays in cache, reduced with eight lanes so
 //! the loops vectorise, and written once.
 
-use super::math::{lanes_sum, rows_per_task};
+use super::math::{lanes_sum, narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use half::{bf16, f16};
@@ -52,27 +52,22 @@ fn run<T: Element + Pooled>(
     let inv_n = 1.0 / n as f32;
     let body = |(ys, hs, xs, rs): Task<'_, T>| {
         let mut buf = vec![0f32; n];
+        let mut tmp = vec![0f32; if rs.is_some() { n } else { 0 }];
         let mut hs = hs;
         for r in 0..xs.len() / n {
             let span = r * n..(r + 1) * n;
             match rs {
                 Some(rs) => {
-                    for ((o, &a), &c) in
-                        buf.iter_mut().zip(&xs[span.clone()]).zip(&rs[span.clone()])
-                    {
-                        *o = a.to_f32() + c.to_f32();
+                    widen(&xs[span.clone()], &mut buf);
+                    widen(&rs[span.clone()], &mut tmp);
+                    for (o, &c) in buf.iter_mut().zip(&tmp) {
+                        *o += c;
                     }
                     if let Some(hs) = hs.as_deref_mut() {
-                        for (o, &v) in hs[span.clone()].iter_mut().zip(&buf) {
-                            *o = T::from_f32(v);
-                        }
+                        narrow(&buf, &mut hs[span.clone()]);
                     }
                 }
-                None => {
-                    for (o, &a) in buf.iter_mut().zip(&xs[span.clone()]) {
-                        *o = a.to_f32();
-                    }
-                }
+                None => widen(&xs[span.clone()], &mut buf),
             }
             let yr = &mut ys[span];
             match b {
@@ -80,16 +75,18 @@ fn run<T: Element + Pooled>(
                     let mean = lanes_sum(&buf, |v| v) * inv_n;
                     let var = lanes_sum(&buf, |v| (v - mean) * (v - mean)) * inv_n;
                     let rstd = 1.0 / (var + eps).sqrt();
-                    for (((o, &v), &wj), &bj) in yr.iter_mut().zip(&buf).zip(w).zip(b) {
-                        *o = T::from_f32((v - mean) * rstd * wj + bj);
+                    for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
+                        *v = (*v - mean) * rstd * wj + bj;
                     }
+                    narrow(&buf, yr);
                 }
                 None => {
                     let ms = lanes_sum(&buf, |v| v * v) * inv_n;
                     let rstd = 1.0 / (ms + eps).sqrt();
-                    for ((o, &v), &wj) in yr.iter_mut().zip(&buf).zip(w) {
-                        *o = T::from_f32(v * rstd * wj);
+                    for (v, &wj) in buf.iter_mut().zip(w) {
+                        *v = *v * rstd * wj;
                     }
+                    narrow(&buf, yr);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! buffer that stays in cache (logits + max, exp + sum, scale), so memory sees one read
 //! of x and one write of y.
 
-use super::math::{exp_in_place, lanes_sum, map_exp, rows_per_task};
+use super::math::{exp_in_place, lanes_sum, map_exp, narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::softmax::Plan;
@@ -43,9 +43,7 @@ fn run<T: Element + Pooled>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T
                 } else {
                     logits(&mut scratch, xr, plan, mask, row);
                     row_softmax(&mut scratch, plan.log, &mut exps);
-                    for (o, &v) in y.iter_mut().zip(scratch.iter()) {
-                        *o = T::from_f32(v);
-                    }
+                    narrow(&scratch, y);
                 }
             }
         });
@@ -54,13 +52,10 @@ fn run<T: Element + Pooled>(x: &[T], plan: &Plan, mask: Option<&[f32]>) -> Vec<T
 
 fn logits<T: Element>(buf: &mut [f32], x: &[T], plan: &Plan, mask: Option<&[f32]>, row: usize) {
     let s = plan.scale;
-    if s == 1.0 {
-        for (b, &v) in buf.iter_mut().zip(x) {
-            *b = v.to_f32();
-        }
-    } else {
-        for (b, &v) in buf.iter_mut().zip(x) {
-            *b = v.to_f32() * s;
+    widen(x, buf);
+    if s != 1.0 {
+        for b in buf.iter_mut() {
+            *b *= s;
         }
     }
     if let Some(m) = mask {
