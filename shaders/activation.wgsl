@@ -54,7 +54,11 @@ fn activate(a: f32, b: f32) -> f32 {
             return a / (1.0 + exp(-a)) * b;
         }
         case 4u: {
-            return max(a, 0.0);
+            // not max(a, 0): WGSL leaves max's NaN result unspecified
+            if (a > 0.0 || (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u) {
+                return a;
+            }
+            return 0.0;
         }
         default: {
             // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is

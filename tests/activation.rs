@@ -118,6 +118,7 @@ fn special_values() {
                 assert_eq!(y[3], 0.0);
             }
             let y = ops::relu(&t).unwrap().to_f32_vec().unwrap();
+            assert!(y[0].is_nan(), "relu NaN {device:?}");
             assert_eq!(&y[1..4], &[f32::INFINITY, 0.0, 0.0]);
         }
     }

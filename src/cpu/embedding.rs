@@ -1,12 +1,12 @@
 //! CPU twin of `shaders/embedding.wgsl` (ids already checked against the vocabulary).
 
-use super::CpuStorage;
+use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use rayon::prelude::*;
 
 pub(crate) fn embedding(ids: &[u32], table: &CpuStorage, d: usize) -> CpuStorage {
-    fn gather<T: Element>(ids: &[u32], table: &[T], d: usize) -> Vec<T> {
-        let mut out = vec![T::from_f32(0.0); ids.len() * d];
+    fn gather<T: Element + Pooled>(ids: &[u32], table: &[T], d: usize) -> Vec<T> {
+        let mut out = take::<T>(ids.len() * d);
         if d > 0 {
             out.par_chunks_mut(d)
                 .zip(ids.par_iter())

@@ -1,19 +1,16 @@
 //! CPU twins of `shaders/layout.wgsl`: bitwise copies, parallel over output blocks.
 
-use super::{CpuStorage, PARALLEL_MIN};
+use super::{take, CpuStorage, Pooled, PARALLEL_MIN};
 use crate::dtype::DType;
+use crate::dtype::Element;
 use rayon::prelude::*;
 
-fn permute_typed<T: Copy + Send + Sync + Default>(
-    x: &[T],
-    shape: &[usize],
-    src_strides: &[usize],
-) -> Vec<T> {
+fn permute_typed<T: Element + Pooled>(x: &[T], shape: &[usize], src_strides: &[usize]) -> Vec<T> {
     let r = shape.len();
     let inner = shape[r - 1];
     let inner_stride = src_strides[r - 1];
     let n: usize = shape.iter().product();
-    let mut out = vec![T::default(); n];
+    let mut out = take::<T>(n);
     if n == 0 {
         return out;
     }
@@ -28,8 +25,12 @@ fn permute_typed<T: Copy + Send + Sync + Default>(
                 base += (rem % shape[d]) * src_strides[d];
                 rem /= shape[d];
             }
-            for (j, o) in dst.iter_mut().enumerate() {
-                *o = x[base + j * inner_stride];
+            if inner_stride == 1 {
+                dst.copy_from_slice(&x[base..base + inner]);
+            } else {
+                for (j, o) in dst.iter_mut().enumerate() {
+                    *o = x[base + j * inner_stride];
+                }
             }
         });
     out
@@ -44,15 +45,12 @@ pub(crate) fn permute(x: &CpuStorage, shape: &[usize], src_strides: &[usize]) ->
     }
 }
 
-fn concat_typed<T: Copy + Send + Sync + Default>(
-    parts: &[(&[T], usize)],
-    dst_block: usize,
-) -> Vec<T> {
+fn concat_typed<T: Element + Pooled>(parts: &[(&[T], usize)], dst_block: usize) -> Vec<T> {
     let outer = parts
         .iter()
         .find(|(_, b)| *b > 0)
         .map_or(0, |(v, b)| v.len() / b);
-    let mut out = vec![T::default(); outer * dst_block];
+    let mut out = take::<T>(outer * dst_block);
     if dst_block == 0 {
         return out;
     }

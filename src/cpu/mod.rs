@@ -149,8 +149,8 @@ impl CpuStorage {
 /// therefore return here when their CPU tensor drops, and the next op output of the same
 /// element type that fits reuses one (its stale contents are overwritten; ops that take
 /// from the pool write every element). Bounded: buffers of at least [`POOL_MIN_BYTES`],
-/// at most [`POOL_MAX_ENTRIES`] per type and [`POOL_MAX_BYTES`] idle per type;
-/// `Device::trim_pool` empties it.
+/// at most [`POOL_MAX_ENTRIES`] per type and [`POOL_MAX_BYTES`] idle per type, oldest
+/// evicted first; `Device::trim_pool` empties it.
 pub(crate) trait Pooled: Copy + Send + 'static {
     fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
