@@ -179,11 +179,12 @@ pooled!(f32, f16, bf16, u32);
 pub(crate) fn take<T: Pooled + Element>(n: usize) -> Vec<T> {
     if n * std::mem::size_of::<T>() >= POOL_MIN_BYTES {
         let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
-        // the smallest idle buffer holding at least n initialised elements, at most 2n
+        // the smallest idle buffer holding at least n initialised elements (a larger one
+        // is truncated; its spare capacity goes back to the pool with it)
         let best = pool
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.len() >= n && b.len() <= 2 * n)
+            .filter(|(_, b)| b.len() >= n)
             .min_by_key(|(_, b)| b.len())
             .map(|(i, _)| i);
         if let Some(i) = best {
@@ -196,8 +197,8 @@ pub(crate) fn take<T: Pooled + Element>(n: usize) -> Vec<T> {
 }
 
 fn give<T: Pooled>(v: &mut Vec<T>) {
-    let bytes = v.len() * std::mem::size_of::<T>();
-    if bytes < POOL_MIN_BYTES {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if v.len() * std::mem::size_of::<T>() < POOL_MIN_BYTES {
         return;
     }
     let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
