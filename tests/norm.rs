@@ -202,6 +202,10 @@ fn mistakes_are_typed_errors() {
             ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(),
             Error::Shape { .. }
         ));
+        let none = tensor(&device, &[], &[0, 4], DType::F32);
+        assert_eq!(ops::rms_norm(&none, &w, 1e-5).unwrap().shape(), &[0, 4]);
+        let (h, y) = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
+        assert_eq!((h.shape(), y.shape()), (&[0, 4][..], &[0, 4][..]));
         let empty = tensor(&device, &[], &[3, 0], DType::F32);
         assert!(matches!(
             ops::rms_norm(&empty, &w, 1e-5).unwrap_err(),
