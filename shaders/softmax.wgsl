@@ -199,6 +199,33 @@ fn finish(v: f32) -> f32 {
     return exp(v - row_max) * row_scale;
 }
 
+fn setup_row(row: u32) {
+    row_base = row * params.n;
+    col_limit = i32(row % params.q) + params.causal_offset;
+    var rem = row;
+    var mb = 0u;
+    for (var d = i32(params.lead_rank) - 1; d >= 0; d--) {
+        let size = params.lead_shape[u32(d) / 4u][u32(d) % 4u];
+        mb += (rem % size) * params.mask_strides[u32(d) / 4u][u32(d) % 4u];
+        rem = rem / size;
+    }
+    mask_base = mb;
+}
+
+// Sets row_max, row_scale, row_sub and row_state from the row's (max, sum).
+fn conclude(m: f32, total: f32) {
+    row_max = m;
+    row_scale = 1.0 / total;
+    row_sub = log(total);
+    row_state = 0u;
+    if (m == params.neg_inf) {
+        row_state = 1u;
+    }
+    if (is_nan(total) || (m > 0.0 && m == -params.neg_inf)) {
+        row_state = 2u;
+    }
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
@@ -209,16 +236,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let n = params.n;
-    row_base = row * n;
-    col_limit = i32(row % params.q) + params.causal_offset;
-    var rem = row;
-    var mb = 0u;
-    for (var d = i32(params.lead_rank) - 1; d >= 0; d--) {
-        let size = params.lead_shape[u32(d) / 4u][u32(d) % 4u];
-        mb += (rem % size) * params.mask_strides[u32(d) / 4u][u32(d) % 4u];
-        rem = rem / size;
-    }
-    mask_base = mb;
+    setup_row(row);
     let head = row_base & 1u;
     let tail = (row_base + n) & 1u;
     let w0 = (row_base + head) / 2u;
@@ -242,17 +260,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (acc.x != params.neg_inf) {
         s = acc.y * exp(acc.x - m);
     }
-    let total = wg_sum(s);
-    row_max = m;
-    row_scale = 1.0 / total;
-    row_sub = log(total);
-    row_state = 0u;
-    if (m == params.neg_inf) {
-        row_state = 1u;
-    }
-    if (is_nan(total) || (m > 0.0 && m == -params.neg_inf)) {
-        row_state = 2u;
-    }
+    conclude(m, wg_sum(s));
 
     for (var w = w0 + lid; w < w1; w += WORKGROUP) {
         let v = logit2(w);
@@ -262,6 +270,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         store_y(row_base, finish(logit(0u)));
     }
     if (lid == WORKGROUP - 1u && tail == 1u) {
+        store_y(row_base + n - 1u, finish(logit(n - 1u)));
+    }
+}
+
+// Short rows (a few dozen elements: MoE router logits, tiny heads): one invocation per
+// row, WORKGROUP rows per workgroup, no cross-lane reduction. Neighbouring lanes read
+// neighbouring rows, so a warp's loads still stay within a few cache lines.
+@compute @workgroup_size(WORKGROUP)
+fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.n;
+    setup_row(row);
+    let head = row_base & 1u;
+    let tail = (row_base + n) & 1u;
+    let w0 = (row_base + head) / 2u;
+    let w1 = (row_base + n) / 2u;
+    var acc = vec2<f32>(params.neg_inf, 0.0);
+    if (head == 1u) {
+        acc = online(acc, logit(0u));
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = logit2(w);
+        acc = online(online(acc, v.x), v.y);
+    }
+    if (tail == 1u) {
+        acc = online(acc, logit(n - 1u));
+    }
+    conclude(acc.x, acc.y);
+    if (head == 1u) {
+        store_y(row_base, finish(logit(0u)));
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = logit2(w);
+        store2_y(w, vec2<f32>(finish(v.x), finish(v.y)));
+    }
+    if (tail == 1u) {
         store_y(row_base + n - 1u, finish(logit(n - 1u)));
     }
 }

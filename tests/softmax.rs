@@ -190,39 +190,42 @@ fn causal_and_additive_masks() {
                 };
                 check(&device, dtype, &x, &c, " causal");
             }
-            // additive masks broadcast over batch and heads: [q, k] and [heads, 1, k]
-            let shape = [2, 3, 5, 63];
-            let x = random(2 * 3 * 5 * 63, 11);
-            let qk: Vec<f32> = random(5 * 63, 12)
-                .iter()
-                .map(|&v| if v < -0.5 { f32::NEG_INFINITY } else { v })
-                .collect();
-            let c = Case {
-                shape: &shape,
-                scale: 1.0,
-                causal: false,
-                mask: Some((&qk, &[5, 63])),
-            };
-            check(&device, dtype, &x, &c, " mask[q,k]");
-            let hk: Vec<f32> = random(3 * 63, 13).iter().map(|v| v * 100.0).collect();
-            let c = Case {
-                shape: &shape,
-                scale: 1.0,
-                causal: true,
-                mask: Some((&hk, &[3, 1, 63])),
-            };
-            check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
-            // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
-            let mut hide = vec![0f32; 5 * 63];
-            hide[63..126].fill(f32::NEG_INFINITY);
-            hide[4 * 63..].fill(-f32::INFINITY);
-            let c = Case {
-                shape: &shape,
-                scale: 1.0,
-                causal: false,
-                mask: Some((&hide, &[5, 63])),
-            };
-            check(&device, dtype, &x, &c, " fully masked rows");
+            // k = 63: one row per workgroup; k = 9: one row per invocation
+            for k in [63usize, 9] {
+                // additive masks broadcast over batch and heads: [q, k] and [heads, 1, k]
+                let shape = [2, 3, 5, k];
+                let x = random(2 * 3 * 5 * k, 11);
+                let qk: Vec<f32> = random(5 * k, 12)
+                    .iter()
+                    .map(|&v| if v < -0.5 { f32::NEG_INFINITY } else { v })
+                    .collect();
+                let c = Case {
+                    shape: &shape,
+                    scale: 1.0,
+                    causal: false,
+                    mask: Some((&qk, &[5, k])),
+                };
+                check(&device, dtype, &x, &c, " mask[q,k]");
+                let hk: Vec<f32> = random(3 * k, 13).iter().map(|v| v * 100.0).collect();
+                let c = Case {
+                    shape: &shape,
+                    scale: 1.0,
+                    causal: true,
+                    mask: Some((&hk, &[3, 1, k])),
+                };
+                check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
+                // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
+                let mut hide = vec![0f32; 5 * k];
+                hide[k..2 * k].fill(f32::NEG_INFINITY);
+                hide[4 * k..].fill(-f32::INFINITY);
+                let c = Case {
+                    shape: &shape,
+                    scale: 1.0,
+                    causal: false,
+                    mask: Some((&hide, &[5, k])),
+                };
+                check(&device, dtype, &x, &c, " fully masked rows");
+            }
         }
     }
 }
@@ -230,11 +233,11 @@ fn causal_and_additive_masks() {
 #[test]
 fn nan_and_infinity_follow_the_documented_rules() {
     for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            let n = 37;
+        // 5: one row per invocation; 37: one row per workgroup
+        for (dtype, n) in DType::ALL.into_iter().flat_map(|d| [(d, 5usize), (d, 37)]) {
             let mut x = random(5 * n, 5);
             x[3] = f32::NAN; // row 0: NaN -> whole row NaN
-            x[n + 10] = f32::INFINITY; // row 1: +inf -> whole row NaN
+            x[n + 2] = f32::INFINITY; // row 1: +inf -> whole row NaN
             x[2 * n..3 * n].fill(f32::NEG_INFINITY); // row 2: all -inf -> 0 / -inf
             x[3 * n + 1] = f32::NEG_INFINITY; // row 3: one -inf -> probability 0
             let c = Case {

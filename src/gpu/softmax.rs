@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 pub(crate) static SOFTMAX: KernelSource = KernelSource {
     name: "softmax",
     source: kernel_file!("softmax"),
-    entry_points: &["main"],
+    entry_points: &["main", "short_rows"],
     tensors: &[
         TensorBinding {
             name: "x",
@@ -62,8 +62,13 @@ struct Params {
     mask_strides: [u32; MAX_RANK],
 }
 
+/// Rows up to this long run one per invocation (`short_rows`), longer ones one per
+/// workgroup (`main`).
+pub(crate) const SHORT_ROW: usize = 32;
+
 pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
-    let wg = row_workgroup(plan.n);
+    let short = plan.n <= SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(plan.n) };
     let mut lead_shape = [0u32; MAX_RANK];
     let mut mask_strides = [0u32; MAX_RANK];
     for (i, (&s, &m)) in plan.lead_shape.iter().zip(&plan.mask_strides).enumerate() {
@@ -87,7 +92,7 @@ pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> 
     };
     let pipeline = g.pipeline(
         KERNEL.pick(g),
-        "main",
+        if short { "short_rows" } else { "main" },
         ShaderHeader::new(vec![x.dtype(); 3]),
         &[("LOG", plan.log as u32 as f64), ("WORKGROUP", wg as f64)],
     )?;
@@ -97,6 +102,10 @@ pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> 
         "softmax",
         &[x.gpu_buffer(), mask.gpu_buffer(), out.gpu_buffer()],
         Some(bytemuck::bytes_of(&params)),
-        fold_groups(plan.rows as u32),
+        fold_groups(if short {
+            (plan.rows as u32).div_ceil(wg)
+        } else {
+            plan.rows as u32
+        }),
     )
 }
