@@ -193,3 +193,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
+
+// Short rows (a few dozen elements): one invocation per row, WORKGROUP rows per
+// workgroup, no cross-lane reduction; same keys, same tie and NaN rules.
+@compute @workgroup_size(WORKGROUP)
+fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.n;
+    let base = row * n;
+    acc = 0.0;
+    best_key = 0u;
+    best_idx = 0xffffffffu;
+    for (var j = 0u; j < n; j++) {
+        take(load_x(base + j), j);
+    }
+    if (OP <= 1u) {
+        store_y(row, select(acc, acc / f32(n), OP == 1u));
+    } else {
+        store_y(row, unkey(best_key));
+        if (OP == 3u) {
+            store_idx(row, best_idx);
+        }
+    }
+}

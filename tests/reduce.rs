@@ -79,21 +79,24 @@ fn reductions_against_f64() {
 #[test]
 fn nan_ties_and_infinities() {
     for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            let n = 300;
+        // 300: one row per workgroup; 30: one row per invocation
+        for (dtype, n) in DType::ALL
+            .into_iter()
+            .flat_map(|d| [(d, 300usize), (d, 30)])
+        {
             let mut x = vec![1.0f32; 4 * n];
-            x[17] = 5.0; // row 0: ties at 17 and 250 -> first
-            x[250] = 5.0;
-            x[n + 200] = f32::NAN; // row 1: NaN at 200 and 280 -> first NaN, max NaN
-            x[n + 280] = f32::NAN;
+            x[17] = 5.0; // row 0: ties at 17 and n - 13 -> first
+            x[n - 13] = 5.0;
+            x[n + n * 2 / 3] = f32::NAN; // row 1: two NaNs -> first NaN, max NaN
+            x[n + n - 3] = f32::NAN;
             x[n + 10] = 9.0;
             x[2 * n..3 * n].fill(f32::NEG_INFINITY); // row 2: all -inf -> index 0
-            x[3 * n + 299] = f32::INFINITY; // row 3: +inf last
+            x[3 * n + n - 1] = f32::INFINITY; // row 3: +inf last
             x[3 * n + 5] = f32::NEG_INFINITY; // sum: inf + -inf = NaN
             let t = tensor(&device, &x, &[4, n], dtype);
             assert_eq!(
                 ops::argmax(&t).unwrap().to_vec::<u32>().unwrap(),
-                vec![17, 200, 0, 299],
+                vec![17, (n * 2 / 3) as u32, 0, n as u32 - 1],
                 "{dtype} {device:?}"
             );
             let m = ops::max(&t).unwrap().to_f32_vec().unwrap();

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 pub(crate) static REDUCE: KernelSource = KernelSource {
     name: "reduce",
     source: kernel_file!("reduce"),
-    entry_points: &["main"],
+    entry_points: &["main", "short_rows"],
     tensors: &[
         TensorBinding {
             name: "x",
@@ -54,10 +54,12 @@ pub(crate) fn reduce(
     idx: Option<&Tensor>,
 ) -> Result<()> {
     let rows = (x.len() / n) as u32;
-    let wg = row_workgroup(n);
+    // rows up to SHORT_ROW long: one per invocation (as softmax)
+    let short = n <= super::softmax::SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(n) };
     let pipeline = g.pipeline(
         KERNEL.pick(g),
-        "main",
+        if short { "short_rows" } else { "main" },
         ShaderHeader::new(vec![x.dtype(), x.dtype(), DType::U32]),
         &[("OP", op as u32 as f64), ("WORKGROUP", wg as f64)],
     )?;
@@ -75,6 +77,6 @@ pub(crate) fn reduce(
         "reduce",
         &[x.gpu_buffer(), y.gpu_buffer(), idx_buf],
         Some(bytemuck::bytes_of(&[n as u32, rows, 0, 0])),
-        fold_groups(rows),
+        fold_groups(if short { rows.div_ceil(wg) } else { rows }),
     )
 }
