@@ -224,3 +224,66 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         store_y(last, normed(last, value(last)));
     }
 }
+
+// Short rows (at most a few dozen elements): one invocation per row, WORKGROUP rows per
+// workgroup, no cross-lane reduction; same passes and word-wise stores as main.
+@compute @workgroup_size(WORKGROUP)
+fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.n;
+    row_base = row * n;
+    let head = row_base & 1u;
+    let tail = (row_base + n) & 1u;
+    let w0 = (row_base + head) / 2u;
+    let w1 = (row_base + n) / 2u;
+    let last = row_base + n - 1u;
+    var acc = 0.0;
+    if (head == 1u) {
+        let v = value(row_base);
+        if (RESIDUAL) {
+            store_h(row_base, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = value2(w);
+        if (RESIDUAL) {
+            store2_h(w, v);
+        }
+        acc += select(v.x * v.x + v.y * v.y, v.x + v.y, LAYER);
+    }
+    if (tail == 1u) {
+        let v = value(last);
+        if (RESIDUAL) {
+            store_h(last, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    let inv_n = 1.0 / f32(n);
+    mean = 0.0;
+    rstd = 1.0 / sqrt(acc * inv_n + params.eps);
+    if (LAYER) {
+        mean = acc * inv_n;
+        var acc2 = 0.0;
+        for (var i = row_base; i <= last; i++) {
+            let d = value(i) - mean;
+            acc2 += d * d;
+        }
+        rstd = 1.0 / sqrt(acc2 * inv_n + params.eps);
+    }
+    if (head == 1u) {
+        store_y(row_base, normed(row_base, value(row_base)));
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = value2(w);
+        store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+    }
+    if (tail == 1u) {
+        store_y(last, normed(last, value(last)));
+    }
+}

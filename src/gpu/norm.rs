@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 pub(crate) static NORM: KernelSource = KernelSource {
     name: "norm",
     source: kernel_file!("norm"),
-    entry_points: &["main"],
+    entry_points: &["main", "short_rows"],
     tensors: &[
         TensorBinding {
             name: "x",
@@ -80,7 +80,9 @@ pub(crate) fn norm(
 ) -> Result<()> {
     let n = x.shape()[x.rank() - 1];
     let rows = x.len() / n;
-    let wg = row_workgroup(n);
+    // rows up to SHORT_ROW long: one per invocation (as softmax)
+    let short = n <= super::softmax::SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(n) };
     let params = Params {
         n: n as u32,
         rows: rows as u32,
@@ -89,7 +91,7 @@ pub(crate) fn norm(
     };
     let pipeline = g.pipeline(
         KERNEL.pick(g),
-        "main",
+        if short { "short_rows" } else { "main" },
         ShaderHeader::new(vec![x.dtype(); 6]),
         &[
             ("LAYER", b.is_some() as u32 as f64),
@@ -119,6 +121,10 @@ pub(crate) fn norm(
             h_buf,
         ],
         Some(bytemuck::bytes_of(&params)),
-        fold_groups(rows as u32),
+        fold_groups(if short {
+            (rows as u32).div_ceil(wg)
+        } else {
+            rows as u32
+        }),
     )
 }
