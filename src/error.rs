@@ -158,6 +158,28 @@ pub enum Error {
     /// A benchmark or file operation failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// An op that does not take this dtype (e.g. a float op given u32 ids).
+    #[error("{op} does not take {dtype} tensors; it takes {supported}")]
+    UnsupportedDType {
+        /// The op that was called.
+        op: &'static str,
+        /// The dtype given.
+        dtype: DType,
+        /// What it takes, and how to get there.
+        supported: &'static str,
+    },
+    /// An index tensor holds a value past the end of the axis it indexes.
+    #[error("{op}: index {index} at position {position} is out of range for an axis of {bound}; every index must be below {bound}")]
+    IndexOutOfRange {
+        /// The op that was called.
+        op: &'static str,
+        /// The offending value.
+        index: u64,
+        /// Its flat position in the index tensor.
+        position: usize,
+        /// The axis length.
+        bound: usize,
+    },
 }
 
 impl Error {

@@ -66,10 +66,12 @@ impl Device {
         }
     }
 
-    /// Frees buffers idle in the pool.
+    /// Frees buffers idle in the pool (the GPU buffer pool, or the CPU backend's pool of
+    /// large host buffers).
     pub fn trim_pool(&self) {
-        if let Some(g) = self.gpu_ctx() {
-            g.trim_pool();
+        match self.gpu_ctx() {
+            Some(g) => g.trim_pool(),
+            None => cpu::trim_pool(),
         }
     }
 }

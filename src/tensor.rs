@@ -74,6 +74,11 @@ impl Tensor {
                 let v: Vec<half::bf16> = data.iter().map(|&x| half::bf16::from_f32(x)).collect();
                 Self::from_slice(device, &v, shape)
             }
+            DType::U32 => Err(Error::UnsupportedDType {
+                op: "Tensor::from_f32",
+                dtype,
+                supported: "f32, f16, bf16; build u32 tensors with Tensor::from_slice::<u32>",
+            }),
         }
     }
 
@@ -210,7 +215,8 @@ impl Tensor {
         }
     }
 
-    /// Reads the data back as f32 whatever the dtype (exact widening).
+    /// Reads the data back as f32 whatever the dtype (exact widening; u32 values are
+    /// exact below 2^24).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         Ok(match self.dtype {
             DType::F32 => self.to_vec::<f32>()?,
@@ -224,6 +230,11 @@ impl Tensor {
                 .into_iter()
                 .map(f32::from)
                 .collect(),
+            DType::U32 => self
+                .to_vec::<u32>()?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
         })
     }
 
@@ -236,6 +247,7 @@ impl Tensor {
             DType::F32 => Self::from_slice(device, &self.to_vec::<f32>()?, &self.shape),
             DType::F16 => Self::from_slice(device, &self.to_vec::<half::f16>()?, &self.shape),
             DType::BF16 => Self::from_slice(device, &self.to_vec::<half::bf16>()?, &self.shape),
+            DType::U32 => Self::from_slice(device, &self.to_vec::<u32>()?, &self.shape),
         }
     }
 
@@ -243,6 +255,19 @@ impl Tensor {
         match &*self.storage {
             Storage::Gpu(b) => b.buffer(),
             Storage::Cpu(_) => unreachable!("GPU launchers only see GPU tensors"),
+        }
+    }
+
+    /// Refuses non-float dtypes for float ops.
+    pub(crate) fn expect_float(&self, op: &'static str) -> Result<()> {
+        if self.dtype.is_float() {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedDType {
+                op,
+                dtype: self.dtype,
+                supported: "f32, f16 and bf16",
+            })
         }
     }
 

@@ -3,6 +3,15 @@
 pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub mod probe;
+// op families of the inference op set (issue #4)
+pub(crate) mod activation;
+pub(crate) mod embedding;
+pub(crate) mod layout;
+pub(crate) mod math;
+pub(crate) mod norm;
+pub(crate) mod reduce;
+pub(crate) mod rope;
+pub(crate) mod softmax;
 
 use crate::device::{DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType};
 use crate::dtype::{DType, Element};
@@ -69,6 +78,7 @@ pub(crate) enum CpuStorage {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    U32(Vec<u32>),
 }
 
 impl CpuStorage {
@@ -78,6 +88,7 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(bytes)),
             DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(bytes)),
             DType::BF16 => CpuStorage::BF16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::U32 => CpuStorage::U32(bytemuck::pod_collect_to_vec(bytes)),
         }
     }
 
@@ -86,6 +97,7 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(vec![0.0; n]),
             DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
             DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+            DType::U32 => CpuStorage::U32(vec![0; n]),
         }
     }
 
@@ -94,6 +106,7 @@ impl CpuStorage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F16(_) => DType::F16,
             CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::U32(_) => DType::U32,
         }
     }
 
@@ -103,6 +116,7 @@ impl CpuStorage {
             CpuStorage::F32(v) => bytemuck::cast_slice(v),
             CpuStorage::F16(v) => bytemuck::cast_slice(v),
             CpuStorage::BF16(v) => bytemuck::cast_slice(v),
+            CpuStorage::U32(v) => bytemuck::cast_slice(v),
         }
     }
 
@@ -112,6 +126,7 @@ impl CpuStorage {
             CpuStorage::F32(v) => std::borrow::Cow::Borrowed(v),
             CpuStorage::F16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
             CpuStorage::BF16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+            CpuStorage::U32(v) => std::borrow::Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }
 
@@ -121,6 +136,99 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(v),
             DType::F16 => CpuStorage::F16(v.into_iter().map(f16::from_f32).collect()),
             DType::BF16 => CpuStorage::BF16(v.into_iter().map(bf16::from_f32).collect()),
+            DType::U32 => CpuStorage::U32(v.into_iter().map(|x| x as u32).collect()),
         }
     }
+}
+
+/// Recycled host buffers for large CPU op outputs.
+///
+/// With the system allocator a large output (tens of MB) is fresh mmap'd memory on every
+/// call, and first-touching it costs a page fault plus a kernel page clear per 4 KiB:
+/// measured on 4096x4096 f32 softmax, as much time as the op itself. Large buffers
+/// therefore return here when their CPU tensor drops, and the next op output of the same
+/// element type that fits reuses one (its stale contents are overwritten; ops that take
+/// from the pool write every element). Bounded: buffers of at least [`POOL_MIN_BYTES`],
+/// at most [`POOL_MAX_ENTRIES`] per type and [`POOL_MAX_BYTES`] idle per type, oldest
+/// evicted first; `Device::trim_pool` empties it.
+pub(crate) trait Pooled: Copy + Send + 'static {
+    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
+}
+
+/// Smallest buffer worth pooling (below it the allocator's own free lists do the job).
+pub(crate) const POOL_MIN_BYTES: usize = 1 << 20;
+/// Most idle buffers kept per element type.
+pub(crate) const POOL_MAX_ENTRIES: usize = 8;
+/// Most idle bytes kept per element type.
+pub(crate) const POOL_MAX_BYTES: usize = 1 << 30;
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
+                static POOL: std::sync::Mutex<Vec<Vec<$t>>> = std::sync::Mutex::new(Vec::new());
+                &POOL
+            }
+        }
+    )*};
+}
+pooled!(f32, f16, bf16, u32);
+
+/// A vector of `n` elements whose contents the caller overwrites entirely: a pooled
+/// buffer when a large enough one is idle (stale values), else a zeroed new one.
+pub(crate) fn take<T: Pooled + Element>(n: usize) -> Vec<T> {
+    if n * std::mem::size_of::<T>() >= POOL_MIN_BYTES {
+        let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
+        // the smallest idle buffer holding at least n initialised elements (a larger one
+        // is truncated; its spare capacity goes back to the pool with it)
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= n)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = pool.swap_remove(i);
+            v.truncate(n);
+            return v;
+        }
+    }
+    vec![T::from_f32(0.0); n]
+}
+
+fn give<T: Pooled>(v: &mut Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if v.len() * std::mem::size_of::<T>() < POOL_MIN_BYTES {
+        return;
+    }
+    let mut pool = T::pool().lock().unwrap_or_else(|p| p.into_inner());
+    let idle: usize = pool
+        .iter()
+        .map(|b| b.len() * std::mem::size_of::<T>())
+        .sum();
+    if pool.len() < POOL_MAX_ENTRIES && idle + bytes <= POOL_MAX_BYTES {
+        pool.push(std::mem::take(v));
+    }
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        match self {
+            CpuStorage::F32(v) => give(v),
+            CpuStorage::F16(v) => give(v),
+            CpuStorage::BF16(v) => give(v),
+            CpuStorage::U32(v) => give(v),
+        }
+    }
+}
+
+/// Frees every idle pooled host buffer.
+pub(crate) fn trim_pool() {
+    fn clear<T: Pooled>() {
+        T::pool().lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    clear::<f32>();
+    clear::<f16>();
+    clear::<bf16>();
+    clear::<u32>();
 }

@@ -9,6 +9,15 @@ pub mod probe;
 pub mod shader;
 pub(crate) mod stream;
 pub mod timing;
+// op families of the inference op set (issue #4)
+pub(crate) mod activation;
+pub(crate) mod embedding;
+pub(crate) mod layout;
+pub(crate) mod norm;
+pub(crate) mod reduce;
+pub(crate) mod rope;
+pub(crate) mod rows;
+pub(crate) mod softmax;
 
 use crate::device::{
     Backend, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceInner, DeviceLimits,
@@ -24,7 +33,21 @@ use timing::{KernelTiming, PassTimer, TimingSource};
 
 /// Every kernel family the launchers use, for the portability test and tooling.
 pub fn kernels() -> Vec<&'static shader::KernelSource> {
-    vec![&elementwise::ELEMENTWISE, &cast::CAST, &probe::PROBE]
+    vec![
+        &elementwise::ELEMENTWISE,
+        &cast::CAST,
+        &probe::PROBE,
+        &softmax::SOFTMAX,
+        &softmax::SOFTMAX_SUBGROUP,
+        &norm::NORM,
+        &norm::NORM_SUBGROUP,
+        &activation::ACTIVATION,
+        &rope::ROPE,
+        &embedding::EMBEDDING,
+        &reduce::REDUCE,
+        &reduce::REDUCE_SUBGROUP,
+        &layout::LAYOUT,
+    ]
 }
 
 /// Workgroups per dimension guaranteed by every adapter; larger grids fold into y.

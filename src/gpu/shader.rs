@@ -22,6 +22,23 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`.
     Write,
+    /// A u32 index tensor (token ids), read: `load_<name>(i) -> u32`. Always
+    /// [`DType::U32`], whatever the header's dtype for this slot says.
+    IndexRead,
+    /// A u32 index tensor (argmax results), written: `store_<name>(i, v: u32)`.
+    /// Always [`DType::U32`].
+    IndexWrite,
+}
+
+impl Access {
+    /// True for the u32 index bindings.
+    pub const fn is_index(self) -> bool {
+        matches!(self, Access::IndexRead | Access::IndexWrite)
+    }
+
+    fn writes(self) -> bool {
+        matches!(self, Access::Write | Access::IndexWrite)
+    }
 }
 
 /// One tensor binding a kernel declares, in binding order.
@@ -100,11 +117,29 @@ impl ShaderHeader {
         }
         for (slot, (t, &dt)) in kernel.tensors.iter().zip(&self.dtypes).enumerate() {
             let n = t.name;
+            if t.access.is_index() || dt == DType::U32 {
+                let access = if t.access.writes() {
+                    "read_write"
+                } else {
+                    "read"
+                };
+                let _ = writeln!(
+                    h,
+                    "@group(0) @binding({slot}) var<storage, {access}> {n}: array<u32>;"
+                );
+                let _ = if t.access.writes() {
+                    writeln!(h, "fn store_{n}(i: u32, v: u32) {{ {n}[i] = v; }}")
+                } else {
+                    writeln!(h, "fn load_{n}(i: u32) -> u32 {{ return {n}[i]; }}")
+                };
+                continue;
+            }
             let (access, elem) = match (t.access, dt) {
                 (Access::Read, DType::F32) => ("read", "f32"),
                 (Access::Read, _) => ("read", "u32"),
                 (Access::Write, DType::F32) => ("read_write", "f32"),
                 (Access::Write, _) => ("read_write", "atomic<u32>"),
+                (Access::IndexRead | Access::IndexWrite, _) => unreachable!("rendered above"),
             };
             let _ = writeln!(
                 h,
@@ -127,6 +162,9 @@ impl ShaderHeader {
                     "fn store_{n}(i: u32, v: f32) {{ {n}[i] = v; }}\n\
                      fn store2_{n}(w: u32, v: vec2<f32>) {{ {n}[2u * w] = v.x; {n}[2u * w + 1u] = v.y; }}\n"
                 ),
+                (Access::IndexRead | Access::IndexWrite, _) | (_, DType::U32) => {
+                    unreachable!("rendered above")
+                }
                 (Access::Write, half) => {
                     let bits = if half == DType::F16 { "ok_f16_bits" } else { "ok_bf16_bits" };
                     format!(
@@ -164,21 +202,36 @@ impl KernelSource {
         out
     }
 
-    /// Every dtype assignment the launchers can ask for.
+    /// Every dtype assignment the launchers can ask for: float bindings take each float
+    /// dtype (all the same one unless `mixed_dtypes`), index bindings are always u32.
     pub fn headers(&self) -> Vec<ShaderHeader> {
-        let n = self.tensors.len();
+        let choices = |t: &TensorBinding| -> Vec<DType> {
+            if t.access.is_index() {
+                vec![DType::U32]
+            } else {
+                DType::ALL.to_vec()
+            }
+        };
         if !self.mixed_dtypes {
             return DType::ALL
                 .iter()
-                .map(|&d| ShaderHeader::new(vec![d; n]))
+                .map(|&d| {
+                    ShaderHeader::new(
+                        self.tensors
+                            .iter()
+                            .map(|t| if t.access.is_index() { DType::U32 } else { d })
+                            .collect(),
+                    )
+                })
                 .collect();
         }
         let mut all = vec![Vec::new()];
-        for _ in 0..n {
+        for t in self.tensors {
+            let options = choices(t);
             all = all
                 .into_iter()
                 .flat_map(|prefix: Vec<DType>| {
-                    DType::ALL.iter().map(move |&d| {
+                    options.iter().map(move |&d| {
                         let mut v = prefix.clone();
                         v.push(d);
                         v
@@ -201,3 +254,27 @@ macro_rules! kernel_file {
     };
 }
 pub(crate) use kernel_file;
+
+const REDUCE_BEGIN: &str = "// #reduce";
+const REDUCE_END: &str = "// #end reduce";
+
+/// The subgroup form of the workgroup reductions, swapped in for a kernel's
+/// `// #reduce` block on adapters with SUBGROUP.
+pub(crate) const REDUCE_SUBGROUP: &str = kernel_file!("reduce_subgroup");
+
+/// `source` with its `// #reduce` .. `// #end reduce` block (the shared-memory
+/// reductions every row kernel carries, so the file is valid WGSL alone) replaced by the
+/// subgroup form in `shaders/reduce_subgroup.wgsl`. Built once per kernel and leaked:
+/// the result lives as long as the kernel table.
+pub(crate) fn with_subgroup_reductions(source: &'static str) -> &'static str {
+    let (Some(begin), Some(end)) = (source.find(REDUCE_BEGIN), source.find(REDUCE_END)) else {
+        return source;
+    };
+    let mut out = String::with_capacity(source.len() + REDUCE_SUBGROUP.len());
+    out.push_str(&source[..begin]);
+    out.push_str(REDUCE_BEGIN);
+    out.push_str(" (subgroup form)\n");
+    out.push_str(REDUCE_SUBGROUP);
+    out.push_str(&source[end..]);
+    Box::leak(out.into_boxed_str())
+}

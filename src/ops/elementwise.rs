@@ -41,6 +41,7 @@ pub(crate) enum Operand<'a> {
 /// `lhs op rhs`, broadcasting the shapes.
 pub fn binary(op: BinaryOp, lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
     let name = op.name();
+    lhs.expect_float(name)?;
     lhs.device().same(name, rhs.device())?;
     if lhs.dtype() != rhs.dtype() {
         return Err(Error::DTypeMismatch {
@@ -56,6 +57,7 @@ pub fn binary(op: BinaryOp, lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
 
 /// `lhs op scalar`.
 pub fn binary_scalar(op: BinaryOp, lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    lhs.expect_float(op.name())?;
     run(op, lhs, Operand::Scalar(scalar), lhs.shape())
 }
 
@@ -108,4 +110,14 @@ pub fn add_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
 /// `lhs · scalar`.
 pub fn mul_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
     binary_scalar(BinaryOp::Mul, lhs, scalar)
+}
+
+/// `lhs − scalar`.
+pub fn sub_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    binary_scalar(BinaryOp::Sub, lhs, scalar)
+}
+
+/// `lhs / scalar` (IEEE: division by 0 gives ±∞, or NaN for 0/0).
+pub fn div_scalar(lhs: &Tensor, scalar: f32) -> Result<Tensor> {
+    binary_scalar(BinaryOp::Div, lhs, scalar)
 }

@@ -5,5 +5,23 @@ pub mod cast;
 pub mod elementwise;
 
 pub use elementwise::{
-    add, add_scalar, binary, binary_scalar, div, mul, mul_scalar, sub, BinaryOp,
+    add, add_scalar, binary, binary_scalar, div, div_scalar, mul, mul_scalar, sub, sub_scalar,
+    BinaryOp,
 };
+
+// the inference op set (issue #4)
+pub mod activation;
+pub mod embedding;
+pub mod layout;
+pub mod norm;
+pub mod reduce;
+pub mod rope;
+pub mod softmax;
+
+pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
+pub use embedding::embedding;
+pub use layout::{concat, permute, transpose};
+pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
+pub use reduce::{argmax, max, mean, reduce, sum, Reduction};
+pub use rope::{rope, RopeAxes, RopeLayout, RopeOptions};
+pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};

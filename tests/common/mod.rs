@@ -51,6 +51,45 @@ pub fn devices() -> Vec<Device> {
     v
 }
 
+/// The default adapter opened again without SUBGROUP, so kernels with a subgroup form
+/// also run their shared-memory fallback. `None` when there is no adapter or it has no
+/// subgroups anyway (then `gpu()` already runs the fallback).
+pub fn gpu_without_subgroups() -> Option<Device> {
+    static DEV: OnceLock<Option<Device>> = OnceLock::new();
+    DEV.get_or_init(|| {
+        let g = gpu()?;
+        if !g.info().features.subgroup {
+            return None;
+        }
+        let (device, _) = g.wgpu()?;
+        let features = device.features() - wgpu::Features::SUBGROUP;
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .find(|a| a.get_info().name == g.info().name)?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("openkern test, no subgroups"),
+            required_features: features - wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .ok()?;
+        let d = Device::from_wgpu(device, queue);
+        assert!(!d.info().features.subgroup);
+        Some(d)
+    })
+    .clone()
+}
+
+/// Every backend, plus the GPU without subgroups where that makes a second variant:
+/// for the row kernels (softmax, norms, reductions), whose reductions come in both forms.
+pub fn devices_all_variants() -> Vec<Device> {
+    let mut v = devices();
+    v.extend(gpu_without_subgroups());
+    v
+}
+
 /// Deterministic inputs in [-1, 1) (a 64-bit LCG; no rand dependency needed).
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -74,6 +113,7 @@ pub fn quantize(values: &[f32], dtype: DType) -> Vec<f32> {
             DType::F32 => v,
             DType::F16 => half::f16::from_f32(v).to_f32(),
             DType::BF16 => half::bf16::from_f32(v).to_f32(),
+            DType::U32 => (v as u32) as f32,
         })
         .collect()
 }

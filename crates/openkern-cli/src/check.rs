@@ -18,9 +18,19 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn compare(name: &str, dtype: DType, got: &Tensor, want: &Tensor) -> openkern::Result<bool> {
+    compare_tol(name, dtype, got, want, 4.0 * dtype.epsilon() as f32)
+}
+
+/// [`compare`] with an explicit tolerance (sums, whose order differs between devices).
+fn compare_tol(
+    name: &str,
+    dtype: DType,
+    got: &Tensor,
+    want: &Tensor,
+    tol: f32,
+) -> openkern::Result<bool> {
     let g = got.to_f32_vec()?;
     let w = want.to_f32_vec()?;
-    let tol = 4.0 * dtype.epsilon() as f32;
     let worst = g
         .iter()
         .zip(&w)
@@ -65,6 +75,7 @@ pub fn run(device: &Device) -> openkern::Result<()> {
             &ga.cast(DType::F32)?.cast(dtype)?,
             &ca,
         )?;
+        all &= check_inference_ops(device, &cpu, dtype)?;
     }
     if all {
         println!("\nall checks passed");
@@ -75,4 +86,103 @@ pub fn run(device: &Device) -> openkern::Result<()> {
             message: "some checks failed (see table)".into(),
         })
     }
+}
+
+/// The inference op set (softmax, norms, activations, RoPE, gather, reductions, layout),
+/// each once on odd shapes against the CPU device.
+fn check_inference_ops(device: &Device, cpu: &Device, dtype: DType) -> openkern::Result<bool> {
+    let (rows, n) = (7, 257);
+    let x = pseudo_random(rows * n, 3);
+    let r = pseudo_random(rows * n, 4);
+    let w = pseudo_random(n, 5);
+    let on = |d: &Device, v: &[f32], s: &[usize]| Tensor::from_f32(d, v, s, dtype);
+    let (gx, cx) = (on(device, &x, &[rows, n])?, on(cpu, &x, &[rows, n])?);
+    let (gr, cr) = (on(device, &r, &[rows, n])?, on(cpu, &r, &[rows, n])?);
+    let (gw, cw) = (on(device, &w, &[n])?, on(cpu, &w, &[n])?);
+    let mut all = true;
+    type Unary = fn(&Tensor) -> openkern::Result<Tensor>;
+    let unary: [(&str, Unary); 7] = [
+        ("softmax (7x257)", ops::softmax),
+        ("log_softmax (7x257)", ops::log_softmax),
+        ("gelu (7x257)", ops::gelu),
+        ("gelu_tanh (7x257)", ops::gelu_tanh),
+        ("silu (7x257)", ops::silu),
+        ("max (7x257)", ops::max),
+        ("transpose (7x257)", |t| ops::transpose(t, 0, 1)),
+    ];
+    for (name, f) in unary {
+        all &= compare(name, dtype, &f(&gx)?, &f(&cx)?)?;
+    }
+    // 257 terms summed in another order: a few ulps of the sum
+    let tol = 4.0 * dtype.epsilon() as f32 + 2e-6;
+    all &= compare_tol("sum (7x257)", dtype, &ops::sum(&gx)?, &ops::sum(&cx)?, tol)?;
+    let causal = ops::SoftmaxOptions {
+        scale: 0.5,
+        causal: true,
+        mask: None,
+    };
+    all &= compare(
+        "softmax causal (7x257)",
+        dtype,
+        &ops::softmax_with(&gx, &causal)?,
+        &ops::softmax_with(&cx, &causal)?,
+    )?;
+    all &= compare(
+        "rms_norm (7x257)",
+        dtype,
+        &ops::rms_norm(&gx, &gw, 1e-6)?,
+        &ops::rms_norm(&cx, &cw, 1e-6)?,
+    )?;
+    all &= compare(
+        "layer_norm (7x257)",
+        dtype,
+        &ops::layer_norm(&gx, &gw, &gw, 1e-5)?,
+        &ops::layer_norm(&cx, &cw, &cw, 1e-5)?,
+    )?;
+    all &= compare(
+        "add_rms_norm (7x257)",
+        dtype,
+        &ops::add_rms_norm(&gx, &gr, &gw, 1e-6)?.1,
+        &ops::add_rms_norm(&cx, &cr, &cw, 1e-6)?.1,
+    )?;
+    all &= compare(
+        "swiglu (7x257)",
+        dtype,
+        &ops::swiglu(&gx, &gr)?,
+        &ops::swiglu(&cx, &cr)?,
+    )?;
+    all &= compare(
+        "concat (7x257 + 7x257)",
+        dtype,
+        &ops::concat(&[&gx, &gr], 1)?,
+        &ops::concat(&[&cx, &cr], 1)?,
+    )?;
+    let q = pseudo_random(3 * 4 * 64, 6);
+    let o = ops::RopeOptions {
+        offset: 17,
+        ..Default::default()
+    };
+    all &= compare(
+        "rope (3x4x64, +17)",
+        dtype,
+        &ops::rope(&on(device, &q, &[3, 4, 64])?, &o)?,
+        &ops::rope(&on(cpu, &q, &[3, 4, 64])?, &o)?,
+    )?;
+    let ids = [3u32, 0, 6, 6, 1];
+    all &= compare(
+        "embedding (5 of 7x257)",
+        dtype,
+        &ops::embedding(&Tensor::from_slice(device, &ids, &[5])?, &gx)?,
+        &ops::embedding(&Tensor::from_slice(cpu, &ids, &[5])?, &cx)?,
+    )?;
+    let (ga, ca) = (ops::argmax(&gx)?, ops::argmax(&cx)?);
+    let ok = ga.to_vec::<u32>()? == ca.to_vec::<u32>()?;
+    println!(
+        "{:<28} {:<5} {:>10}  {}",
+        "argmax (7x257)",
+        dtype.name(),
+        "exact",
+        if ok { "ok" } else { "FAIL" }
+    );
+    Ok(all && ok)
 }

@@ -4,6 +4,15 @@
 //! on the same device in the same run.
 
 mod elementwise;
+// the inference op set (issue #4)
+mod activation;
+mod embedding;
+mod layout;
+mod memory;
+mod norm;
+mod reduce;
+mod rope;
+mod softmax;
 
 use openkern::gpu::probe::{copy_bandwidth, fma_throughput};
 use openkern::{Device, TimingSource};
@@ -24,7 +33,7 @@ pub enum Bound {
     /// Bytes per second, against the copy probe.
     Memory,
     /// FLOP per second, against the FMA probe.
-    #[allow(dead_code)] // the first compute-bound family (matmul) lands separately
+    #[allow(dead_code)] // the compute-bound families (matmul) construct it
     Compute,
 }
 
@@ -109,7 +118,16 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         "family", "case", "dtype", "time", "rate", "of limit"
     );
     type Family = fn(&Device, &BenchArgs) -> openkern::Result<Vec<Row>>;
-    let families: [(&str, Family); 1] = [("elementwise", elementwise::rows)];
+    let families: [(&str, Family); 8] = [
+        ("elementwise", elementwise::rows),
+        ("softmax", softmax::rows),
+        ("norm", norm::rows),
+        ("activation", activation::rows),
+        ("rope", rope::rows),
+        ("embedding", embedding::rows),
+        ("reduce", reduce::rows),
+        ("layout", layout::rows),
+    ];
     for (name, family) in families {
         if args.filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;

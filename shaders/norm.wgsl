@@ -1,0 +1,289 @@
+// Layer norm and RMS norm over the last dimension, one workgroup per row, optionally
+// fused with the residual add that precedes them in a transformer block:
+//
+//   h = x + res                      (RESIDUAL; h is written out: the new residual stream)
+//   RMS:   y = h / sqrt(mean(h^2) + eps) * w
+//   LAYER: y = (h - mean(h)) / sqrt(var(h) + eps) * w + b
+//
+// The fusion saves a full pass over memory: h is computed, written and reduced in one
+// read of x and res. Layer norm takes the variance as mean((h - mean)^2) in a second pass
+// over the (cached) row rather than E[h^2] - E[h]^2, which cancels catastrophically when
+// |mean| >> std. Statistics and arithmetic are f32; the norm uses the f32 sum h, before
+// it is rounded to the storage dtype. Rows are walked in 32-bit words as in softmax.wgsl.
+
+// #header
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+fn load_x(i: u32) -> f32 { return x[i]; }
+fn load2_x(w: u32) -> vec2<f32> { return vec2<f32>(x[2u * w], x[2u * w + 1u]); }
+@group(0) @binding(1) var<storage, read> res: array<f32>;
+fn load_res(i: u32) -> f32 { return res[i]; }
+fn load2_res(w: u32) -> vec2<f32> { return vec2<f32>(res[2u * w], res[2u * w + 1u]); }
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+fn load_weight(i: u32) -> f32 { return weight[i]; }
+fn load2_weight(w: u32) -> vec2<f32> { return vec2<f32>(weight[2u * w], weight[2u * w + 1u]); }
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+fn load_bias(i: u32) -> f32 { return bias[i]; }
+fn load2_bias(w: u32) -> vec2<f32> { return vec2<f32>(bias[2u * w], bias[2u * w + 1u]); }
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+fn store_y(i: u32, v: f32) { y[i] = v; }
+fn store2_y(w: u32, v: vec2<f32>) { y[2u * w] = v.x; y[2u * w + 1u] = v.y; }
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;
+fn store_h(i: u32, v: f32) { h[i] = v; }
+fn store2_h(w: u32, v: vec2<f32>) { h[2u * w] = v.x; h[2u * w + 1u] = v.y; }
+// #end header
+
+struct Params {
+    n: u32,
+    rows: u32,
+    eps: f32,
+    _pad: u32,
+}
+@group(0) @binding(6) var<uniform> params: Params;
+
+override LAYER: bool = false;
+override RESIDUAL: bool = false;
+override WORKGROUP: u32 = 256u;
+
+// #reduce
+// Workgroup-wide reductions through shared memory: a tree over the WORKGROUP lanes
+// (a power of two, at most 256). Every lane gets the same result. On adapters with
+// SUBGROUP the launcher swaps this block for shaders/reduce_subgroup.wgsl, which reduces
+// inside each subgroup in registers first. Call reduce_init once, from uniform control
+// flow, before any reduction; call the reductions from uniform control flow.
+var<workgroup> red_f: array<f32, 256>;
+var<workgroup> red_u: array<u32, 256>;
+var<private> red_lid: u32;
+
+fn reduce_init(lid: u32) {
+    red_lid = lid;
+}
+
+fn wg_sum(v: f32) -> f32 {
+    red_f[red_lid] = v;
+    workgroupBarrier();
+    for (var s = WORKGROUP / 2u; s > 0u; s = s / 2u) {
+        if (red_lid < s) {
+            red_f[red_lid] = red_f[red_lid] + red_f[red_lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red_f[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn wg_max(v: f32) -> f32 {
+    red_f[red_lid] = v;
+    workgroupBarrier();
+    for (var s = WORKGROUP / 2u; s > 0u; s = s / 2u) {
+        if (red_lid < s) {
+            red_f[red_lid] = max(red_f[red_lid], red_f[red_lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red_f[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn wg_max_u32(v: u32) -> u32 {
+    red_u[red_lid] = v;
+    workgroupBarrier();
+    for (var s = WORKGROUP / 2u; s > 0u; s = s / 2u) {
+        if (red_lid < s) {
+            red_u[red_lid] = max(red_u[red_lid], red_u[red_lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red_u[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn wg_min_u32(v: u32) -> u32 {
+    red_u[red_lid] = v;
+    workgroupBarrier();
+    for (var s = WORKGROUP / 2u; s > 0u; s = s / 2u) {
+        if (red_lid < s) {
+            red_u[red_lid] = min(red_u[red_lid], red_u[red_lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red_u[0];
+    workgroupBarrier();
+    return r;
+}
+// #end reduce
+
+var<private> row_base: u32;
+
+fn value(i: u32) -> f32 {
+    if (RESIDUAL) {
+        return load_x(i) + load_res(i);
+    }
+    return load_x(i);
+}
+
+fn value2(w: u32) -> vec2<f32> {
+    if (RESIDUAL) {
+        return load2_x(w) + load2_res(w);
+    }
+    return load2_x(w);
+}
+
+var<private> mean: f32;
+var<private> rstd: f32;
+
+fn normed(i: u32, v: f32) -> f32 {
+    let j = i - row_base;
+    if (LAYER) {
+        return (v - mean) * rstd * load_weight(j) + load_bias(j);
+    }
+    return v * rstd * load_weight(j);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    reduce_init(lid);
+    let row = wid.y * groups.x + wid.x;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.n;
+    row_base = row * n;
+    let head = row_base & 1u;
+    let tail = (row_base + n) & 1u;
+    let w0 = (row_base + head) / 2u;
+    let w1 = (row_base + n) / 2u;
+    let last = row_base + n - 1u;
+    let tail_lane = WORKGROUP - 1u;
+
+    // Pass 1: sum (layer) or sum of squares (RMS); write h.
+    var acc = 0.0;
+    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
+        let v = value2(w);
+        if (RESIDUAL) {
+            store2_h(w, v);
+        }
+        if (LAYER) {
+            acc += v.x + v.y;
+        } else {
+            acc += v.x * v.x + v.y * v.y;
+        }
+    }
+    if (lid == 0u && head == 1u) {
+        let v = value(row_base);
+        if (RESIDUAL) {
+            store_h(row_base, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    if (lid == tail_lane && tail == 1u) {
+        let v = value(last);
+        if (RESIDUAL) {
+            store_h(last, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    let total = wg_sum(acc);
+    let inv_n = 1.0 / f32(n);
+    if (LAYER) {
+        mean = total * inv_n;
+        // Pass 2: centred sum of squares.
+        var acc2 = 0.0;
+        for (var w = w0 + lid; w < w1; w += WORKGROUP) {
+            let d = value2(w) - vec2<f32>(mean);
+            acc2 += d.x * d.x + d.y * d.y;
+        }
+        if (lid == 0u && head == 1u) {
+            let d = value(row_base) - mean;
+            acc2 += d * d;
+        }
+        if (lid == tail_lane && tail == 1u) {
+            let d = value(last) - mean;
+            acc2 += d * d;
+        }
+        let var_sum = wg_sum(acc2);
+        rstd = 1.0 / sqrt(var_sum * inv_n + params.eps);
+    } else {
+        mean = 0.0;
+        rstd = 1.0 / sqrt(total * inv_n + params.eps);
+    }
+
+    // Last pass: normalise and write.
+    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
+        let v = value2(w);
+        store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+    }
+    if (lid == 0u && head == 1u) {
+        store_y(row_base, normed(row_base, value(row_base)));
+    }
+    if (lid == tail_lane && tail == 1u) {
+        store_y(last, normed(last, value(last)));
+    }
+}
+
+// Short rows (at most a few dozen elements): one invocation per row, WORKGROUP rows per
+// workgroup, no cross-lane reduction; same passes and word-wise stores as main.
+@compute @workgroup_size(WORKGROUP)
+fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.n;
+    row_base = row * n;
+    let head = row_base & 1u;
+    let tail = (row_base + n) & 1u;
+    let w0 = (row_base + head) / 2u;
+    let w1 = (row_base + n) / 2u;
+    let last = row_base + n - 1u;
+    var acc = 0.0;
+    if (head == 1u) {
+        let v = value(row_base);
+        if (RESIDUAL) {
+            store_h(row_base, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = value2(w);
+        if (RESIDUAL) {
+            store2_h(w, v);
+        }
+        acc += select(v.x * v.x + v.y * v.y, v.x + v.y, LAYER);
+    }
+    if (tail == 1u) {
+        let v = value(last);
+        if (RESIDUAL) {
+            store_h(last, v);
+        }
+        acc += select(v * v, v, LAYER);
+    }
+    let inv_n = 1.0 / f32(n);
+    mean = 0.0;
+    rstd = 1.0 / sqrt(acc * inv_n + params.eps);
+    if (LAYER) {
+        mean = acc * inv_n;
+        var acc2 = 0.0;
+        for (var i = row_base; i <= last; i++) {
+            let d = value(i) - mean;
+            acc2 += d * d;
+        }
+        rstd = 1.0 / sqrt(acc2 * inv_n + params.eps);
+    }
+    if (head == 1u) {
+        store_y(row_base, normed(row_base, value(row_base)));
+    }
+    for (var w = w0; w < w1; w++) {
+        let v = value2(w);
+        store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+    }
+    if (tail == 1u) {
+        store_y(last, normed(last, value(last)));
+    }
+}

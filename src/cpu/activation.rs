@@ -1,0 +1,119 @@
+//! CPU twin of `shaders/activation.wgsl` (same formulas, same special values).
+
+use super::math::{exp, narrow, widen};
+use super::{take, CpuStorage, Pooled};
+use crate::dtype::Element;
+use crate::ops::activation::Activation;
+use rayon::prelude::*;
+
+/// erfc(z) for z ≥ 0, fractional error below 1.2e-7 (the shader's fit).
+#[inline(always)]
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = -z * z - 1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_204
+                                + t * (1.488_515_9 + t * (-0.822_152_2 + t * 0.170_872_8))))))));
+    t * exp_full(p)
+}
+
+/// exp with IEEE ends (NaN stays NaN, overflow gives ∞, exp(−∞) = 0) and no branches,
+/// for the activations, whose arguments are not pre-screened like softmax's.
+#[inline(always)]
+fn exp_full(x: f32) -> f32 {
+    let e = exp(x);
+    let e = if x > 88.722_83 { f32::INFINITY } else { e };
+    if x.is_nan() {
+        x
+    } else {
+        e
+    }
+}
+
+#[inline(always)]
+fn gelu(a: f32) -> f32 {
+    let z = a * std::f32::consts::FRAC_1_SQRT_2;
+    let e = erfc_pos(z.abs());
+    if z >= 0.0 {
+        a * (1.0 - 0.5 * e)
+    } else {
+        a * 0.5 * e
+    }
+}
+
+#[inline(always)]
+fn gelu_tanh(a: f32) -> f32 {
+    let u = 0.797_884_6 * (a + 0.044_715 * a * a * a);
+    a / (1.0 + exp_full(-2.0 * u))
+}
+
+#[inline(always)]
+fn silu(a: f32) -> f32 {
+    a / (1.0 + exp_full(-a))
+}
+
+/// Elements per rayon task: widened into an f32 block that stays in L1.
+const BLOCK: usize = 4096;
+
+fn map_unary<T: Element + Pooled>(x: &[T], f: impl Fn(f32) -> f32 + Sync) -> Vec<T> {
+    let mut out = take::<T>(x.len());
+    out.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK))
+        .for_each(|(o, xs)| {
+            let mut buf = [0f32; BLOCK];
+            let buf = &mut buf[..xs.len()];
+            widen(xs, buf);
+            for v in buf.iter_mut() {
+                *v = f(*v);
+            }
+            narrow(buf, o);
+        });
+    out
+}
+
+fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
+    let mut out = take::<T>(g.len());
+    out.par_chunks_mut(BLOCK)
+        .zip(g.par_chunks(BLOCK).zip(u.par_chunks(BLOCK)))
+        .for_each(|(o, (gs, us))| {
+            let (mut a, mut b) = ([0f32; BLOCK], [0f32; BLOCK]);
+            let (a, b) = (&mut a[..gs.len()], &mut b[..gs.len()]);
+            widen(gs, a);
+            widen(us, b);
+            for (v, &w) in a.iter_mut().zip(b.iter()) {
+                *v = silu(*v) * w;
+            }
+            narrow(a, o);
+        });
+    out
+}
+
+fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T> {
+    match (act, b) {
+        (Activation::SwiGlu, Some(b)) => map_swiglu(a, b),
+        (Activation::Gelu, _) => map_unary(a, gelu),
+        (Activation::GeluTanh, _) => map_unary(a, gelu_tanh),
+        (Activation::Silu, _) => map_unary(a, silu),
+        // NaN passes through (v > 0 is false for it, so keep v unless v ≤ 0)
+        (Activation::Relu, _) => map_unary(a, |v| if v <= 0.0 { 0.0 } else { v }),
+        (Activation::SwiGlu, None) => unreachable!("swiglu is called with both operands"),
+    }
+}
+
+pub(crate) fn activation(act: Activation, a: &CpuStorage, b: Option<&CpuStorage>) -> CpuStorage {
+    macro_rules! go {
+        ($v:expr, $variant:ident, $t:ty) => {
+            CpuStorage::$variant(run::<$t>(act, $v, b.map(|b| b.as_slice::<$t>())))
+        };
+    }
+    match a {
+        CpuStorage::F32(v) => go!(v, F32, f32),
+        CpuStorage::F16(v) => go!(v, F16, half::f16),
+        CpuStorage::BF16(v) => go!(v, BF16, half::bf16),
+        CpuStorage::U32(_) => unreachable!("activations refuse u32 before dispatch"),
+    }
+}

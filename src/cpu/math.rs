@@ -1,0 +1,152 @@
+//! Scalar kernels the CPU twins share, written so LLVM vectorises the loops that call
+//! them (no libm calls, no data-dependent branches).
+
+use crate::dtype::{DType, Element};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+/// exp(x) for x ≤ 88.7, relative error about 1e-7; 0 below −87.3 (where exp leaves the
+/// normal range), so exp(−∞) = 0. Cephes' expf: exp(x) = 2^k · e^r with
+/// k = round(x / ln 2) and r = x − k·ln 2 (ln 2 in two parts, so r is exact),
+/// e^r from a degree-6 polynomial on |r| ≤ ln 2 / 2. NaN is not handled: callers
+/// screen rows with NaN first.
+///
+/// Branch-free and cast-free (2^k is built from the bits of the rounding sum), so a loop
+/// calling it vectorises; see [`map_exp`].
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LO: f32 = -87.336_54;
+    const HI: f32 = 88.722_83;
+    let under = x < LO;
+    let x = if x > HI { HI } else { x };
+    let x = if under { LO } else { x };
+    // round(x · log2 e) by the 1.5·2^23 trick: the add rounds to an integer k, which
+    // then sits in the low mantissa bits of t
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let k = t - 12_582_912.0;
+    let r = x - k * 0.693_359_4 + k * 2.121_944_4e-4;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // 2^k: (k + 127) << 23, with k = bits(t) − bits(1.5·2^23)
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4b40_0000).wrapping_add(127) << 23);
+    if under {
+        0.0
+    } else {
+        e * scale
+    }
+}
+
+/// `dst[i] = exp(src[i] − m)`, compiled for AVX2 where the CPU has it (8 lanes; the
+/// portable build only assumes SSE2's 4).
+pub(crate) fn map_exp(src: &[f32], dst: &mut [f32], m: f32) {
+    #[inline(always)]
+    fn body(src: &[f32], dst: &mut [f32], m: f32) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = exp(s - m);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(src: &[f32], dst: &mut [f32], m: f32) {
+            body(src, dst, m)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected on this CPU just above.
+            return unsafe { avx2(src, dst, m) };
+        }
+    }
+    body(src, dst, m)
+}
+
+/// `v[i] = exp(v[i] − m)` in place; see [`map_exp`].
+pub(crate) fn exp_in_place(v: &mut [f32], m: f32) {
+    #[inline(always)]
+    fn body(v: &mut [f32], m: f32) {
+        for x in v.iter_mut() {
+            *x = exp(*x - m);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(v: &mut [f32], m: f32) {
+            body(v, m)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected on this CPU just above.
+            return unsafe { avx2(v, m) };
+        }
+    }
+    body(v, m)
+}
+
+/// Σ f(v[i]) in f32 over eight interleaved partial sums (vectorises, and rounds better
+/// than one running sum).
+#[inline(always)]
+pub(crate) fn lanes_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] += f(c[k]);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `dst = src` widened to f32; 16-bit rows go through half's slice conversion (F16C
+/// where the CPU has it) rather than one software conversion per element.
+pub(crate) fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
+    match T::DTYPE {
+        DType::F16 => bytemuck::cast_slice::<T, f16>(src).convert_to_f32_slice(dst),
+        DType::BF16 => bytemuck::cast_slice::<T, bf16>(src).convert_to_f32_slice(dst),
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s.to_f32();
+            }
+        }
+    }
+}
+
+/// `dst = src` rounded to `T` (nearest even); the inverse of [`widen`].
+pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
+    match T::DTYPE {
+        DType::F16 => bytemuck::cast_slice_mut::<T, f16>(dst).convert_from_f32_slice(src),
+        DType::BF16 => bytemuck::cast_slice_mut::<T, bf16>(dst).convert_from_f32_slice(src),
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = T::from_f32(s);
+            }
+        }
+    }
+}
+
+/// Rows per rayon task so each task moves at least ~64 KiB.
+pub(crate) fn rows_per_task(n: usize) -> usize {
+    (16_384 / n.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = super::exp(x) as f64;
+            let want = (x as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.001_7;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(super::exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(super::exp(0.0), 1.0);
+    }
+}

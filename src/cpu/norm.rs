@@ -1,0 +1,106 @@
+//! CPU twin of `shaders/norm.wgsl`: rows in parallel; each row is widened (and summed
+//! with the residual) into an f32 buffer that stays in cache, reduced with eight lanes so
+//! the loops vectorise, and written once.
+
+use super::math::{lanes_sum, narrow, rows_per_task, widen};
+use super::{take, CpuStorage, Pooled};
+use crate::dtype::Element;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+type Pair = (CpuStorage, Option<CpuStorage>);
+/// One task's rows: (y, h, x, residual).
+type Task<'a, T> = (&'a mut [T], Option<&'a mut [T]>, &'a [T], Option<&'a [T]>);
+
+pub(crate) fn norm(
+    x: &CpuStorage,
+    res: Option<&CpuStorage>,
+    w: &CpuStorage,
+    b: Option<&CpuStorage>,
+    eps: f32,
+    n: usize,
+) -> Pair {
+    let w = w.to_f32();
+    let b = b.map(|b| b.to_f32());
+    let b = b.as_deref();
+    macro_rules! go {
+        ($v:expr, $variant:ident, $t:ty) => {{
+            let r = res.map(|r| r.as_slice::<$t>());
+            let (y, h) = run::<$t>($v, r, &w, b, eps, n);
+            (CpuStorage::$variant(y), h.map(CpuStorage::$variant))
+        }};
+    }
+    match x {
+        CpuStorage::F32(v) => go!(v, F32, f32),
+        CpuStorage::F16(v) => go!(v, F16, f16),
+        CpuStorage::BF16(v) => go!(v, BF16, bf16),
+        CpuStorage::U32(_) => unreachable!("norms refuse u32 before dispatch"),
+    }
+}
+
+fn run<T: Element + Pooled>(
+    x: &[T],
+    res: Option<&[T]>,
+    w: &[f32],
+    b: Option<&[f32]>,
+    eps: f32,
+    n: usize,
+) -> (Vec<T>, Option<Vec<T>>) {
+    let mut y = take::<T>(x.len());
+    let mut h = res.map(|_| take::<T>(x.len()));
+    let per = rows_per_task(n) * n;
+    let inv_n = 1.0 / n as f32;
+    let body = |(ys, hs, xs, rs): Task<'_, T>| {
+        let mut buf = vec![0f32; n];
+        let mut tmp = vec![0f32; if rs.is_some() { n } else { 0 }];
+        let mut hs = hs;
+        for r in 0..xs.len() / n {
+            let span = r * n..(r + 1) * n;
+            match rs {
+                Some(rs) => {
+                    widen(&xs[span.clone()], &mut buf);
+                    widen(&rs[span.clone()], &mut tmp);
+                    for (o, &c) in buf.iter_mut().zip(&tmp) {
+                        *o += c;
+                    }
+                    if let Some(hs) = hs.as_deref_mut() {
+                        narrow(&buf, &mut hs[span.clone()]);
+                    }
+                }
+                None => widen(&xs[span.clone()], &mut buf),
+            }
+            let yr = &mut ys[span];
+            match b {
+                Some(b) => {
+                    let mean = lanes_sum(&buf, |v| v) * inv_n;
+                    let var = lanes_sum(&buf, |v| (v - mean) * (v - mean)) * inv_n;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
+                        *v = (*v - mean) * rstd * wj + bj;
+                    }
+                    narrow(&buf, yr);
+                }
+                None => {
+                    let ms = lanes_sum(&buf, |v| v * v) * inv_n;
+                    let rstd = 1.0 / (ms + eps).sqrt();
+                    for (v, &wj) in buf.iter_mut().zip(w) {
+                        *v = *v * rstd * wj;
+                    }
+                    narrow(&buf, yr);
+                }
+            }
+        }
+    };
+    match (h.as_mut(), res) {
+        (Some(h), Some(r)) => y
+            .par_chunks_mut(per)
+            .zip(h.par_chunks_mut(per))
+            .zip(x.par_chunks(per).zip(r.par_chunks(per)))
+            .for_each(|((ys, hs), (xs, rs))| body((ys, Some(hs), xs, Some(rs)))),
+        _ => y
+            .par_chunks_mut(per)
+            .zip(x.par_chunks(per))
+            .for_each(|(ys, xs)| body((ys, None, xs, None))),
+    }
+    (y, h)
+}

@@ -1,0 +1,54 @@
+//! CPU twin of `shaders/rope.wgsl`: a cos/sin table per position (f32 angle, f64
+//! sin/cos), then rows in parallel.
+
+use super::math::rows_per_task;
+use super::{take, CpuStorage, Pooled};
+use crate::dtype::Element;
+use crate::ops::rope::Plan;
+use rayon::prelude::*;
+
+pub(crate) fn rope(x: &CpuStorage, plan: &Plan) -> CpuStorage {
+    match x {
+        CpuStorage::F32(v) => CpuStorage::F32(run(v, plan)),
+        CpuStorage::F16(v) => CpuStorage::F16(run(v, plan)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(run(v, plan)),
+        CpuStorage::U32(_) => unreachable!("rope refuses u32 before dispatch"),
+    }
+}
+
+fn run<T: Element + Pooled>(x: &[T], plan: &Plan) -> Vec<T> {
+    let (d, h) = (plan.d, plan.rot / 2);
+    // table[(p - offset) * h + i] = (cos, sin) of the f32 angle p · inv_freq[i]
+    let table: Vec<(f32, f32)> = (0..plan.seq)
+        .flat_map(|s| {
+            let p = (s + plan.offset) as f32;
+            plan.inv_freq.iter().map(move |&f| {
+                let (s, c) = ((p * f) as f64).sin_cos();
+                (c as f32, s as f32)
+            })
+        })
+        .collect();
+    let mut out = take::<T>(x.len());
+    let per = rows_per_task(d) * d;
+    out.par_chunks_mut(per)
+        .zip(x.par_chunks(per))
+        .enumerate()
+        .for_each(|(task, (ys, xs))| {
+            for (r, (y, xr)) in ys.chunks_mut(d).zip(xs.chunks(d)).enumerate() {
+                let row = task * (per / d) + r;
+                let cs = &table[(plan.position(row) - plan.offset) * h..][..h];
+                for (i, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = if plan.halves {
+                        (i, i + h)
+                    } else {
+                        (2 * i, 2 * i + 1)
+                    };
+                    let (u, v) = (xr[a].to_f32(), xr[b].to_f32());
+                    y[a] = T::from_f32(u * c - v * s);
+                    y[b] = T::from_f32(v * c + u * s);
+                }
+                y[plan.rot..].copy_from_slice(&xr[plan.rot..]);
+            }
+        });
+    out
+}

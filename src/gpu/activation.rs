@@ -1,0 +1,66 @@
+//! Launcher for `shaders/activation.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::ops::activation::Activation;
+use crate::tensor::Tensor;
+
+pub(crate) static ACTIVATION: KernelSource = KernelSource {
+    name: "activation",
+    source: kernel_file!("activation"),
+    entry_points: &["main"],
+    tensors: &[
+        TensorBinding {
+            name: "a",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "b",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "out",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[
+        &[("OP", 0.0)],
+        &[("OP", 1.0)],
+        &[("OP", 2.0)],
+        &[("OP", 3.0)],
+        &[("OP", 4.0)],
+    ],
+};
+
+const WORKGROUP: u32 = 256;
+
+/// `out = act(a)`, or `silu(a) · b` for SwiGLU (`b` then has a's shape).
+pub(crate) fn activation(
+    g: &GpuContext,
+    act: Activation,
+    a: &Tensor,
+    b: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let n = out.len() as u32;
+    let pipeline = g.pipeline(
+        &ACTIVATION,
+        "main",
+        ShaderHeader::new(vec![a.dtype(); 3]),
+        &[("OP", act as u32 as f64)],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "activation",
+        &[
+            a.gpu_buffer(),
+            b.unwrap_or(a).gpu_buffer(),
+            out.gpu_buffer(),
+        ],
+        Some(bytemuck::bytes_of(&[n, 0, 0, 0])),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

@@ -1,0 +1,56 @@
+//! Launcher for `shaders/embedding.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+pub(crate) static EMBEDDING: KernelSource = KernelSource {
+    name: "embedding",
+    source: kernel_file!("embedding"),
+    entry_points: &["main"],
+    tensors: &[
+        TensorBinding {
+            name: "ids",
+            access: Access::IndexRead,
+        },
+        TensorBinding {
+            name: "table",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "out",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[&[]],
+};
+
+const WORKGROUP: u32 = 256;
+
+pub(crate) fn embedding(
+    g: &GpuContext,
+    ids: &Tensor,
+    table: &Tensor,
+    vocab: usize,
+    d: usize,
+    out: &Tensor,
+) -> Result<()> {
+    let n = out.len() as u32;
+    let pipeline = g.pipeline(
+        &EMBEDDING,
+        "main",
+        ShaderHeader::new(vec![DType::U32, table.dtype(), table.dtype()]),
+        &[],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "embedding",
+        &[ids.gpu_buffer(), table.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&[n, d as u32, vocab as u32, 0])),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

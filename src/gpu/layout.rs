@@ -1,0 +1,113 @@
+//! Launcher for `shaders/layout.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::shape::MAX_RANK;
+use crate::tensor::Tensor;
+
+pub(crate) static LAYOUT: KernelSource = KernelSource {
+    name: "layout",
+    source: kernel_file!("layout"),
+    entry_points: &["permute", "concat"],
+    tensors: &[
+        TensorBinding {
+            name: "x",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "y",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[&[]],
+};
+
+const WORKGROUP: u32 = 256;
+
+/// Mirrors `Params` in layout.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rank: u32,
+    src_block: u32,
+    dst_block: u32,
+    dst_offset: u32,
+    _pad: [u32; 3],
+    out_shape: [u32; MAX_RANK],
+    src_strides: [u32; MAX_RANK],
+}
+
+fn pad(v: &[usize]) -> [u32; MAX_RANK] {
+    let mut out = [0u32; MAX_RANK];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = x as u32;
+    }
+    out
+}
+
+pub(crate) fn permute(
+    g: &GpuContext,
+    x: &Tensor,
+    shape: &[usize],
+    src_strides: &[usize],
+    out: &Tensor,
+) -> Result<()> {
+    let n = out.len() as u32;
+    let params = Params {
+        n,
+        rank: shape.len() as u32,
+        out_shape: pad(shape),
+        src_strides: pad(src_strides),
+        ..Default::default()
+    };
+    let pipeline = g.pipeline(
+        &LAYOUT,
+        "permute",
+        ShaderHeader::new(vec![x.dtype(); 2]),
+        &[],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "permute",
+        &[x.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}
+
+/// Copies `x`, viewed as `[outer, src_block]`, into `out` viewed as
+/// `[outer, dst_block]` at column `dst_offset`.
+pub(crate) fn concat_part(
+    g: &GpuContext,
+    x: &Tensor,
+    src_block: usize,
+    dst_block: usize,
+    dst_offset: usize,
+    out: &Tensor,
+) -> Result<()> {
+    let n = x.len() as u32;
+    let params = Params {
+        n,
+        src_block: src_block as u32,
+        dst_block: dst_block as u32,
+        dst_offset: dst_offset as u32,
+        ..Default::default()
+    };
+    let pipeline = g.pipeline(
+        &LAYOUT,
+        "concat",
+        ShaderHeader::new(vec![x.dtype(); 2]),
+        &[],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "concat",
+        &[x.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

@@ -1,0 +1,130 @@
+//! Launcher for `shaders/norm.wgsl`.
+
+use super::rows::{row_workgroup, subgroup_twin, RowKernel};
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::tensor::Tensor;
+use std::sync::LazyLock;
+
+pub(crate) static NORM: KernelSource = KernelSource {
+    name: "norm",
+    source: kernel_file!("norm"),
+    entry_points: &["main", "short_rows"],
+    tensors: &[
+        TensorBinding {
+            name: "x",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "res",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "weight",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "bias",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "y",
+            access: Access::Write,
+        },
+        TensorBinding {
+            name: "h",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[
+        &[("LAYER", 0.0), ("RESIDUAL", 0.0), ("WORKGROUP", 256.0)],
+        &[("LAYER", 0.0), ("RESIDUAL", 1.0), ("WORKGROUP", 128.0)],
+        &[("LAYER", 1.0), ("RESIDUAL", 0.0), ("WORKGROUP", 64.0)],
+        &[("LAYER", 1.0), ("RESIDUAL", 1.0), ("WORKGROUP", 256.0)],
+    ],
+};
+
+pub(crate) static NORM_SUBGROUP: LazyLock<KernelSource> =
+    LazyLock::new(|| subgroup_twin(&NORM, "norm_subgroup"));
+
+const KERNEL: RowKernel = RowKernel {
+    shared: &NORM,
+    subgroup: &NORM_SUBGROUP,
+};
+
+/// Mirrors `Params` in norm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rows: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// Normalises the rows of `x` (+ `res`) into `y`, writing the sum to `h` when `res` is
+/// given; layer norm when `b` is given, RMS norm otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm(
+    g: &GpuContext,
+    x: &Tensor,
+    res: Option<&Tensor>,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    eps: f32,
+    y: &Tensor,
+    h: Option<&Tensor>,
+) -> Result<()> {
+    let n = x.shape()[x.rank() - 1];
+    let rows = x.len() / n;
+    // rows up to SHORT_ROW long: one per invocation (as softmax)
+    let short = n <= super::softmax::SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(n) };
+    let params = Params {
+        n: n as u32,
+        rows: rows as u32,
+        eps,
+        _pad: 0,
+    };
+    let pipeline = g.pipeline(
+        KERNEL.pick(g),
+        if short { "short_rows" } else { "main" },
+        ShaderHeader::new(vec![x.dtype(); 6]),
+        &[
+            ("LAYER", b.is_some() as u32 as f64),
+            ("RESIDUAL", res.is_some() as u32 as f64),
+            ("WORKGROUP", wg as f64),
+        ],
+    )?;
+    // Unused bindings still need a buffer: inputs alias x, the unused output a scratch
+    // word the kernel never touches (its stores sit behind RESIDUAL = false).
+    let scratch;
+    let h_buf = match h {
+        Some(h) => h.gpu_buffer(),
+        None => {
+            scratch = g.alloc(4);
+            scratch.buffer()
+        }
+    };
+    g.dispatch(
+        &pipeline,
+        "norm",
+        &[
+            x.gpu_buffer(),
+            res.unwrap_or(x).gpu_buffer(),
+            w.gpu_buffer(),
+            b.unwrap_or(w).gpu_buffer(),
+            y.gpu_buffer(),
+            h_buf,
+        ],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(if short {
+            (rows as u32).div_ceil(wg)
+        } else {
+            rows as u32
+        }),
+    )
+}

@@ -1,0 +1,82 @@
+//! Launcher for `shaders/reduce.wgsl`.
+
+use super::rows::{row_workgroup, subgroup_twin, RowKernel};
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::reduce::Reduction;
+use crate::tensor::Tensor;
+use std::sync::LazyLock;
+
+pub(crate) static REDUCE: KernelSource = KernelSource {
+    name: "reduce",
+    source: kernel_file!("reduce"),
+    entry_points: &["main", "short_rows"],
+    tensors: &[
+        TensorBinding {
+            name: "x",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "y",
+            access: Access::Write,
+        },
+        TensorBinding {
+            name: "idx",
+            access: Access::IndexWrite,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[
+        &[("OP", 0.0), ("WORKGROUP", 256.0)],
+        &[("OP", 1.0), ("WORKGROUP", 64.0)],
+        &[("OP", 2.0), ("WORKGROUP", 128.0)],
+        &[("OP", 3.0), ("WORKGROUP", 256.0)],
+    ],
+};
+
+pub(crate) static REDUCE_SUBGROUP: LazyLock<KernelSource> =
+    LazyLock::new(|| subgroup_twin(&REDUCE, "reduce_subgroup"));
+
+const KERNEL: RowKernel = RowKernel {
+    shared: &REDUCE,
+    subgroup: &REDUCE_SUBGROUP,
+};
+
+pub(crate) fn reduce(
+    g: &GpuContext,
+    op: Reduction,
+    x: &Tensor,
+    n: usize,
+    y: &Tensor,
+    idx: Option<&Tensor>,
+) -> Result<()> {
+    let rows = (x.len() / n) as u32;
+    // rows up to SHORT_ROW long: one per invocation (as softmax)
+    let short = n <= super::softmax::SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(n) };
+    let pipeline = g.pipeline(
+        KERNEL.pick(g),
+        if short { "short_rows" } else { "main" },
+        ShaderHeader::new(vec![x.dtype(), x.dtype(), DType::U32]),
+        &[("OP", op as u32 as f64), ("WORKGROUP", wg as f64)],
+    )?;
+    // Sum, mean and max never touch idx (its store sits behind OP == 3): a scratch word.
+    let scratch;
+    let idx_buf = match idx {
+        Some(t) => t.gpu_buffer(),
+        None => {
+            scratch = g.alloc(4);
+            scratch.buffer()
+        }
+    };
+    g.dispatch(
+        &pipeline,
+        "reduce",
+        &[x.gpu_buffer(), y.gpu_buffer(), idx_buf],
+        Some(bytemuck::bytes_of(&[n as u32, rows, 0, 0])),
+        fold_groups(if short { rows.div_ceil(wg) } else { rows }),
+    )
+}

@@ -1,0 +1,68 @@
+//! Launcher for `shaders/rope.wgsl`.
+
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::ops::rope::{Plan, MAX_ROTARY_DIM};
+use crate::tensor::Tensor;
+
+pub(crate) static ROPE: KernelSource = KernelSource {
+    name: "rope",
+    source: kernel_file!("rope"),
+    entry_points: &["main"],
+    tensors: &[
+        TensorBinding {
+            name: "x",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "y",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[&[]],
+};
+
+const WORKGROUP: u32 = 256;
+
+/// Mirrors `Params` in rope.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    d: u32,
+    rot: u32,
+    halves: u32,
+    div: u32,
+    seq: u32,
+    offset: u32,
+    _pad: u32,
+    inv_freq: [f32; MAX_ROTARY_DIM / 2],
+}
+
+pub(crate) fn rope(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
+    let n = x.len() as u32;
+    let mut inv_freq = [0f32; MAX_ROTARY_DIM / 2];
+    inv_freq[..plan.inv_freq.len()].copy_from_slice(&plan.inv_freq);
+    let params = Params {
+        n,
+        d: plan.d as u32,
+        rot: plan.rot as u32,
+        halves: plan.halves as u32,
+        div: plan.div as u32,
+        seq: plan.seq as u32,
+        offset: plan.offset as u32,
+        _pad: 0,
+        inv_freq,
+    };
+    let pipeline = g.pipeline(&ROPE, "main", ShaderHeader::new(vec![x.dtype(); 2]), &[])?;
+    g.dispatch(
+        &pipeline,
+        "rope",
+        &[x.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}

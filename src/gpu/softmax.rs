@@ -1,0 +1,111 @@
+//! Launcher for `shaders/softmax.wgsl`.
+
+use super::rows::{row_workgroup, subgroup_twin, RowKernel};
+use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::{fold_groups, GpuContext};
+use crate::error::Result;
+use crate::ops::softmax::Plan;
+use crate::shape::MAX_RANK;
+use crate::tensor::Tensor;
+use std::sync::LazyLock;
+
+pub(crate) static SOFTMAX: KernelSource = KernelSource {
+    name: "softmax",
+    source: kernel_file!("softmax"),
+    entry_points: &["main", "short_rows"],
+    tensors: &[
+        TensorBinding {
+            name: "x",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "mask",
+            access: Access::Read,
+        },
+        TensorBinding {
+            name: "y",
+            access: Access::Write,
+        },
+    ],
+    mixed_dtypes: false,
+    enables: &[],
+    specialisations: &[
+        &[("LOG", 0.0), ("WORKGROUP", 256.0)],
+        &[("LOG", 1.0), ("WORKGROUP", 64.0)],
+    ],
+};
+
+pub(crate) static SOFTMAX_SUBGROUP: LazyLock<KernelSource> =
+    LazyLock::new(|| subgroup_twin(&SOFTMAX, "softmax_subgroup"));
+
+const KERNEL: RowKernel = RowKernel {
+    shared: &SOFTMAX,
+    subgroup: &SOFTMAX_SUBGROUP,
+};
+
+/// Mirrors `Params` in softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rows: u32,
+    q: u32,
+    causal: u32,
+    scale: f32,
+    has_mask: u32,
+    lead_rank: u32,
+    causal_offset: i32,
+    neg_inf: f32,
+    nan: f32,
+    _pad: [u32; 2],
+    lead_shape: [u32; MAX_RANK],
+    mask_strides: [u32; MAX_RANK],
+}
+
+/// Rows up to this long run one per invocation (`short_rows`), longer ones one per
+/// workgroup (`main`).
+pub(crate) const SHORT_ROW: usize = 32;
+
+pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
+    let short = plan.n <= SHORT_ROW;
+    let wg = if short { 64 } else { row_workgroup(plan.n) };
+    let mut lead_shape = [0u32; MAX_RANK];
+    let mut mask_strides = [0u32; MAX_RANK];
+    for (i, (&s, &m)) in plan.lead_shape.iter().zip(&plan.mask_strides).enumerate() {
+        lead_shape[i] = s as u32;
+        mask_strides[i] = m as u32;
+    }
+    let params = Params {
+        n: plan.n as u32,
+        rows: plan.rows as u32,
+        q: plan.q as u32,
+        causal: plan.causal as u32,
+        scale: plan.scale,
+        has_mask: plan.mask.is_some() as u32,
+        lead_rank: plan.lead_shape.len() as u32,
+        causal_offset: plan.causal_offset as i32,
+        neg_inf: f32::NEG_INFINITY,
+        nan: f32::NAN,
+        _pad: [0; 2],
+        lead_shape,
+        mask_strides,
+    };
+    let pipeline = g.pipeline(
+        KERNEL.pick(g),
+        if short { "short_rows" } else { "main" },
+        ShaderHeader::new(vec![x.dtype(); 3]),
+        &[("LOG", plan.log as u32 as f64), ("WORKGROUP", wg as f64)],
+    )?;
+    let mask = plan.mask.as_ref().unwrap_or(x);
+    g.dispatch(
+        &pipeline,
+        "softmax",
+        &[x.gpu_buffer(), mask.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(if short {
+            (plan.rows as u32).div_ceil(wg)
+        } else {
+            plan.rows as u32
+        }),
+    )
+}

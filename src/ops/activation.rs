@@ -1,0 +1,115 @@
+//! Activations, elementwise: GELU (erf and tanh forms), SiLU, ReLU, and SwiGLU fused with
+//! its gate product. Arithmetic is f32; the output has the input's dtype.
+//!
+//! Special values follow the IEEE arithmetic of each formula: NaN gives NaN, +∞ gives +∞,
+//! and −∞ gives NaN for GELU, SiLU and SwiGLU (−∞ · 0, as in PyTorch) and 0 for ReLU.
+
+use crate::device::Backend;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Which activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Activation {
+    /// `x · Φ(x)`, the exact GELU (erf form; PyTorch's default), to about 1e-7 relative.
+    Gelu = 0,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, GPT-2's approximation.
+    GeluTanh = 1,
+    /// `x · sigmoid(x)` (a.k.a. swish).
+    Silu = 2,
+    /// `silu(gate) · up`: the gated unit of Llama-style MLPs; see [`swiglu`].
+    SwiGlu = 3,
+    /// `max(x, 0)`.
+    Relu = 4,
+}
+
+impl Activation {
+    /// The activation's name in errors and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::Silu => "silu",
+            Activation::SwiGlu => "swiglu",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
+/// Applies a one-input activation. For [`Activation::SwiGlu`] use [`swiglu`].
+pub fn activation(act: Activation, x: &Tensor) -> Result<Tensor> {
+    if act == Activation::SwiGlu {
+        return Err(Error::Argument {
+            op: "activation",
+            name: "act",
+            value: "SwiGlu".into(),
+            expected:
+                "a one-input activation; SwiGLU takes two tensors: call ops::swiglu(gate, up)",
+        });
+    }
+    run(act, x, None)
+}
+
+/// GELU, erf form.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    run(Activation::Gelu, x, None)
+}
+
+/// GELU, tanh approximation.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    run(Activation::GeluTanh, x, None)
+}
+
+/// SiLU: `x · sigmoid(x)`.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    run(Activation::Silu, x, None)
+}
+
+/// ReLU: `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    run(Activation::Relu, x, None)
+}
+
+/// SwiGLU, fused: `silu(gate) · up` in one pass (reads both, writes once, where
+/// separate ops would make three passes). `gate` and `up` share shape and dtype.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let op = "swiglu";
+    gate.device().same(op, up.device())?;
+    if gate.dtype() != up.dtype() {
+        return Err(Error::DTypeMismatch {
+            op,
+            lhs: gate.dtype(),
+            rhs: up.dtype(),
+        });
+    }
+    if gate.shape() != up.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "gate has shape {:?} and up has {:?}; they must match (split the fused projection's output in two halves of equal shape)",
+                gate.shape(),
+                up.shape()
+            ),
+        ));
+    }
+    run(Activation::SwiGlu, gate, Some(up))
+}
+
+fn run(act: Activation, a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    a.expect_float(act.name())?;
+    match &a.device().inner.backend {
+        Backend::Gpu(g) => {
+            let out = Tensor::uninit(a.device(), a.shape(), a.dtype(), act.name())?;
+            if !out.is_empty() {
+                crate::gpu::activation::activation(g, act, a, b, &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => Ok(Tensor::from_cpu(
+            a.device(),
+            crate::cpu::activation::activation(act, a.cpu_storage(), b.map(|b| b.cpu_storage())),
+            a.shape(),
+        )),
+    }
+}

@@ -1,0 +1,62 @@
+//! Embedding gather: token ids to rows of a table.
+
+use crate::device::Backend;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// `out[.., :] = table[ids[..], :]`: for ids of shape `S` (u32) and a `[vocab, d]`
+/// table (any float dtype), a tensor of shape `S + [d]` in the table's dtype.
+///
+/// Out-of-range ids (≥ vocab): the CPU device returns [`Error::IndexOutOfRange`] naming
+/// the first one; a GPU device cannot check without a readback and writes a row of
+/// zeros for it instead. The kernel never reads outside the table on either.
+pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let op = "embedding";
+    ids.device().same(op, table.device())?;
+    if ids.dtype() != DType::U32 {
+        return Err(Error::UnsupportedDType {
+            op,
+            dtype: ids.dtype(),
+            supported: "u32 ids (Tensor::from_slice::<u32>, or argmax's output)",
+        });
+    }
+    table.expect_float(op)?;
+    if table.rank() != 2 {
+        return Err(Error::shape(
+            op,
+            format!("table has shape {:?}; it must be [vocab, d]", table.shape()),
+        ));
+    }
+    let (vocab, d) = (table.shape()[0], table.shape()[1]);
+    let mut shape = ids.shape().to_vec();
+    shape.push(d);
+    crate::shape::check_rank(op, &shape)?;
+    match &ids.device().inner.backend {
+        Backend::Gpu(g) => {
+            let out = Tensor::uninit(ids.device(), &shape, table.dtype(), op)?;
+            if !out.is_empty() {
+                crate::gpu::embedding::embedding(g, ids, table, vocab, d, &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => {
+            let ids_v = ids.cpu_storage().as_slice::<u32>();
+            if let Some((position, &index)) =
+                ids_v.iter().enumerate().find(|(_, &i)| i as usize >= vocab)
+            {
+                return Err(Error::IndexOutOfRange {
+                    op,
+                    index: index as u64,
+                    position,
+                    bound: vocab,
+                });
+            }
+            Ok(Tensor::from_cpu(
+                ids.device(),
+                crate::cpu::embedding::embedding(ids_v, table.cpu_storage(), d),
+                &shape,
+            ))
+        }
+    }
+}

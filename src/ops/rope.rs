@@ -1,0 +1,161 @@
+//! Rotary position embedding (RoPE), in both layouts engines use, with a position
+//! offset so decode can rotate just the new token.
+//!
+//! Each head vector of `x` (the last dimension, `d` elements) at position `p` has its
+//! first `rotary_dim` elements rotated in pairs by the angle `p · θ^(−2i/rotary_dim)`
+//! (pair `i`); the rest are copied. The angle is computed in f32 as `p · inv_freq[i]`,
+//! as Hugging Face transformers does, with `inv_freq` rounded from f64. Positions must
+//! stay below 2^24 (exact in f32).
+//!
+//! NaN and ±∞ inputs propagate through the rotation to the pair holding them.
+
+use crate::device::Backend;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Which elements form a rotated pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RopeLayout {
+    /// Pairs `(2i, 2i+1)`: GPT-J, llama.cpp's default ("normal") mode, Meta's Llama.
+    Interleaved,
+    /// Pairs `(i, i + rotary_dim/2)`: GPT-NeoX and Hugging Face Llama (`rotate_half`).
+    Halves,
+}
+
+/// Where the sequence axis is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RopeAxes {
+    /// `x` is `[.., seq, heads, d]` (the projection's output before any transpose).
+    SeqHeadsDim,
+    /// `x` is `[.., heads, seq, d]` (attention layout); a `[seq, d]` tensor is one head.
+    HeadsSeqDim,
+}
+
+/// Options for [`rope`].
+#[derive(Debug, Clone, Copy)]
+pub struct RopeOptions {
+    /// Frequency base θ (10 000 for Llama 2, 500 000 for Llama 3). Finite, > 0.
+    pub theta: f32,
+    /// Pair layout.
+    pub layout: RopeLayout,
+    /// Axis order of `x`.
+    pub axes: RopeAxes,
+    /// Position of the first sequence entry: the number of tokens already in the KV
+    /// cache when decoding.
+    pub offset: usize,
+    /// Leading elements of each head vector that rotate (even, ≤ 512, ≤ d); `None` for
+    /// all of them. Partial rotary (GPT-NeoX, Phi) rotates fewer.
+    pub rotary_dim: Option<usize>,
+}
+
+impl Default for RopeOptions {
+    fn default() -> Self {
+        RopeOptions {
+            theta: 10_000.0,
+            layout: RopeLayout::Halves,
+            axes: RopeAxes::SeqHeadsDim,
+            offset: 0,
+            rotary_dim: None,
+        }
+    }
+}
+
+/// Most rotated elements per head vector (the GPU passes the frequencies in a uniform).
+pub const MAX_ROTARY_DIM: usize = 512;
+
+/// The checked call, shared by both backends.
+pub(crate) struct Plan {
+    pub d: usize,
+    pub rot: usize,
+    pub halves: bool,
+    /// position of row r = (r / div) % seq + offset
+    pub div: usize,
+    pub seq: usize,
+    pub offset: usize,
+    pub inv_freq: Vec<f32>,
+}
+
+impl Plan {
+    pub(crate) fn position(&self, row: usize) -> usize {
+        (row / self.div) % self.seq + self.offset
+    }
+}
+
+/// Rotates `x` by position. See the module docs.
+pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
+    let op = "rope";
+    x.expect_float(op)?;
+    let min_rank = match o.axes {
+        RopeAxes::SeqHeadsDim => 3,
+        RopeAxes::HeadsSeqDim => 2,
+    };
+    if x.rank() < min_rank {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x has shape {:?}; {:?} needs rank >= {min_rank} (add unit dimensions with reshape)",
+                x.shape(),
+                o.axes
+            ),
+        ));
+    }
+    let r = x.rank();
+    let d = x.shape()[r - 1];
+    let rot = o.rotary_dim.unwrap_or(d);
+    if !d.is_multiple_of(2) || !rot.is_multiple_of(2) || rot > d || rot > MAX_ROTARY_DIM || rot == 0
+    {
+        return Err(Error::shape(
+            op,
+            format!(
+                "head dimension {d} with rotary_dim {rot}: both must be even, rotary_dim between 2 and min(d, {MAX_ROTARY_DIM})"
+            ),
+        ));
+    }
+    if !(o.theta.is_finite() && o.theta > 0.0) {
+        return Err(Error::Argument {
+            op,
+            name: "theta",
+            value: o.theta.to_string(),
+            expected: "a finite positive frequency base (e.g. 10000)",
+        });
+    }
+    let (seq, div) = match o.axes {
+        RopeAxes::SeqHeadsDim => (x.shape()[r - 3], x.shape()[r - 2]),
+        RopeAxes::HeadsSeqDim => (x.shape()[r - 2], 1),
+    };
+    if o.offset + seq >= 1 << 24 {
+        return Err(Error::Argument {
+            op,
+            name: "offset",
+            value: o.offset.to_string(),
+            expected:
+                "positions (offset + sequence length) below 2^24, where f32 holds them exactly",
+        });
+    }
+    let inv_freq = (0..rot / 2)
+        .map(|i| (o.theta as f64).powf(-2.0 * i as f64 / rot as f64) as f32)
+        .collect();
+    let plan = Plan {
+        d,
+        rot,
+        halves: o.layout == RopeLayout::Halves,
+        div: div.max(1),
+        seq: seq.max(1),
+        offset: o.offset,
+        inv_freq,
+    };
+    match &x.device().inner.backend {
+        Backend::Gpu(g) => {
+            let out = Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?;
+            if !out.is_empty() {
+                crate::gpu::rope::rope(g, x, &plan, &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => Ok(Tensor::from_cpu(
+            x.device(),
+            crate::cpu::rope::rope(x.cpu_storage(), &plan),
+            x.shape(),
+        )),
+    }
+}

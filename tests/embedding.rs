@@ -1,0 +1,112 @@
+//! Embedding gather on every backend and dtype, and the out-of-range id rules.
+
+mod common;
+use common::*;
+use openkern::{ops, DType, Error, Tensor};
+
+#[test]
+fn gather_rows_exactly() {
+    for device in devices() {
+        for dtype in DType::ALL {
+            for &(vocab, d) in &[(5usize, 1usize), (37, 3), (100, 64), (7, 257)] {
+                let table = quantize(&random(vocab * d, d as u64), dtype);
+                let ids: Vec<u32> = (0..11).map(|i| ((i * 7 + 3) % vocab) as u32).collect();
+                let t = tensor(&device, &table, &[vocab, d], dtype);
+                let idt = Tensor::from_slice(&device, &ids, &[1, 11]).unwrap();
+                let got = ops::embedding(&idt, &t).unwrap();
+                assert_eq!(got.shape(), &[1, 11, d]);
+                assert_eq!(got.dtype(), dtype);
+                let want: Vec<f64> = ids
+                    .iter()
+                    .flat_map(|&i| {
+                        table[i as usize * d..(i as usize + 1) * d]
+                            .iter()
+                            .map(|&v| v as f64)
+                    })
+                    .collect();
+                assert_close(
+                    &format!("embedding {vocab}x{d} {dtype} on {device:?}"),
+                    &got.to_f32_vec().unwrap(),
+                    &want,
+                    0.0,
+                    0.0,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_range_ids() {
+    let table_data = random(4 * 3, 1);
+    let ids = [1u32, 4, 2];
+    for device in devices() {
+        let table = tensor(&device, &table_data, &[4, 3], DType::F32);
+        let idt = Tensor::from_slice(&device, &ids, &[3]).unwrap();
+        match ops::embedding(&idt, &table) {
+            // CPU: the first bad id, named
+            Err(Error::IndexOutOfRange {
+                index: 4,
+                position: 1,
+                bound: 4,
+                ..
+            }) => assert!(device.is_cpu()),
+            // GPU: documented zero row, never an out-of-bounds read
+            Ok(t) => {
+                assert!(!device.is_cpu());
+                let v = t.to_f32_vec().unwrap();
+                assert_eq!(&v[3..6], &[0.0; 3]);
+                assert_eq!(&v[0..3], &table_data[3..6]);
+            }
+            Err(e) => panic!("{device:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn u32_tensors_round_trip_and_refuse_float_ops() {
+    for device in devices() {
+        let ids = Tensor::from_slice(&device, &[0u32, 7, u32::MAX], &[3]).unwrap();
+        assert_eq!(ids.dtype(), DType::U32);
+        assert_eq!(ids.to_vec::<u32>().unwrap(), vec![0, 7, u32::MAX]);
+        assert_eq!(
+            ids.to_device(&openkern::Device::cpu())
+                .unwrap()
+                .to_vec::<u32>()
+                .unwrap(),
+            vec![0, 7, u32::MAX]
+        );
+        assert!(matches!(
+            ids.to_vec::<f32>().unwrap_err(),
+            Error::HostType { .. }
+        ));
+        assert!(matches!(
+            ids.cast(DType::F32),
+            Ok(_) | Err(Error::UnsupportedDType { .. })
+        ));
+        assert!(matches!(
+            Tensor::from_f32(&device, &[1.0], &[1], DType::U32).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
+        let f = tensor(&device, &[1.0, 2.0], &[2], DType::F32);
+        assert!(matches!(
+            f.cast(DType::U32).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
+        let table = tensor(&device, &[1.0, 2.0], &[2, 1], DType::F32);
+        assert!(matches!(
+            ops::embedding(&f, &table).unwrap_err(),
+            Error::UnsupportedDType { .. }
+        ));
+        assert!(matches!(
+            ops::embedding(&ids, &f).unwrap_err(),
+            Error::Shape { .. }
+        ));
+    }
+    let cpu = openkern::Device::cpu();
+    let ids = Tensor::from_slice(&cpu, &[3u32, 16_777_216], &[2]).unwrap();
+    assert_eq!(
+        ids.cast(DType::F32).unwrap().to_vec::<f32>().unwrap(),
+        vec![3.0, 16_777_216.0]
+    );
+}

@@ -1,0 +1,245 @@
+//! Layer norm, RMS norm and the fused residual-add forms against an f64 reference on
+//! every backend and dtype, over odd row lengths and rows with a large mean.
+
+mod common;
+use common::*;
+use openkern::{ops, DType, Device, Error};
+
+fn reference(x: &[f64], n: usize, w: &[f64], b: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for (row, o) in x.chunks(n).zip(out.chunks_mut(n)) {
+        let (mean, denom) = match b {
+            Some(_) => {
+                let mean = row.iter().sum::<f64>() / n as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+                (mean, (var + eps).sqrt())
+            }
+            None => (
+                0.0,
+                (row.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps).sqrt(),
+            ),
+        };
+        for j in 0..n {
+            o[j] = (row[j] - mean) / denom * w[j] + b.map_or(0.0, |b| b[j]);
+        }
+    }
+    out
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn run_case(device: &Device, dtype: DType, rows: usize, n: usize, offset: f32, seed: u64) {
+    let x = quantize(
+        &random(rows * n, seed)
+            .iter()
+            .map(|v| v * 3.0 + offset)
+            .collect::<Vec<_>>(),
+        dtype,
+    );
+    let r = quantize(&random(rows * n, seed + 1), dtype);
+    let w = quantize(
+        &random(n, seed + 2)
+            .iter()
+            .map(|v| v + 1.5)
+            .collect::<Vec<_>>(),
+        dtype,
+    );
+    let b = quantize(&random(n, seed + 3), dtype);
+    let shape = [rows, n];
+    let (tx, tr) = (
+        tensor(device, &x, &shape, dtype),
+        tensor(device, &r, &shape, dtype),
+    );
+    let (tw, tb) = (
+        tensor(device, &w, &[n], dtype),
+        tensor(device, &b, &[n], dtype),
+    );
+    let eps = 1e-5f32;
+    let h: Vec<f64> = x.iter().zip(&r).map(|(&a, &c)| (a + c) as f64).collect();
+    // f32 statistics: layer norm loses |x|/std digits to the centring (the row's own
+    // conditioning: a short row of nearly equal values has a tiny std).
+    let cond = x
+        .chunks(n)
+        .zip(h.chunks(n))
+        .map(|(xr, hr)| {
+            let c = |r: &[f64]| {
+                let mean = r.iter().sum::<f64>() / n as f64;
+                let sd =
+                    (r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64 + 1e-5).sqrt();
+                r.iter().fold(0f64, |a, v| a.max(v.abs())) / sd
+            };
+            c(&f64s(xr)).max(c(hr))
+        })
+        .fold(1.0f64, f64::max)
+        .max(1.0 + (offset as f64).abs() / 3.0);
+    let tol = |cond: f64| {
+        let rtol = dtype.epsilon() * 1.01 + 2e-6 * cond;
+        let atol = if dtype == DType::F32 {
+            2e-6 * cond
+        } else {
+            2.0 * dtype.epsilon() * cond
+        };
+        (atol, rtol)
+    };
+    // RMS norm has no cancellation: only the f32 sum of n squares (error ~ sqrt(n))
+    let (atol_r, rtol_r) = tol(1.0 + (n as f64).sqrt() / 64.0);
+    let (atol, rtol) = tol(cond);
+    let what = |op: &str| format!("{op} [{rows}, {n}] offset {offset} {dtype} on {device:?}");
+    let got = ops::rms_norm(&tx, &tw, eps).unwrap();
+    assert_close(
+        &what("rms_norm"),
+        &got.to_f32_vec().unwrap(),
+        &reference(&f64s(&x), n, &f64s(&w), None, eps as f64),
+        atol_r,
+        rtol_r,
+    );
+    let got = ops::layer_norm(&tx, &tw, &tb, eps).unwrap();
+    assert_close(
+        &what("layer_norm"),
+        &got.to_f32_vec().unwrap(),
+        &reference(&f64s(&x), n, &f64s(&w), Some(&f64s(&b)), eps as f64),
+        atol,
+        rtol,
+    );
+    let (hs, y) = ops::add_rms_norm(&tx, &tr, &tw, eps).unwrap();
+    assert_close(
+        &what("add_rms_norm h"),
+        &hs.to_f32_vec().unwrap(),
+        &h,
+        0.0,
+        dtype.epsilon() * 1.01,
+    );
+    assert_close(
+        &what("add_rms_norm y"),
+        &y.to_f32_vec().unwrap(),
+        &reference(&h, n, &f64s(&w), None, eps as f64),
+        atol_r,
+        rtol_r,
+    );
+    let (hs, y) = ops::add_layer_norm(&tx, &tr, &tw, &tb, eps).unwrap();
+    assert_close(
+        &what("add_layer_norm h"),
+        &hs.to_f32_vec().unwrap(),
+        &h,
+        0.0,
+        dtype.epsilon() * 1.01,
+    );
+    assert_close(
+        &what("add_layer_norm y"),
+        &y.to_f32_vec().unwrap(),
+        &reference(&h, n, &f64s(&w), Some(&f64s(&b)), eps as f64),
+        atol,
+        rtol,
+    );
+}
+
+#[test]
+fn norms_against_f64_on_odd_lengths() {
+    for device in devices_all_variants() {
+        for dtype in DType::ALL {
+            for &n in &[1usize, 3, 17, 63, 65, 127, 255, 257, 1000, 4097] {
+                run_case(&device, dtype, 3, n, 0.0, n as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_keeps_precision_under_a_large_mean() {
+    // mean 1000, std ~1.7: E[x^2] - E[x]^2 would lose ~6 digits in f32
+    for device in devices_all_variants() {
+        run_case(&device, DType::F32, 4, 4096, 1000.0, 5);
+    }
+}
+
+#[test]
+fn large_rows() {
+    if !large() {
+        return;
+    }
+    for device in devices_all_variants() {
+        for dtype in DType::ALL {
+            run_case(&device, dtype, 70_000, 3, 0.0, 1);
+            run_case(&device, dtype, 2, 262_147, 0.0, 2);
+        }
+    }
+}
+
+#[test]
+fn nan_propagates_to_its_row_only() {
+    for device in devices() {
+        let mut x = random(2 * 9, 1);
+        x[4] = f32::NAN;
+        let t = tensor(&device, &x, &[2, 9], DType::F32);
+        let w = tensor(&device, &[1.0; 9], &[9], DType::F32);
+        let y = ops::rms_norm(&t, &w, 1e-6).unwrap().to_f32_vec().unwrap();
+        assert!(y[..9].iter().all(|v| v.is_nan()));
+        assert!(y[9..].iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn mistakes_are_typed_errors() {
+    for device in devices() {
+        let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
+        let w = tensor(&device, &random(4, 2), &[4], DType::F32);
+        for eps in [f32::NAN, -1e-5, f32::INFINITY] {
+            let e = ops::rms_norm(&x, &w, eps).unwrap_err();
+            assert!(matches!(e, Error::Argument { name: "eps", .. }), "{e}");
+        }
+        let w3 = tensor(&device, &random(3, 2), &[3], DType::F32);
+        let e = ops::rms_norm(&x, &w3, 1e-5).unwrap_err();
+        assert!(e.to_string().contains("shape [4]"), "{e}");
+        let wh = tensor(&device, &random(4, 2), &[4], DType::BF16);
+        assert!(matches!(
+            ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(),
+            Error::DTypeMismatch { .. }
+        ));
+        let r = tensor(&device, &random(4, 2), &[4], DType::F32);
+        assert!(matches!(
+            ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(),
+            Error::Shape { .. }
+        ));
+        let none = tensor(&device, &[], &[0, 4], DType::F32);
+        assert_eq!(ops::rms_norm(&none, &w, 1e-5).unwrap().shape(), &[0, 4]);
+        let (h, y) = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
+        assert_eq!((h.shape(), y.shape()), (&[0, 4][..], &[0, 4][..]));
+        let empty = tensor(&device, &[], &[3, 0], DType::F32);
+        assert!(matches!(
+            ops::rms_norm(&empty, &w, 1e-5).unwrap_err(),
+            Error::Shape { .. }
+        ));
+    }
+}
+
+#[test]
+fn reused_host_buffers_carry_no_stale_values() {
+    // CPU outputs of >= 1 MiB come from a pool of dropped buffers: run the same shape
+    // twice on different data and check the second result, while the first is alive and
+    // after it is dropped.
+    let device = openkern::Device::cpu();
+    let (m, n) = (512, 1024);
+    let w = tensor(&device, &vec![1.0; n], &[n], DType::F32);
+    let mut keep = Vec::new();
+    for seed in 0..4u64 {
+        let x = random(m * n, seed);
+        let t = tensor(&device, &x, &[m, n], DType::F32);
+        let y = ops::rms_norm(&t, &w, 1e-6).unwrap();
+        let want = reference(&f64s(&x), n, &vec![1.0; n], None, 1e-6);
+        assert_close(
+            &format!("pooled rms_norm seed {seed}"),
+            &y.to_f32_vec().unwrap(),
+            &want,
+            1e-6,
+            1e-5,
+        );
+        let s = ops::softmax(&t).unwrap().to_f32_vec().unwrap();
+        assert!((s[..n].iter().map(|&v| v as f64).sum::<f64>() - 1.0).abs() < 1e-4);
+        if seed % 2 == 0 {
+            keep.push(y);
+        }
+    }
+    device.trim_pool();
+}
