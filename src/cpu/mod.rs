@@ -2,6 +2,7 @@
 
 pub(crate) mod cast;
 pub(crate) mod elementwise;
+pub(crate) mod matmul;
 pub mod probe;
 
 use crate::device::{DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType};

@@ -1,9 +1,11 @@
 //! The wgpu backend: device context, stream, buffer pool, pipeline cache, timing, and one
 //! launcher per op family.
 
+pub mod autotune;
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
+pub(crate) mod matmul;
 pub(crate) mod pipeline_cache;
 pub mod probe;
 pub mod shader;

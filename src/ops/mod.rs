@@ -3,7 +3,9 @@
 
 pub mod cast;
 pub mod elementwise;
+pub mod matmul;
 
 pub use elementwise::{
     add, add_scalar, binary, binary_scalar, div, mul, mul_scalar, sub, BinaryOp,
 };
+pub use matmul::{linear, matmul, matmul_with, Activation, MatmulKernel, MatmulOptions};

@@ -1,0 +1,159 @@
+// The GEMV of matmul_gemv.wgsl with subgroup reductions, for adapters with SUBGROUP.
+// Same layout and bindings; only the cross-invocation sum differs.
+// #header
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load2_a(w: u32) -> vec2<f32> { return vec2<f32>(a[2u * w], a[2u * w + 1u]); }
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+fn load_b(i: u32) -> f32 { return b[i]; }
+fn load2_b(w: u32) -> vec2<f32> { return vec2<f32>(b[2u * w], b[2u * w + 1u]); }
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+fn load_bias(i: u32) -> f32 { return bias[i]; }
+fn load2_bias(w: u32) -> vec2<f32> { return vec2<f32>(bias[2u * w], bias[2u * w + 1u]); }
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+fn store_c(i: u32, v: f32) { c[i] = v; }
+fn store2_c(w: u32, v: vec2<f32>) { c[2u * w] = v.x; c[2u * w + 1u] = v.y; }
+// #end header
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    // element strides of A's (m, k) and B's (k, n)
+    sam: u32,
+    sak: u32,
+    sbk: u32,
+    sbn: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    splits: u32,
+    // K elements per split (a multiple of BK when splits > 1)
+    k_chunk: u32,
+    batch_rank: u32,
+    total_groups: u32,
+    _pad0: u32,
+    _pad1: u32,
+    batch_shape: array<vec4<u32>, 2>,
+    a_bstride: array<vec4<u32>, 2>,
+    b_bstride: array<vec4<u32>, 2>,
+}
+@group(0) @binding(4) var<uniform> params: Params;
+
+// rows of A (M ≤ 8), a pipeline constant so the accumulators stay in registers
+override MR: u32 = 1u;
+override WG: u32 = 128u;
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;
+// pairs along K of A / along K (gemv_k) or N (gemv_n) of B are word-aligned
+override VEC2_A: bool = false;
+override VEC2_B: bool = false;
+
+fn erf_approx(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let y = 1.0 - (((((1.0614054 * t - 1.4531521) * t) + 1.4214138) * t - 0.28449674) * t + 0.2548296) * t * exp(-x * x);
+    return select(-y, y, x >= 0.0);
+}
+
+fn activate(x: f32) -> f32 {
+    switch ACT {
+        case 1u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
+        case 2u: { return 0.5 * x * (1.0 + tanh(0.7978846 * (x + 0.044715 * x * x * x))); }
+        case 3u: { return x / (1.0 + exp(-x)); }
+        default: { return x; }
+    }
+}
+
+fn batch_offsets(bidx: u32) -> vec2<u32> {
+    var rem = bidx;
+    var off = vec2<u32>(0u, 0u);
+    for (var d = i32(params.batch_rank) - 1; d >= 0; d--) {
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let size = params.batch_shape[q][r];
+        let i = rem % size;
+        rem = rem / size;
+        off += i * vec2<u32>(params.a_bstride[q][r], params.b_bstride[q][r]);
+    }
+    return off;
+}
+
+// A pair (m, k), (m, k+1) of A, zero past K.
+fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
+    let i = base + m * params.sam + k * params.sak;
+    if (k + 1u < params.k) {
+        if (VEC2_A) {
+            return load2_a(i >> 1u);
+        }
+        return vec2<f32>(load_a(i), load_a(i + params.sak));
+    }
+    if (k < params.k) {
+        return vec2<f32>(load_a(i), 0.0);
+    }
+    return vec2<f32>(0.0);
+}
+
+fn finish(acc: f32, col: u32) -> f32 {
+    var x = acc;
+    if (HAS_BIAS) {
+        x += load_bias(col);
+    }
+    return activate(x);
+}
+var<workgroup> red: array<f32, 8u * WG>;
+
+// gemv_k: B read along K (the [out, in] weight layout, trans_b). One workgroup per
+// output column n: its WG invocations stride along the weight row in word pairs
+// (coalesced, each weight element read exactly once), then reduce.
+@compute @workgroup_size(WG)
+fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32,
+          @builtin(subgroup_invocation_id) lane: u32,
+          @builtin(subgroup_id) sg: u32,
+          @builtin(num_subgroups) nsg: u32) {
+    let g = wid.y * groups.x + wid.x;
+    let live = g < params.n * params.batch;
+    let n = g % params.n;
+    let bidx = g / params.n;
+    let offs = batch_offsets(bidx);
+    var acc: array<f32, 8>;
+    for (var m = 0u; m < MR; m++) {
+        acc[m] = 0.0;
+    }
+    if (live) {
+        let brow = offs.y + n * params.sbn;
+        for (var k = 2u * lid; k < params.k; k += 2u * WG) {
+            var w: vec2<f32>;
+            if (k + 1u < params.k) {
+                if (VEC2_B) {
+                    w = load2_b((brow + k) >> 1u);
+                } else {
+                    w = vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
+                }
+            } else {
+                w = vec2<f32>(load_b(brow + k), 0.0);
+            }
+            for (var m = 0u; m < MR; m++) {
+                let x = a_pair(offs.x, m, k);
+                acc[m] = fma(x.x, w.x, fma(x.y, w.y, acc[m]));
+            }
+        }
+    }
+    // subgroupAdd folds each subgroup's partial sums in registers; only one value per
+    // subgroup and row goes through shared memory (vs log2(WG) barrier steps).
+    for (var m = 0u; m < MR; m++) {
+        let s = subgroupAdd(acc[m]);
+        if (lane == 0u) {
+            red[m * WG + sg] = s;
+        }
+    }
+    workgroupBarrier();
+    if (live && lid < MR) {
+        var s = 0.0;
+        for (var i = 0u; i < nsg; i++) {
+            s += red[lid * WG + i];
+        }
+        store_c((bidx * params.m + lid) * params.n + n, finish(s, n));
+    }
+}

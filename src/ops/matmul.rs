@@ -1,0 +1,335 @@
+//! Matrix multiplication: batched `matmul` with broadcast batch dimensions and transposed
+//! operands, and `linear` (x·Wᵀ + bias, then an activation) in the layout inference
+//! engines use. Inputs are f32, f16 or bf16 (both operands the same); products accumulate
+//! in f32; the output dtype is the caller's choice (the input dtype by default).
+//!
+//! ```
+//! use openkern::{ops, Device, Tensor};
+//! # fn main() -> openkern::Result<()> {
+//! let device = Device::cpu();
+//! let a = Tensor::from_slice(&device, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+//! let b = Tensor::from_slice(&device, &[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])?;
+//! let c = ops::matmul(&a, &b)?;
+//! assert_eq!(c.to_vec::<f32>()?, vec![4.0, 5.0, 10.0, 11.0]);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::device::Backend;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape::{broadcast_shapes, broadcast_strides, check_rank};
+use crate::tensor::Tensor;
+
+/// An activation applied to each output element in the matmul's epilogue (after the bias).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u32)]
+pub enum Activation {
+    /// Identity.
+    #[default]
+    None = 0,
+    /// GELU with the exact erf form, x·Φ(x) (erf evaluated to ~1e-7 absolute).
+    Gelu = 1,
+    /// GELU's tanh approximation (GPT-2 style): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh = 2,
+    /// SiLU (swish): x·sigmoid(x).
+    Silu = 3,
+}
+
+impl Activation {
+    /// The activation's name in kernel keys and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::Silu => "silu",
+        }
+    }
+
+    /// Applies the activation to one value, with the same formulas the kernels use.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::GeluTanh => {
+                let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
+                0.5 * x * (1.0 + u.tanh())
+            }
+            Activation::Silu => x / (1.0 + (-x).exp()),
+        }
+    }
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the formula the WGSL kernels use.
+fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_8) * t - 0.284_496_74) * t
+            + 0.254_829_6)
+            * t
+            * (-x * x).exp();
+    y.copysign(x)
+}
+
+/// Which GPU kernel runs a matmul. `Auto` picks per adapter and shape; the others force
+/// one (for tests and benchmarks) and fail with a typed error where it cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MatmulKernel {
+    /// Chosen per adapter and shape (tuned configuration where a tuning cache exists).
+    #[default]
+    Auto,
+    /// One output element per invocation, no tiling: the reference for speed-up ratios.
+    Naive,
+    /// Shared-memory tiled, register-blocked, double-buffered GEMM.
+    Tiled,
+    /// The tiled GEMM with K split across workgroups and a reduction pass.
+    SplitK,
+    /// Bandwidth-bound matrix-vector kernel for M ≤ 8 (token decode).
+    Gemv,
+    /// The GEMV kernel with subgroup reductions (adapters with SUBGROUP).
+    GemvSubgroup,
+    /// Cooperative-matrix (tensor-core) GEMM for f16 inputs, on adapters reporting a
+    /// 16×16×16 f16→f32 configuration.
+    Coop,
+}
+
+impl MatmulKernel {
+    /// The kernel's name in benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulKernel::Auto => "auto",
+            MatmulKernel::Naive => "naive",
+            MatmulKernel::Tiled => "tiled",
+            MatmulKernel::SplitK => "splitk",
+            MatmulKernel::Gemv => "gemv",
+            MatmulKernel::GemvSubgroup => "gemv-subgroup",
+            MatmulKernel::Coop => "coop",
+        }
+    }
+}
+
+/// Options of [`matmul_with`]. `Default` is a plain `a · b` in the input dtype.
+#[derive(Debug, Clone, Default)]
+pub struct MatmulOptions {
+    /// Read `a` as transposed: its last two dimensions are `[K, M]` instead of `[M, K]`.
+    pub trans_a: bool,
+    /// Read `b` as transposed: its last two dimensions are `[N, K]` instead of `[K, N]`
+    /// (the `[out, in]` weight layout).
+    pub trans_b: bool,
+    /// Output dtype; `None` keeps the input dtype. Accumulation is f32 either way.
+    pub out_dtype: Option<DType>,
+    /// A bias of shape `[N]` (any dtype) added to every output row before the activation.
+    pub bias: Option<Tensor>,
+    /// Activation applied last.
+    pub activation: Activation,
+    /// Which GPU kernel to use (ignored on the CPU device).
+    pub kernel: MatmulKernel,
+}
+
+/// `a · b` over the last two dimensions, broadcasting the leading (batch) dimensions.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_with(a, b, &MatmulOptions::default())
+}
+
+/// `x · wᵀ + bias`, then `activation`: a linear layer with weights `[out, in]`.
+/// `x` is `[..., in]` (any number of leading dimensions); the result is `[..., out]` in
+/// `x`'s dtype. Bias and activation run in the matmul kernel's epilogue.
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    activation: Activation,
+) -> Result<Tensor> {
+    const OP: &str = "linear";
+    if w.rank() != 2 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "weight has shape {:?}; it must be [out_features, in_features]",
+                w.shape()
+            ),
+        ));
+    }
+    if x.rank() == 0 {
+        return Err(Error::shape(
+            OP,
+            "input is a scalar; give it at least one dimension [in_features]",
+        ));
+    }
+    // Fold the leading dimensions into M: one GEMM, not a batch of GEMVs.
+    let lead = &x.shape()[..x.rank() - 1];
+    let rows: usize = lead.iter().product();
+    let x2 = x.reshape(&[rows, x.shape()[x.rank() - 1]])?;
+    let y = matmul_op(
+        OP,
+        &x2,
+        w,
+        &MatmulOptions {
+            trans_b: true,
+            bias: bias.cloned(),
+            activation,
+            ..Default::default()
+        },
+    )?;
+    let mut out_shape = lead.to_vec();
+    out_shape.push(w.shape()[0]);
+    y.reshape(&out_shape)
+}
+
+/// `a · b` with the options given: transposed operands, output dtype, fused bias and
+/// activation, forced kernel.
+pub fn matmul_with(a: &Tensor, b: &Tensor, options: &MatmulOptions) -> Result<Tensor> {
+    matmul_op("matmul", a, b, options)
+}
+
+/// A checked matmul problem: everything a backend needs to run it.
+#[derive(Debug, Clone)]
+pub(crate) struct MatmulPlan {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Output batch dimensions (broadcast of both operands').
+    pub batch_shape: Vec<usize>,
+    /// Element strides of each operand's batch dimensions over `batch_shape` (0 where
+    /// broadcast).
+    pub a_batch_strides: Vec<usize>,
+    pub b_batch_strides: Vec<usize>,
+    /// Element strides of A's (m, k) and B's (k, n) within one matrix.
+    pub sam: usize,
+    pub sak: usize,
+    pub sbk: usize,
+    pub sbn: usize,
+    pub in_dtype: DType,
+    pub out_dtype: DType,
+    pub activation: Activation,
+    pub kernel: MatmulKernel,
+}
+
+impl MatmulPlan {
+    /// Number of matrices in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch_shape.iter().product()
+    }
+}
+
+fn check_float(op: &'static str, what: &str, dtype: DType) -> Result<()> {
+    // Written as a match with a fallback so new (integer/quantized) dtypes are refused
+    // with a typed error until matmul supports them.
+    #[allow(unreachable_patterns)]
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::shape(
+            op,
+            format!("{what} has dtype {other}; matmul takes f32, f16 or bf16; cast it first"),
+        )),
+    }
+}
+
+fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<Tensor> {
+    a.device().same(op, b.device())?;
+    if let Some(bias) = &o.bias {
+        a.device().same(op, bias.device())?;
+    }
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch {
+            op,
+            lhs: a.dtype(),
+            rhs: b.dtype(),
+        });
+    }
+    check_float(op, "the first operand", a.dtype())?;
+    let out_dtype = o.out_dtype.unwrap_or(a.dtype());
+    check_float(op, "the requested output", out_dtype)?;
+    if let Some(bias) = &o.bias {
+        check_float(op, "the bias", bias.dtype())?;
+    }
+    for (name, t) in [("first", a), ("second", b)] {
+        if t.rank() < 2 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "the {name} operand has shape {:?}; matmul needs rank ≥ 2 (reshape a vector of length L to [1, L] or [L, 1])",
+                    t.shape()
+                ),
+            ));
+        }
+        check_rank(op, t.shape())?;
+    }
+    let (ra, rb) = (a.rank(), b.rank());
+    let (am, ak) = (a.shape()[ra - 2], a.shape()[ra - 1]);
+    let (m, k) = if o.trans_a { (ak, am) } else { (am, ak) };
+    let (bk, bn) = (b.shape()[rb - 2], b.shape()[rb - 1]);
+    let (kb, n) = if o.trans_b { (bn, bk) } else { (bk, bn) };
+    if k != kb {
+        return Err(Error::shape(
+            op,
+            format!(
+                "inner dimensions differ: {:?}{} has K = {k} but {:?}{} has K = {kb}; the first operand's columns must equal the second's rows (check trans_a / trans_b)",
+                a.shape(),
+                if o.trans_a { " (transposed)" } else { "" },
+                b.shape(),
+                if o.trans_b { " (transposed)" } else { "" },
+            ),
+        ));
+    }
+    if let Some(bias) = &o.bias {
+        if bias.shape() != [n] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "bias has shape {:?} but the output has {n} columns; pass a bias of shape [{n}]",
+                    bias.shape()
+                ),
+            ));
+        }
+    }
+    let batch_shape = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let a_batch_strides = broadcast_strides(&a.shape()[..ra - 2], &batch_shape)
+        .into_iter()
+        .map(|s| s * am * ak)
+        .collect();
+    let b_batch_strides = broadcast_strides(&b.shape()[..rb - 2], &batch_shape)
+        .into_iter()
+        .map(|s| s * bk * bn)
+        .collect();
+    // Element (m, k) of A sits at m·sam + k·sak; element (k, n) of B at k·sbk + n·sbn.
+    let (sam, sak) = if o.trans_a { (1, m) } else { (k, 1) };
+    let (sbk, sbn) = if o.trans_b { (1, k) } else { (n, 1) };
+    let plan = MatmulPlan {
+        m,
+        n,
+        k,
+        batch_shape,
+        a_batch_strides,
+        b_batch_strides,
+        sam,
+        sak,
+        sbk,
+        sbn,
+        in_dtype: a.dtype(),
+        out_dtype,
+        activation: o.activation,
+        kernel: o.kernel,
+    };
+    let mut out_shape = plan.batch_shape.clone();
+    out_shape.extend([m, n]);
+    match &a.device().inner.backend {
+        Backend::Gpu(g) => {
+            let out = Tensor::uninit(a.device(), &out_shape, out_dtype, op)?;
+            if !out.is_empty() {
+                crate::gpu::matmul::matmul(g, &plan, a, b, o.bias.as_ref(), &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => {
+            let storage = crate::cpu::matmul::matmul(
+                &plan,
+                a.cpu_storage(),
+                b.cpu_storage(),
+                o.bias.as_ref().map(|t| t.cpu_storage()),
+            );
+            Ok(Tensor::from_cpu(a.device(), storage, &out_shape))
+        }
+    }
+}
