@@ -86,13 +86,13 @@ impl TileConfig {
         let wg = self.workgroup_size();
         let pairs_ok = |rows: u32| {
             let pairs = rows * self.bk;
-            pairs % (2 * wg) == 0 && (1..=8).contains(&(pairs / (2 * wg)))
+            pairs.is_multiple_of(2 * wg) && (1..=8).contains(&(pairs / (2 * wg)))
         };
         matches!(self.tm, 4 | 8)
             && matches!(self.tn, 4 | 8)
-            && self.bm % (4 * self.tm) == 0
-            && self.bn % (4 * self.tn) == 0
-            && self.bk % 2 == 0
+            && self.bm.is_multiple_of(4 * self.tm)
+            && self.bn.is_multiple_of(4 * self.tn)
+            && self.bk.is_multiple_of(2)
             && pairs_ok(self.bm)
             && pairs_ok(self.bn)
             && wg <= g.limits.max_compute_invocations_per_workgroup
@@ -298,9 +298,11 @@ pub fn needs_tuning(device: &Device) -> bool {
     }
     let info = device.info();
     with_table(info, |t| {
-        ["f32", "f16"]
-            .iter()
-            .any(|d| ShapeClass::ALL.iter().any(|&c| !t.contains_key(&(d.to_string(), c))))
+        ["f32", "f16"].iter().any(|d| {
+            ShapeClass::ALL
+                .iter()
+                .any(|&c| !t.contains_key(&(d.to_string(), c)))
+        })
     })
 }
 

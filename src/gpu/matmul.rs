@@ -167,7 +167,12 @@ pub(crate) static MATMUL_COOP: KernelSource = KernelSource {
     enables: &[],
     specialisations: &[
         &[],
-        &[("WG", 128.0), ("STEP", 4.0), ("HAS_BIAS", 1.0), ("ACT", 2.0)],
+        &[
+            ("WG", 128.0),
+            ("STEP", 4.0),
+            ("HAS_BIAS", 1.0),
+            ("ACT", 2.0),
+        ],
     ],
 };
 
@@ -257,7 +262,8 @@ fn flag(b: bool) -> f64 {
 /// Whether a 16×16×16 f16→f32 cooperative-matrix configuration (and what the coop kernel
 /// needs besides) is on this adapter.
 pub(crate) fn coop_available(g: &GpuContext, info: &crate::DeviceInfo) -> bool {
-    g.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    g.features
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
         && g.features.contains(wgpu::Features::SUBGROUP)
         && g.features.contains(wgpu::Features::SHADER_F16)
         && info
@@ -372,8 +378,14 @@ fn target_groups(info: &crate::DeviceInfo) -> usize {
 /// K splits for the tiled kernel: more than one only when the output has fewer tiles
 /// than the device wants workgroups and K is long enough to share (≥ 8 K-tiles per
 /// split). `force` asks for at least two where K allows it.
-fn split_count(plan: &MatmulPlan, tile: &TileConfig, info: &crate::DeviceInfo, force: bool) -> usize {
-    let tiles = plan.m.div_ceil(tile.bm as usize) * plan.n.div_ceil(tile.bn as usize) * plan.batch();
+fn split_count(
+    plan: &MatmulPlan,
+    tile: &TileConfig,
+    info: &crate::DeviceInfo,
+    force: bool,
+) -> usize {
+    let tiles =
+        plan.m.div_ceil(tile.bm as usize) * plan.n.div_ceil(tile.bn as usize) * plan.batch();
     let k_tiles = plan.k.div_ceil(tile.bk as usize);
     let max_by_k = (k_tiles / 8).max(1);
     let want = target_groups(info).div_ceil(tiles.max(1));
@@ -399,7 +411,7 @@ fn epilogue_constants(bias: Option<&Tensor>, act: Activation) -> [(&'static str,
 /// Whether word pairs along an operand's contiguous dimension are word-aligned: the
 /// other dimension's stride and every batch offset even.
 fn pairs_aligned(other_stride: usize, batch_strides: &[usize]) -> bool {
-    other_stride % 2 == 0 && batch_strides.iter().all(|s| s % 2 == 0)
+    other_stride.is_multiple_of(2) && batch_strides.iter().all(|s| s.is_multiple_of(2))
 }
 
 fn naive(
@@ -576,7 +588,12 @@ fn tiled(
     let pipeline = g.pipeline(
         &MATMUL_TILED,
         "main",
-        ShaderHeader::new(vec![plan.in_dtype, plan.in_dtype, plan.in_dtype, DType::F32]),
+        ShaderHeader::new(vec![
+            plan.in_dtype,
+            plan.in_dtype,
+            plan.in_dtype,
+            DType::F32,
+        ]),
         &constants,
     )?;
     g.dispatch(
@@ -629,11 +646,12 @@ fn coop(
     // otherwise 128 invocations and the kernel does its quadrants in passes.
     let f = &info.features;
     let fixed = f.subgroup_min_size == f.subgroup_max_size && f.subgroup_max_size > 0;
-    let (wg, step) = if fixed && 4 * f.subgroup_max_size <= g.limits.max_compute_invocations_per_workgroup {
-        (4 * f.subgroup_max_size, 4)
-    } else {
-        (128, 1)
-    };
+    let (wg, step) =
+        if fixed && 4 * f.subgroup_max_size <= g.limits.max_compute_invocations_per_workgroup {
+            (4 * f.subgroup_max_size, 4)
+        } else {
+            (128, 1)
+        };
     let (bias_buf, bias_dt) = bias_binding(bias, a);
     let [has_bias, act] = epilogue_constants(bias, plan.activation);
     let pipeline = g.pipeline(
@@ -669,13 +687,12 @@ mod tests {
                     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
                         .validate(&module)
                         .unwrap_or_else(|e| panic!("{} {:?}: {e:?}", kernel.name, header));
-                    let map: naga::back::PipelineConstants = constants
-                        .iter()
-                        .map(|&(k, v)| (k.to_string(), v))
-                        .collect();
-                    let (module, info) =
-                        naga::back::pipeline_constants::process_overrides(&module, &info, None, &map)
-                            .unwrap_or_else(|e| panic!("{} {constants:?}: {e:?}", kernel.name));
+                    let map: naga::back::PipelineConstants =
+                        constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+                    let (module, info) = naga::back::pipeline_constants::process_overrides(
+                        &module, &info, None, &map,
+                    )
+                    .unwrap_or_else(|e| panic!("{} {constants:?}: {e:?}", kernel.name));
                     naga::back::spv::write_vec(&module, &info, &Default::default(), None)
                         .unwrap_or_else(|e| panic!("{} {constants:?}: {e:?}", kernel.name));
                 }

@@ -24,6 +24,7 @@ use crate::tensor::Tensor;
 /// An activation applied to each output element in the matmul's epilogue (after the bias).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum Activation {
     /// Identity.
     #[default]
@@ -75,6 +76,7 @@ fn erf(x: f32) -> f32 {
 /// Which GPU kernel runs a matmul. `Auto` picks per adapter and shape; the others force
 /// one (for tests and benchmarks) and fail with a typed error where it cannot run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum MatmulKernel {
     /// Chosen per adapter and shape (tuned configuration where a tuning cache exists).
     #[default]
