@@ -105,16 +105,33 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
     return off;
 }
 
+// Writes one staged 16×16 accumulator tile: bias, activation, masking at the edges. Each
+// lane takes column pairs, written as one word for 16-bit outputs where aligned.
 fn emit(sg: u32, lane: u32, sg_size: u32, row0: u32, col0: u32, out_base: u32, live: bool) {
-    for (var e = lane; e < 256u; e += sg_size) {
-        let row = row0 + e / 16u;
-        let col = col0 + e % 16u;
-        if (live && row < params.m && col < params.n) {
-            var x = Cs[sg * 256u + e];
-            if (HAS_BIAS) {
-                x += load_bias(col);
+    let pairs_ok = params.n % 2u == 0u;
+    for (var p = lane; p < 128u; p += sg_size) {
+        let row = row0 + p / 8u;
+        let col = col0 + 2u * (p % 8u);
+        if (!live || row >= params.m || col >= params.n) {
+            continue;
+        }
+        let e = sg * 256u + 2u * p;
+        var v = vec2<f32>(Cs[e], Cs[e + 1u]);
+        if (HAS_BIAS) {
+            v.x += load_bias(col);
+            if (col + 1u < params.n) {
+                v.y += load_bias(col + 1u);
             }
-            store_c(out_base + row * params.n + col, activate(x));
+        }
+        v = vec2<f32>(activate(v.x), activate(v.y));
+        let at = out_base + row * params.n + col;
+        if (pairs_ok) {
+            store2_c(at >> 1u, v);
+        } else {
+            store_c(at, v.x);
+            if (col + 1u < params.n) {
+                store_c(at + 1u, v.y);
+            }
         }
     }
 }

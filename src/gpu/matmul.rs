@@ -352,6 +352,29 @@ pub(crate) fn matmul(
     }
 }
 
+/// What `matmul` runs for `plan`: kernel, tile configuration and K splits.
+pub(crate) fn describe(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan) -> String {
+    let kernel = match plan.kernel {
+        MatmulKernel::Auto => choose(g, info, plan),
+        k => k,
+    };
+    match kernel {
+        MatmulKernel::Tiled | MatmulKernel::SplitK | MatmulKernel::Auto => {
+            let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
+            let splits = match kernel {
+                MatmulKernel::Tiled => 1,
+                k => split_count(plan, &tile, info, k == MatmulKernel::SplitK),
+            };
+            if splits > 1 {
+                format!("tiled {tile} split-k {splits}")
+            } else {
+                format!("tiled {tile}")
+            }
+        }
+        k => k.name().to_string(),
+    }
+}
+
 /// The kernel `Auto` runs for `plan` on this adapter.
 pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan) -> MatmulKernel {
     if plan.m <= GEMV_MAX_M {
@@ -672,35 +695,107 @@ fn coop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use naga::back::{glsl, hlsl, msl, spv};
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    /// Translates one specialised module to every backend; returns the failures.
+    fn translate(source: &str, entry: &str, constants: &[(&str, f64)]) -> Vec<String> {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+        let map: naga::back::PipelineConstants =
+            constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+        let ep = Some((naga::ShaderStage::Compute, entry));
+        let (module, info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, ep, &map)
+                .unwrap_or_else(|e| panic!("overrides {constants:?}: {e}"));
+        let mut failures = Vec::new();
+        let spv_pipeline = spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: entry.to_string(),
+        };
+        if let Err(e) = spv::write_vec(&module, &info, &Default::default(), Some(&spv_pipeline)) {
+            failures.push(format!("SPIR-V: {e}"));
+        }
+        if source.contains("wgpu_cooperative_matrix") {
+            return failures; // SPIR-V only: the other backends do not offer it
+        }
+        let msl_pipeline = msl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
+            ..Default::default()
+        };
+        if let Err(e) = msl::write_string(&module, &info, &Default::default(), &msl_pipeline) {
+            failures.push(format!("MSL: {e}"));
+        }
+        let hlsl_options = hlsl::Options {
+            shader_model: hlsl::ShaderModel::V6_2,
+            ..Default::default()
+        };
+        let hlsl_pipeline = hlsl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
+        };
+        let mut out = String::new();
+        if let Err(e) =
+            hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline).write(&module, &info, None)
+        {
+            failures.push(format!("HLSL: {e}"));
+        }
+        let glsl_options = glsl::Options {
+            version: glsl::Version::new_gles(310),
+            ..Default::default()
+        };
+        let glsl_pipeline = glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: entry.to_string(),
+            multiview: None,
+        };
+        let mut out = String::new();
+        if let Err(e) = glsl::Writer::new(
+            &mut out,
+            &module,
+            &info,
+            &glsl_options,
+            &glsl_pipeline,
+            naga::proc::BoundsCheckPolicies::default(),
+        )
+        .and_then(|mut w| w.write().map(drop))
+        {
+            failures.push(format!("GLSL: {e}"));
+        }
+        failures
+    }
 
     /// Every matmul kernel variant the launchers use parses, validates and translates to
-    /// SPIR-V with naga (including the cooperative-matrix kernel no adapter here runs).
+    /// SPIR-V, MSL, HLSL and GLSL with naga (the cooperative-matrix kernel, which no
+    /// adapter here runs, to SPIR-V).
     #[test]
-    fn kernels_validate_and_emit_spirv() {
-        use naga::valid::{Capabilities, ValidationFlags, Validator};
+    fn kernels_validate_and_translate() {
+        let mut failures = Vec::new();
         for kernel in KERNELS {
-            for header in kernel.headers() {
-                let src = kernel.specialise(&header);
-                let module = naga::front::wgsl::parse_str(&src)
-                    .unwrap_or_else(|e| panic!("{}: {}", kernel.name, e.emit_to_string(&src)));
+            let headers = kernel.headers();
+            // The tiled kernel in every dtype assignment; the others' code is
+            // dtype-blind beyond the header, so two assignments cover them.
+            let headers = if kernel.name == "matmul_tiled" {
+                &headers[..]
+            } else {
+                &headers[..2]
+            };
+            for header in headers {
+                let src = kernel.specialise(header);
                 for constants in kernel.specialisations {
-                    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-                        .validate(&module)
-                        .unwrap_or_else(|e| panic!("{} {:?}: {e:?}", kernel.name, header));
-                    let map: naga::back::PipelineConstants =
-                        constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
-                    let (module, info) = naga::back::pipeline_constants::process_overrides(
-                        &module, &info, None, &map,
-                    )
-                    .unwrap_or_else(|e| panic!("{} {constants:?}: {e:?}", kernel.name));
-                    naga::back::spv::write_vec(&module, &info, &Default::default(), None)
-                        .unwrap_or_else(|e| panic!("{} {constants:?}: {e:?}", kernel.name));
-                }
-                if kernel.name != "matmul_tiled" {
-                    // one header is enough for the families whose code is dtype-blind
-                    break;
+                    for entry in kernel.entry_points {
+                        for f in translate(&src, entry, constants) {
+                            failures.push(format!(
+                                "{}::{entry} {:?} {constants:?}: {f}",
+                                kernel.name, header.dtypes
+                            ));
+                        }
+                    }
                 }
             }
         }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }

@@ -228,7 +228,7 @@ fn check_float(op: &'static str, what: &str, dtype: DType) -> Result<()> {
     }
 }
 
-fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<Tensor> {
+fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<MatmulPlan> {
     a.device().same(op, b.device())?;
     if let Some(bias) = &o.bias {
         a.device().same(op, bias.device())?;
@@ -314,8 +314,25 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
         activation: o.activation,
         kernel: o.kernel,
     };
+    Ok(plan)
+}
+
+/// Which kernel (and tile configuration) `matmul_with(a, b, options)` would run, e.g.
+/// `"tiled 64x64x16/8x8"`, `"tiled 32x64x16/4x4 split-k 4"`, `"gemv-subgroup"`,
+/// `"coop"`, or `"cpu gemm"`. For benchmark tables and logs; checks like the op does.
+pub fn describe(a: &Tensor, b: &Tensor, options: &MatmulOptions) -> Result<String> {
+    let plan = make_plan("matmul", a, b, options)?;
+    Ok(match &a.device().inner.backend {
+        Backend::Gpu(g) => crate::gpu::matmul::describe(g, a.device().info(), &plan),
+        Backend::Cpu => "cpu gemm".to_string(),
+    })
+}
+
+fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<Tensor> {
+    let plan = make_plan(op, a, b, o)?;
     let mut out_shape = plan.batch_shape.clone();
-    out_shape.extend([m, n]);
+    out_shape.extend([plan.m, plan.n]);
+    let out_dtype = plan.out_dtype;
     match &a.device().inner.backend {
         Backend::Gpu(g) => {
             let out = Tensor::uninit(a.device(), &out_shape, out_dtype, op)?;

@@ -4,6 +4,7 @@
 //! on the same device in the same run.
 
 mod elementwise;
+mod matmul;
 
 use openkern::gpu::probe::{copy_bandwidth, fma_throughput};
 use openkern::{Device, TimingSource};
@@ -102,7 +103,8 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         "family", "case", "dtype", "time", "rate", "of limit"
     );
     type Family = fn(&Device, &BenchArgs) -> openkern::Result<Vec<Row>>;
-    let families: [(&str, Family); 1] = [("elementwise", elementwise::rows)];
+    let families: [(&str, Family); 2] =
+        [("elementwise", elementwise::rows), ("matmul", matmul::rows)];
     for (name, family) in families {
         if args.filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
