@@ -245,6 +245,20 @@ fn sweep_tiled_kernel() {
 }
 
 #[test]
+fn sweep_subgroup_kernel() {
+    let Some(device) = gpu() else { return };
+    let f = &device.info().features;
+    if !(f.subgroup && f.subgroup_min_size == f.subgroup_max_size) {
+        eprintln!(
+            "WARNING: {} has no fixed-size subgroups; the subgroup GEMM is SKIPPED",
+            device.info().name
+        );
+        return;
+    }
+    sweep_kernel(MatmulKernel::Subgroup, usize::MAX, &[device]);
+}
+
+#[test]
 fn sweep_naive_and_splitk_kernels() {
     let gpu: Vec<Device> = gpu().into_iter().collect();
     for device in &gpu {
@@ -366,9 +380,15 @@ fn output_dtypes_bias_and_activations() {
                 MatmulKernel::Tiled,
                 MatmulKernel::SplitK,
                 MatmulKernel::Naive,
+                MatmulKernel::Subgroup,
             ]
         };
+        let f = &device.info().features;
+        let fixed_subgroups = f.subgroup && f.subgroup_min_size == f.subgroup_max_size;
         for &kernel in kernels {
+            if kernel == MatmulKernel::Subgroup && !fixed_subgroups {
+                continue;
+            }
             for dtype in DType::ALL {
                 for out in DType::ALL {
                     for (i, act) in acts.into_iter().enumerate() {
@@ -422,12 +442,17 @@ fn linear_layout_and_leading_dims() {
 #[test]
 fn every_output_element_is_written() {
     let Some(device) = gpu() else { return };
-    for kernel in [
+    let f = &device.info().features;
+    let mut kernels = vec![
         MatmulKernel::Auto,
         MatmulKernel::Tiled,
         MatmulKernel::SplitK,
         MatmulKernel::Naive,
-    ] {
+    ];
+    if f.subgroup && f.subgroup_min_size == f.subgroup_max_size {
+        kernels.push(MatmulKernel::Subgroup);
+    }
+    for kernel in kernels {
         for &(m, n, k) in &[(65, 63, 17), (1, 257, 9), (127, 1, 300)] {
             for out in DType::ALL {
                 let numel = 2 * m * n;

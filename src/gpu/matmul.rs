@@ -80,6 +80,27 @@ pub(crate) static MATMUL_TILED: KernelSource = KernelSource {
     ],
 };
 
+/// Barrier-free subgroup GEMM (SUBGROUP with a fixed subgroup size).
+pub(crate) static MATMUL_SUBGROUP: KernelSource = KernelSource {
+    name: "matmul_subgroup",
+    source: kernel_file!("matmul_subgroup"),
+    entry_points: &["main"],
+    tensors: AB_BIAS_C,
+    mixed_dtypes: true,
+    enables: &[],
+    specialisations: &[
+        &[],
+        &[
+            ("SG", 8.0),
+            ("TM", 4.0),
+            ("TN", 2.0),
+            ("WGS", 4.0),
+            ("HAS_BIAS", 1.0),
+            ("ACT", 3.0),
+        ],
+    ],
+};
+
 /// One output per invocation, no tiling: the baseline of the speed-up ratio.
 pub(crate) static MATMUL_NAIVE: KernelSource = KernelSource {
     name: "matmul_naive",
@@ -182,6 +203,7 @@ pub(crate) static MATMUL_COOP: KernelSource = KernelSource {
 #[cfg_attr(not(test), allow(dead_code))] // read by the shader portability test
 pub(crate) static KERNELS: &[&KernelSource] = &[
     &MATMUL_TILED,
+    &MATMUL_SUBGROUP,
     &MATMUL_NAIVE,
     &MATMUL_REDUCE,
     &MATMUL_GEMV,
@@ -282,6 +304,15 @@ fn missing(op: &'static str, feature: &'static str, device: &str) -> Error {
     }
 }
 
+/// The adapter's subgroup size where it has SUBGROUP and the size cannot vary.
+pub(crate) fn fixed_subgroup_size(g: &GpuContext, info: &crate::DeviceInfo) -> Option<u32> {
+    let f = &info.features;
+    (g.features.contains(wgpu::Features::SUBGROUP)
+        && f.subgroup_min_size == f.subgroup_max_size
+        && (4..=128).contains(&f.subgroup_max_size))
+    .then_some(f.subgroup_max_size)
+}
+
 /// Runs `plan` on the GPU into `out` (already allocated, non-empty).
 pub(crate) fn matmul(
     g: &GpuContext,
@@ -299,6 +330,16 @@ pub(crate) fn matmul(
     };
     match kernel {
         MatmulKernel::Naive => naive(g, plan, a, b, bias, out),
+        MatmulKernel::Subgroup => {
+            let Some(sg) = fixed_subgroup_size(g, info) else {
+                return Err(missing(
+                    "matmul (Subgroup)",
+                    "SUBGROUP with a fixed subgroup size",
+                    &info.name,
+                ));
+            };
+            subgroup_gemm(g, plan, a, b, bias, out, sg)
+        }
         MatmulKernel::Gemv | MatmulKernel::GemvSubgroup => {
             if plan.m > GEMV_MAX_M {
                 return Err(Error::shape(
@@ -647,6 +688,50 @@ fn tiled(
     )
     // `workspace` returns to the pool on drop; the pool hands it out again only to
     // work recorded later in the same stream, which runs after these passes.
+}
+
+/// Rows per subgroup, columns per lane and subgroups per workgroup of the subgroup GEMM.
+const SUBGROUP_TILE: (u32, u32, u32) = (8, 4, 2);
+
+fn subgroup_gemm(
+    g: &GpuContext,
+    plan: &MatmulPlan,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    sg: u32,
+) -> Result<()> {
+    let (tm, tn, wgs) = SUBGROUP_TILE;
+    let mut params = Params::new(plan);
+    let tiles_m = plan.m.div_ceil((tm * wgs) as usize);
+    let tiles_n = plan.n.div_ceil((tn * sg) as usize);
+    let total = tiles_m * tiles_n * plan.batch();
+    params.tiles_m = tiles_m as u32;
+    params.tiles_n = tiles_n as u32;
+    params.total_groups = total as u32;
+    let (bias_buf, bias_dt) = bias_binding(bias, a);
+    let [has_bias, act] = epilogue_constants(bias, plan.activation);
+    let pipeline = g.pipeline(
+        &MATMUL_SUBGROUP,
+        "main",
+        ShaderHeader::new(vec![plan.in_dtype, plan.in_dtype, bias_dt, plan.out_dtype]),
+        &[
+            ("SG", sg as f64),
+            ("TM", tm as f64),
+            ("TN", tn as f64),
+            ("WGS", wgs as f64),
+            has_bias,
+            act,
+        ],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "matmul subgroup",
+        &[a.gpu_buffer(), b.gpu_buffer(), bias_buf, out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(total as u32),
+    )
 }
 
 fn coop(

@@ -87,6 +87,9 @@ pub enum MatmulKernel {
     Tiled,
     /// The tiled GEMM with K split across workgroups and a reduction pass.
     SplitK,
+    /// Barrier-free GEMM that shares A through subgroup shuffles (adapters with SUBGROUP
+    /// and a fixed subgroup size).
+    Subgroup,
     /// Bandwidth-bound matrix-vector kernel for M ≤ 8 (token decode).
     Gemv,
     /// The GEMV kernel with subgroup reductions (adapters with SUBGROUP).
@@ -104,6 +107,7 @@ impl MatmulKernel {
             MatmulKernel::Naive => "naive",
             MatmulKernel::Tiled => "tiled",
             MatmulKernel::SplitK => "splitk",
+            MatmulKernel::Subgroup => "subgroup",
             MatmulKernel::Gemv => "gemv",
             MatmulKernel::GemvSubgroup => "gemv-subgroup",
             MatmulKernel::Coop => "coop",
