@@ -436,12 +436,25 @@ impl GpuContext {
         }
         let source = kernel.specialise(&key.header);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        // Every loop in openkern's kernels is bounded by a constant or a uniform, so
+        // naga's forced loop bounding (a hidden counter and break in every loop) buys
+        // nothing and blocks the unrolling of register-tile loops: without unrolling,
+        // private arrays are indexed dynamically and spill. Measured on lavapipe at
+        // 1024³ f32: tiled matmul 3.9 → 5.4 GFLOP/s, subgroup matmul 3.5 → 7.5.
+        // Buffer bounds checks and integer-division guards stay on.
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        // SAFETY: the only check relaxed is loop bounding, and no kernel in shaders/
+        // has a loop whose trip count is not bounded by a constant or a uniform.
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                },
+                checks,
+            )
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
