@@ -56,6 +56,9 @@ override SG: u32 = 32u;
 override TM: u32 = 8u;
 override TN: u32 = 4u;
 override WGS: u32 = 2u;
+// false: every lane loads A[row, k] itself (a uniform address: one broadcast load, which
+// beats the shuffle on adapters that emulate shuffles, e.g. software rasterisers)
+override A_SHUFFLE: bool = true;
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;
 override WG: u32 = SG * WGS;
@@ -116,13 +119,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         // This lane's share of the A chunk: A[row0 + r, k0 + lane].
         var a_reg: array<f32, 8>;
         let ka = k0 + lane;
-        for (var r = 0u; r < TM; r++) {
-            let row = row0 + r;
-            var v = 0.0;
-            if (row < params.m && ka < params.k) {
-                v = load_a(offs.x + row * params.sam + ka * params.sak);
+        if (A_SHUFFLE) {
+            for (var r = 0u; r < TM; r++) {
+                let row = row0 + r;
+                var v = 0.0;
+                if (row < params.m && ka < params.k) {
+                    v = load_a(offs.x + row * params.sam + ka * params.sak);
+                }
+                a_reg[r] = v;
             }
-            a_reg[r] = v;
         }
         let count = min(SG, params.k - k0);
         for (var kk = 0u; kk < count; kk++) {
@@ -137,7 +142,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 bv[j] = v;
             }
             for (var r = 0u; r < TM; r++) {
-                let x = subgroupShuffle(a_reg[r], kk);
+                var x = 0.0;
+                if (A_SHUFFLE) {
+                    x = subgroupShuffle(a_reg[r], kk);
+                } else if (row0 + r < params.m) {
+                    x = load_a(offs.x + (row0 + r) * params.sam + k * params.sak);
+                }
                 for (var j = 0u; j < TN; j++) {
                     acc[r][j] = fma(x, bv[j], acc[r][j]);
                 }

@@ -1,6 +1,7 @@
-//! Tile configurations of the tiled matmul, chosen per adapter by measurement.
+//! Matmul kernel and tile configurations, chosen per adapter by measurement.
 //!
-//! [`tune_matmul`] times every candidate configuration that fits the adapter's limits
+//! [`tune_matmul`] times every candidate — each tiled-kernel configuration that fits the
+//! adapter's limits, and the subgroup kernel where the adapter has fixed-size subgroups —
 //! on one representative shape per [`ShapeClass`] and dtype (GPU timestamps where the
 //! adapter has them), and writes the winners to a small text file keyed by
 //! [`DeviceInfo::cache_key`](crate::DeviceInfo::cache_key) (adapter + driver):
@@ -101,6 +102,25 @@ impl TileConfig {
     }
 }
 
+/// What runs a general (M > 8) matmul of one shape class, when no cooperative-matrix
+/// kernel applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Choice {
+    /// The tiled kernel with this configuration.
+    Tiled(TileConfig),
+    /// The barrier-free subgroup kernel.
+    Subgroup,
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Choice::Tiled(t) => write!(f, "tiled {t}"),
+            Choice::Subgroup => f.write_str("subgroup"),
+        }
+    }
+}
+
 /// Matmul shapes grouped by what tile suits them: the smaller of M and N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShapeClass {
@@ -163,7 +183,7 @@ fn dtype_key(d: DType) -> &'static str {
     }
 }
 
-type Table = HashMap<(String, ShapeClass), TileConfig>;
+type Table = HashMap<(String, ShapeClass), Choice>;
 
 /// Tables loaded from disk, per cache key.
 static TABLES: Mutex<Option<HashMap<String, Table>>> = Mutex::new(None);
@@ -185,16 +205,19 @@ fn parse_table(text: &str) -> Table {
     let mut t = Table::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 7 || f[0].starts_with('#') {
+        if f.len() < 3 || f[0].starts_with('#') {
             continue;
         }
         let Some(class) = ShapeClass::parse(f[1]) else {
             continue;
         };
-        let n: Vec<u32> = f[2..].iter().filter_map(|x| x.parse().ok()).collect();
-        if n.len() == 5 {
-            t.insert((f[0].to_string(), class), tc(n[0], n[1], n[2], n[3], n[4]));
-        }
+        let n: Vec<u32> = f[3..].iter().filter_map(|x| x.parse().ok()).collect();
+        let choice = match (f[2], n.len()) {
+            ("subgroup", 0) => Choice::Subgroup,
+            ("tiled", 5) => Choice::Tiled(tc(n[0], n[1], n[2], n[3], n[4])),
+            _ => continue,
+        };
+        t.insert((f[0].to_string(), class), choice);
     }
     t
 }
@@ -202,21 +225,22 @@ fn parse_table(text: &str) -> Table {
 fn render_table(t: &Table, info: &DeviceInfo) -> String {
     let mut lines: Vec<String> = t
         .iter()
-        .map(|((d, c), x)| {
-            format!(
-                "{d} {} {} {} {} {} {}",
+        .map(|((d, c), x)| match x {
+            Choice::Tiled(x) => format!(
+                "{d} {} tiled {} {} {} {} {}",
                 c.name(),
                 x.bm,
                 x.bn,
                 x.bk,
                 x.tm,
                 x.tn
-            )
+            ),
+            Choice::Subgroup => format!("{d} {} subgroup", c.name()),
         })
         .collect();
     lines.sort();
     format!(
-        "# openkern matmul tuning for {} ({}, {})\n# dtype class bm bn bk tm tn\n{}\n",
+        "# openkern matmul tuning for {} ({}, {})\n# dtype class (tiled bm bn bk tm tn | subgroup)\n{}\n",
         info.name,
         info.backend,
         info.driver,
@@ -258,7 +282,39 @@ pub(crate) fn default_tile(g: &GpuContext, info: &DeviceInfo, class: ShapeClass)
         .unwrap_or(tc(32, 32, 16, 4, 4))
 }
 
-/// The configuration a matmul of `class` runs with on this adapter.
+/// The heuristic choice: the subgroup kernel on software adapters with fixed-size
+/// subgroups (where barriers are costly), the default tile elsewhere.
+pub(crate) fn default_choice(g: &GpuContext, info: &DeviceInfo, class: ShapeClass) -> Choice {
+    let software = matches!(info.device_type, DeviceType::SoftwareGpu | DeviceType::Cpu);
+    if software && super::matmul::fixed_subgroup_size(g, info).is_some() {
+        Choice::Subgroup
+    } else {
+        Choice::Tiled(default_tile(g, info, class))
+    }
+}
+
+/// What a matmul of `class` runs with on this adapter: the cached measurement where
+/// there is one (and it is still valid here), else the heuristic.
+pub(crate) fn choice_for(
+    g: &GpuContext,
+    info: &DeviceInfo,
+    dtype: DType,
+    class: ShapeClass,
+) -> Choice {
+    if enabled() {
+        let key = (dtype_key(dtype).to_string(), class);
+        match with_table(info, |t| t.get(&key).copied()) {
+            Some(Choice::Tiled(t)) if t.fits(g) => return Choice::Tiled(t),
+            Some(Choice::Subgroup) if super::matmul::fixed_subgroup_size(g, info).is_some() => {
+                return Choice::Subgroup
+            }
+            _ => {}
+        }
+    }
+    default_choice(g, info, class)
+}
+
+/// The tile configuration the tiled kernel uses for `class` on this adapter.
 pub(crate) fn tile_for(
     g: &GpuContext,
     info: &DeviceInfo,
@@ -267,7 +323,7 @@ pub(crate) fn tile_for(
 ) -> TileConfig {
     if enabled() {
         let key = (dtype_key(dtype).to_string(), class);
-        if let Some(t) = with_table(info, |t| t.get(&key).copied()) {
+        if let Some(Choice::Tiled(t)) = with_table(info, |t| t.get(&key).copied()) {
             if t.fits(g) {
                 return t;
             }
@@ -286,9 +342,9 @@ pub struct TuneResult {
     /// The (M, N, K) measured.
     pub shape: (usize, usize, usize),
     /// Every candidate tried, with its GFLOP/s.
-    pub tried: Vec<(TileConfig, f64)>,
+    pub tried: Vec<(Choice, f64)>,
     /// The winner.
-    pub best: TileConfig,
+    pub best: Choice,
 }
 
 /// Whether the tuning cache of `device` lacks any (dtype, class) entry.
@@ -328,22 +384,33 @@ pub fn tune_matmul(device: &Device) -> Result<Vec<TuneResult>> {
                 .collect();
             let a = Tensor::from_f32(device, &data[..m * k], &[m, k], dtype)?;
             let b = Tensor::from_f32(device, &data[..k * n], &[k, n], dtype)?;
+            let mut candidates: Vec<Choice> = CANDIDATES
+                .iter()
+                .filter(|c| c.fits(g))
+                .map(|&c| Choice::Tiled(c))
+                .collect();
+            if super::matmul::fixed_subgroup_size(g, info).is_some() {
+                candidates.push(Choice::Subgroup);
+            }
             let mut tried = Vec::new();
-            for cand in CANDIDATES.iter().filter(|c| c.fits(g)) {
-                with_table(info, |t| t.insert((key.to_string(), class), *cand));
+            for cand in candidates {
+                with_table(info, |t| t.insert((key.to_string(), class), cand));
                 let opts = MatmulOptions {
-                    kernel: MatmulKernel::Tiled,
+                    kernel: match cand {
+                        Choice::Tiled(_) => MatmulKernel::Tiled,
+                        Choice::Subgroup => MatmulKernel::Subgroup,
+                    },
                     ..Default::default()
                 };
                 matmul_with(&a, &b, &opts)?; // build the pipeline, warm up
                 let t = device.time(iters, || matmul_with(&a, &b, &opts).map(drop))?;
-                tried.push((*cand, 2.0 * (m * n * k) as f64 / t.seconds / 1e9));
+                tried.push((cand, 2.0 * (m * n * k) as f64 / t.seconds / 1e9));
             }
             let best = tried
                 .iter()
                 .max_by(|x, y| x.1.total_cmp(&y.1))
                 .map(|x| x.0)
-                .unwrap_or_else(|| default_tile(g, info, class));
+                .unwrap_or_else(|| default_choice(g, info, class));
             with_table(info, |t| t.insert((key.to_string(), class), best));
             results.push(TuneResult {
                 dtype: key,
@@ -371,8 +438,11 @@ mod tests {
     #[test]
     fn cache_text_round_trips() {
         let mut t = Table::new();
-        t.insert(("f32".into(), ShapeClass::Large), tc(128, 128, 16, 8, 8));
-        t.insert(("f16".into(), ShapeClass::Small), tc(32, 64, 16, 4, 4));
+        t.insert(
+            ("f32".into(), ShapeClass::Large),
+            Choice::Tiled(tc(128, 128, 16, 8, 8)),
+        );
+        t.insert(("f16".into(), ShapeClass::Small), Choice::Subgroup);
         let info = Device::cpu().info().clone();
         let text = render_table(&t, &info);
         assert_eq!(parse_table(&text), t);

@@ -427,7 +427,10 @@ pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan
     if plan.in_dtype == DType::F16 && plan.n >= 16 && plan.k >= 16 && coop_available(g, info) {
         return MatmulKernel::Coop;
     }
-    MatmulKernel::Auto
+    match autotune::choice_for(g, info, plan.in_dtype, ShapeClass::of(plan)) {
+        autotune::Choice::Subgroup => MatmulKernel::Subgroup,
+        autotune::Choice::Tiled(_) => MatmulKernel::Auto,
+    }
 }
 
 /// Workgroups that keep the device busy: a few per compute unit on a real GPU, a few
@@ -690,8 +693,10 @@ fn tiled(
     // work recorded later in the same stream, which runs after these passes.
 }
 
-/// Rows per subgroup, columns per lane and subgroups per workgroup of the subgroup GEMM.
-const SUBGROUP_TILE: (u32, u32, u32) = (8, 4, 2);
+/// Rows per subgroup (≤ 8), columns per lane (≤ 4) and subgroups per workgroup of the
+/// subgroup GEMM. Measured on lavapipe at 1024³ f32 (GFLOP/s): (8,4,4) 8.0–8.8,
+/// (8,4,2) 6.5, (8,2,4) 7.9, (4,4,4) 5.2.
+const SUBGROUP_TILE: (u32, u32, u32) = (8, 4, 4);
 
 fn subgroup_gemm(
     g: &GpuContext,
@@ -703,6 +708,10 @@ fn subgroup_gemm(
     sg: u32,
 ) -> Result<()> {
     let (tm, tn, wgs) = SUBGROUP_TILE;
+    // Shuffles beat per-lane broadcast loads of A on every adapter measured so far
+    // (lavapipe: 8 vs 4 GFLOP/s at 1024³); A_SHUFFLE = false stays for adapters where
+    // shuffles are slow.
+    let shuffle = true;
     let mut params = Params::new(plan);
     let tiles_m = plan.m.div_ceil((tm * wgs) as usize);
     let tiles_n = plan.n.div_ceil((tn * sg) as usize);
@@ -721,6 +730,7 @@ fn subgroup_gemm(
             ("TM", tm as f64),
             ("TN", tn as f64),
             ("WGS", wgs as f64),
+            ("A_SHUFFLE", flag(shuffle)),
             has_bias,
             act,
         ],
