@@ -5,7 +5,90 @@
 use super::CpuStorage;
 use crate::ops::matmul::{Activation, MatmulPlan};
 use gemm::Parallelism;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// Elements per chunk when widening 16-bit operands in parallel.
+const WIDEN_CHUNK: usize = 1 << 16;
+
+/// The operand as f32: borrowed when already f32, else widened on all threads with the
+/// half crate's SIMD (F16C) conversion.
+fn widen(s: &CpuStorage) -> Cow<'_, [f32]> {
+    fn par<T: Sync>(v: &[T], convert: impl Fn(&[T], &mut [f32]) + Sync) -> Vec<f32> {
+        let mut out = vec![0f32; v.len()];
+        out.par_chunks_mut(WIDEN_CHUNK)
+            .zip(v.par_chunks(WIDEN_CHUNK))
+            .for_each(|(o, i)| convert(i, o));
+        out
+    }
+    match s {
+        CpuStorage::F32(v) => Cow::Borrowed(v),
+        CpuStorage::F16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+        CpuStorage::BF16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+    }
+}
+
+/// Rows of A up to which 16-bit weights read along K take the streaming GEMV path.
+const GEMV_MAX_M: usize = 8;
+
+/// Small-M product with 16-bit B read along K (`linear` weights, token decode): each
+/// weight row is widened in L1-sized pieces right before its dot products, so the
+/// weights stream from memory once as 16-bit and are never materialised as f32.
+fn gemv_16bit_rows(
+    plan: &MatmulPlan,
+    a: &[f32],
+    b: &CpuStorage,
+    a_off: &[usize],
+    b_off: &[usize],
+    out: &mut [f32],
+) {
+    let (m, n, k) = (plan.m, plan.n, plan.k);
+    const PIECE: usize = 1024;
+    out.par_chunks_mut(m * n).enumerate().for_each(|(bi, c)| {
+        // Parallel over columns: column j's m sums land in t[j·m..], then transpose.
+        let mut t = vec![0f32; n * m];
+        t.par_chunks_mut(m)
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(j, acc)| {
+                let mut buf = [0f32; PIECE];
+                let row = b_off[bi] + j * plan.sbn;
+                let mut k0 = 0;
+                while k0 < k {
+                    let len = PIECE.min(k - k0);
+                    let w = &mut buf[..len];
+                    match b {
+                        CpuStorage::F16(v) => v[row + k0..row + k0 + len].convert_to_f32_slice(w),
+                        CpuStorage::BF16(v) => v[row + k0..row + k0 + len].convert_to_f32_slice(w),
+                        CpuStorage::F32(v) => w.copy_from_slice(&v[row + k0..row + k0 + len]),
+                    }
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let ar = a_off[bi] + i * plan.sam + k0 * plan.sak;
+                        *acc += if plan.sak == 1 {
+                            // contiguous: the compiler vectorises this
+                            a[ar..ar + len]
+                                .iter()
+                                .zip(w.iter())
+                                .map(|(x, y)| x * y)
+                                .sum::<f32>()
+                        } else {
+                            w.iter()
+                                .enumerate()
+                                .map(|(p, y)| a[ar + p * plan.sak] * y)
+                                .sum::<f32>()
+                        };
+                    }
+                    k0 += len;
+                }
+            });
+        for (j, col) in t.chunks(m).enumerate() {
+            for (i, v) in col.iter().enumerate() {
+                c[i * n + j] = *v;
+            }
+        }
+    });
+}
 
 /// FLOPs per matrix below which a batch is spread over threads one matrix each rather
 /// than each matrix over all threads (many small heads parallelise better that way).
@@ -76,13 +159,18 @@ pub(crate) fn matmul(
     bias: Option<&CpuStorage>,
 ) -> CpuStorage {
     let (m, n) = (plan.m, plan.n);
-    let a = a.to_f32();
-    let b = b.to_f32();
     let batch = plan.batch();
     let mut out = vec![0f32; batch * m * n];
-    if m * n > 0 {
-        let a_off = batch_offsets(&plan.batch_shape, &plan.a_batch_strides);
-        let b_off = batch_offsets(&plan.batch_shape, &plan.b_batch_strides);
+    let a_off = batch_offsets(&plan.batch_shape, &plan.a_batch_strides);
+    let b_off = batch_offsets(&plan.batch_shape, &plan.b_batch_strides);
+    let small_16bit =
+        m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuStorage::F32(_));
+    if m * n > 0 && small_16bit {
+        let a = widen(a);
+        gemv_16bit_rows(plan, &a, b, &a_off, &b_off, &mut out);
+    } else if m * n > 0 {
+        let a = widen(a);
+        let b = widen(b);
         let threads = rayon::current_num_threads();
         let per_matrix = 2 * m * n * plan.k;
         let one = |(i, c): (usize, &mut [f32]), par| {
