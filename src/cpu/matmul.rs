@@ -29,6 +29,25 @@ fn widen(s: &CpuStorage) -> Cow<'_, [f32]> {
     }
 }
 
+/// Dot product with 16 independent partial sums, so the compiler can keep them in SIMD
+/// registers (a single running f32 sum cannot be reordered, hence not vectorised).
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (xc, yc) = (x.chunks_exact(16), y.chunks_exact(16));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..16 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Rows of A up to which 16-bit weights read along K take the streaming GEMV path.
 const GEMV_MAX_M: usize = 8;
 
@@ -66,12 +85,7 @@ fn gemv_16bit_rows(
                     for (i, acc) in acc.iter_mut().enumerate() {
                         let ar = a_off[bi] + i * plan.sam + k0 * plan.sak;
                         *acc += if plan.sak == 1 {
-                            // contiguous: the compiler vectorises this
-                            a[ar..ar + len]
-                                .iter()
-                                .zip(w.iter())
-                                .map(|(x, y)| x * y)
-                                .sum::<f32>()
+                            dot(&a[ar..ar + len], w)
                         } else {
                             w.iter()
                                 .enumerate()
