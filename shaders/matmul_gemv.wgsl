@@ -94,6 +94,20 @@ fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
     return vec2<f32>(0.0);
 }
 
+// A pair (k, k+1) of the weight row starting at brow (B read along K), zero past K.
+fn w_pair(brow: u32, k: u32) -> vec2<f32> {
+    if (k + 1u < params.k) {
+        if (VEC2_B) {
+            return load2_b((brow + k) >> 1u);
+        }
+        return vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
+    }
+    if (k < params.k) {
+        return vec2<f32>(load_b(brow + k), 0.0);
+    }
+    return vec2<f32>(0.0);
+}
+
 fn finish(acc: f32, col: u32) -> f32 {
     var x = acc;
     if (HAS_BIAS) {
@@ -101,58 +115,67 @@ fn finish(acc: f32, col: u32) -> f32 {
     }
     return activate(x);
 }
+
+// gemv_k: B read along K (the [out, in] weight layout, trans_b). A team of TEAM
+// invocations owns one output column n: it strides along the weight row in word pairs
+// (coalesced, each weight element read exactly once), then reduces in shared memory.
+// WG / TEAM columns per workgroup keep workgroups few and full where K is short or
+// workgroup launches are costly.
+override TEAM: u32 = 32u;
 var<workgroup> red: array<f32, 8u * WG>;
 
-// gemv_k: B read along K (the [out, in] weight layout, trans_b). One workgroup per
-// output column n: its WG invocations stride along the weight row in word pairs
-// (coalesced, each weight element read exactly once), then reduce.
 @compute @workgroup_size(WG)
 fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
+    let teams = WG / TEAM;
+    let team = lid / TEAM;
+    let tl = lid % TEAM;
     let g = wid.y * groups.x + wid.x;
-    let live = g < params.n * params.batch;
-    let n = g % params.n;
-    let bidx = g / params.n;
-    let offs = batch_offsets(bidx);
+    let col_groups = (params.n + teams - 1u) / teams;
+    let bidx = g / col_groups;
+    let n = (g % col_groups) * teams + team;
+    let live = bidx < params.batch && n < params.n;
+    let offs = batch_offsets(min(bidx, params.batch - 1u));
     var acc: array<f32, 8>;
     for (var m = 0u; m < MR; m++) {
         acc[m] = 0.0;
     }
     if (live) {
         let brow = offs.y + n * params.sbn;
-        for (var k = 2u * lid; k < params.k; k += 2u * WG) {
-            var w: vec2<f32>;
-            if (k + 1u < params.k) {
-                if (VEC2_B) {
-                    w = load2_b((brow + k) >> 1u);
-                } else {
-                    w = vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
-                }
-            } else {
-                w = vec2<f32>(load_b(brow + k), 0.0);
+        // Four word pairs in flight per invocation before any is used: a GEMV is
+        // latency-bound unless each invocation keeps several loads outstanding.
+        for (var k0 = 2u * tl; k0 < params.k; k0 += 8u * TEAM) {
+            var w: array<vec2<f32>, 4>;
+            for (var u = 0u; u < 4u; u++) {
+                w[u] = w_pair(brow, k0 + u * 2u * TEAM);
             }
-            for (var m = 0u; m < MR; m++) {
-                let x = a_pair(offs.x, m, k);
-                acc[m] = fma(x.x, w.x, fma(x.y, w.y, acc[m]));
+            for (var u = 0u; u < 4u; u++) {
+                let k = k0 + u * 2u * TEAM;
+                if (k < params.k) {
+                    for (var m = 0u; m < MR; m++) {
+                        let x = a_pair(offs.x, m, k);
+                        acc[m] = fma(x.x, w[u].x, fma(x.y, w[u].y, acc[m]));
+                    }
+                }
             }
         }
     }
-    // Tree reduction in shared memory, one slot per (row, invocation).
+    // Tree reduction within each team, one slot per (row, invocation).
     for (var m = 0u; m < MR; m++) {
         red[m * WG + lid] = acc[m];
     }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
+    for (var s = TEAM / 2u; s > 0u; s >>= 1u) {
+        if (tl < s) {
             for (var m = 0u; m < MR; m++) {
                 red[m * WG + lid] += red[m * WG + lid + s];
             }
         }
         workgroupBarrier();
     }
-    if (live && lid < MR) {
-        store_c((bidx * params.m + lid) * params.n + n, finish(red[lid * WG], n));
+    if (live && tl < MR) {
+        store_c((bidx * params.m + tl) * params.n + n, finish(red[tl * WG + team * TEAM], n));
     }
 }
 

@@ -93,6 +93,20 @@ fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
     return vec2<f32>(0.0);
 }
 
+// A pair (k, k+1) of the weight row starting at brow (B read along K), zero past K.
+fn w_pair(brow: u32, k: u32) -> vec2<f32> {
+    if (k + 1u < params.k) {
+        if (VEC2_B) {
+            return load2_b((brow + k) >> 1u);
+        }
+        return vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
+    }
+    if (k < params.k) {
+        return vec2<f32>(load_b(brow + k), 0.0);
+    }
+    return vec2<f32>(0.0);
+}
+
 fn finish(acc: f32, col: u32) -> f32 {
     var x = acc;
     if (HAS_BIAS) {
@@ -100,60 +114,55 @@ fn finish(acc: f32, col: u32) -> f32 {
     }
     return activate(x);
 }
-var<workgroup> red: array<f32, 8u * WG>;
 
-// gemv_k: B read along K (the [out, in] weight layout, trans_b). One workgroup per
-// output column n: its WG invocations stride along the weight row in word pairs
-// (coalesced, each weight element read exactly once), then reduce.
+// gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns one
+// output column n: its lanes stride along the weight row in word pairs (coalesced, each
+// weight element read exactly once) and subgroupAdd folds their sums in registers, so
+// there is no shared memory and no barrier. SG must be the adapter's fixed subgroup
+// size; WG / SG columns per workgroup.
+override SG: u32 = 32u;
+
 @compute @workgroup_size(WG)
 fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32,
           @builtin(subgroup_invocation_id) lane: u32,
-          @builtin(subgroup_id) sg: u32,
-          @builtin(num_subgroups) nsg: u32) {
+          @builtin(subgroup_id) sg: u32) {
+    let teams = WG / SG;
     let g = wid.y * groups.x + wid.x;
-    let live = g < params.n * params.batch;
-    let n = g % params.n;
-    let bidx = g / params.n;
-    let offs = batch_offsets(bidx);
+    let col_groups = (params.n + teams - 1u) / teams;
+    let bidx = g / col_groups;
+    let n = (g % col_groups) * teams + sg;
+    let live = bidx < params.batch && n < params.n;
+    let offs = batch_offsets(min(bidx, params.batch - 1u));
     var acc: array<f32, 8>;
     for (var m = 0u; m < MR; m++) {
         acc[m] = 0.0;
     }
     if (live) {
         let brow = offs.y + n * params.sbn;
-        for (var k = 2u * lid; k < params.k; k += 2u * WG) {
-            var w: vec2<f32>;
-            if (k + 1u < params.k) {
-                if (VEC2_B) {
-                    w = load2_b((brow + k) >> 1u);
-                } else {
-                    w = vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
+        // Four word pairs in flight per invocation before any is used: a GEMV is
+        // latency-bound unless each invocation keeps several loads outstanding.
+        for (var k0 = 2u * lane; k0 < params.k; k0 += 8u * SG) {
+            var w: array<vec2<f32>, 4>;
+            for (var u = 0u; u < 4u; u++) {
+                w[u] = w_pair(brow, k0 + u * 2u * SG);
+            }
+            for (var u = 0u; u < 4u; u++) {
+                let k = k0 + u * 2u * SG;
+                if (k < params.k) {
+                    for (var m = 0u; m < MR; m++) {
+                        let x = a_pair(offs.x, m, k);
+                        acc[m] = fma(x.x, w[u].x, fma(x.y, w[u].y, acc[m]));
+                    }
                 }
-            } else {
-                w = vec2<f32>(load_b(brow + k), 0.0);
-            }
-            for (var m = 0u; m < MR; m++) {
-                let x = a_pair(offs.x, m, k);
-                acc[m] = fma(x.x, w.x, fma(x.y, w.y, acc[m]));
             }
         }
     }
-    // subgroupAdd folds each subgroup's partial sums in registers; only one value per
-    // subgroup and row goes through shared memory (vs log2(WG) barrier steps).
     for (var m = 0u; m < MR; m++) {
+        // every lane of the subgroup takes part; lane 0 stores
         let s = subgroupAdd(acc[m]);
-        if (lane == 0u) {
-            red[m * WG + sg] = s;
+        if (live && lane == 0u) {
+            store_c((bidx * params.m + m) * params.n + n, finish(s, n));
         }
-    }
-    workgroupBarrier();
-    if (live && lid < MR) {
-        var s = 0.0;
-        for (var i = 0u; i < nsg; i++) {
-            s += red[lid * WG + i];
-        }
-        store_c((bidx * params.m + lid) * params.n + n, finish(s, n));
     }
 }

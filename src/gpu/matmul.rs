@@ -148,6 +148,7 @@ pub(crate) static MATMUL_GEMV: KernelSource = KernelSource {
         &[],
         &[
             ("MR", 8.0),
+            ("TEAM", 8.0),
             ("VEC2_A", 1.0),
             ("VEC2_B", 1.0),
             ("HAS_BIAS", 1.0),
@@ -164,7 +165,10 @@ pub(crate) static MATMUL_GEMV_SUBGROUP: KernelSource = KernelSource {
     tensors: AB_BIAS_C,
     mixed_dtypes: true,
     enables: &[],
-    specialisations: &[&[], &[("MR", 4.0), ("VEC2_A", 1.0), ("VEC2_B", 1.0)]],
+    specialisations: &[
+        &[],
+        &[("MR", 4.0), ("SG", 8.0), ("VEC2_A", 1.0), ("VEC2_B", 1.0)],
+    ],
 };
 
 /// Cooperative-matrix GEMM (f16 in, f32 accumulate; EXPERIMENTAL_COOPERATIVE_MATRIX,
@@ -247,6 +251,8 @@ fn pad(v: &[usize]) -> [u32; MAX_RANK] {
 pub(crate) const GEMV_MAX_M: usize = 8;
 /// Workgroup size of `gemv_k`.
 const GEMV_WG: u32 = 128;
+/// Invocations per output column in the shared-memory `gemv_k`.
+const GEMV_TEAM: u32 = 32;
 
 impl Params {
     fn new(p: &MatmulPlan) -> Self {
@@ -323,7 +329,6 @@ pub(crate) fn matmul(
     out: &Tensor,
 ) -> Result<()> {
     let info = a.device().info();
-    let subgroup = g.features.contains(wgpu::Features::SUBGROUP);
     let kernel = match plan.kernel {
         MatmulKernel::Auto => choose(g, info, plan),
         k => k,
@@ -351,8 +356,12 @@ pub(crate) fn matmul(
                 ));
             }
             let use_subgroup = kernel == MatmulKernel::GemvSubgroup;
-            if use_subgroup && !subgroup {
-                return Err(missing("matmul (GemvSubgroup)", "SUBGROUP", &info.name));
+            if use_subgroup && fixed_subgroup_size(g, info).is_none() {
+                return Err(missing(
+                    "matmul (GemvSubgroup)",
+                    "SUBGROUP with a fixed subgroup size",
+                    &info.name,
+                ));
             }
             if use_subgroup && plan.sbk != 1 {
                 return Err(Error::shape(
@@ -419,7 +428,7 @@ pub(crate) fn describe(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPl
 /// The kernel `Auto` runs for `plan` on this adapter.
 pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan) -> MatmulKernel {
     if plan.m <= GEMV_MAX_M {
-        if plan.sbk == 1 && g.features.contains(wgpu::Features::SUBGROUP) {
+        if plan.sbk == 1 && fixed_subgroup_size(g, info).is_some() {
             return MatmulKernel::GemvSubgroup;
         }
         return MatmulKernel::Gemv;
@@ -523,7 +532,13 @@ fn gemv(
     let [has_bias, act] = epilogue_constants(bias, plan.activation);
     let params = Params::new(plan);
     let batch = plan.batch() as u32;
+    let subgroup_size = if subgroup {
+        fixed_subgroup_size(g, a.device().info())
+    } else {
+        None
+    };
     let (kernel, entry, vec2_b, groups) = if k_contig {
+        let per_column = subgroup_size.unwrap_or(GEMV_TEAM).min(GEMV_WG);
         (
             if subgroup {
                 &MATMUL_GEMV_SUBGROUP
@@ -532,7 +547,7 @@ fn gemv(
             },
             "gemv_k",
             pairs_aligned(plan.sbn, &plan.b_batch_strides),
-            plan.n as u32 * batch,
+            (plan.n as u32).div_ceil(GEMV_WG / per_column) * batch,
         )
     } else if plan.sbn == 1 {
         (
@@ -557,6 +572,10 @@ fn gemv(
     ];
     if entry == "gemv_k" {
         constants.push(("WG", GEMV_WG as f64));
+        constants.push(match subgroup_size {
+            Some(sg) => ("SG", sg as f64),
+            None => ("TEAM", GEMV_TEAM as f64),
+        });
     }
     let pipeline = g.pipeline(kernel, entry, header, &constants)?;
     g.dispatch(
