@@ -287,6 +287,12 @@ fn flag(b: bool) -> f64 {
     }
 }
 
+/// Environment switch: `OPENKERN_COOP=0` keeps `Auto` off the cooperative-matrix kernel.
+pub const COOP_ENV: &str = "OPENKERN_COOP";
+
+/// Set once the coop pipeline failed to build in this process: Auto stops choosing it.
+static COOP_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether a 16×16×16 f16→f32 cooperative-matrix configuration (and what the coop kernel
 /// needs besides) is on this adapter.
 pub(crate) fn coop_available(g: &GpuContext, info: &crate::DeviceInfo) -> bool {
@@ -387,7 +393,21 @@ pub(crate) fn matmul(
                     expected: "Coop takes f16 inputs; cast them to f16 or use MatmulKernel::Auto",
                 });
             }
-            coop(g, plan, a, b, bias, out)
+            match coop(g, plan, a, b, bias, out) {
+                // Cooperative matrices are experimental in wgpu and drivers: where Auto
+                // chose them and the pipeline does not build, fall back to the general
+                // kernels (the error says why when the kernel is forced).
+                Err(Error::ShaderBuild { message, .. }) if plan.kernel == MatmulKernel::Auto => {
+                    COOP_BROKEN.store(true, std::sync::atomic::Ordering::Relaxed);
+                    eprintln!("openkern: cooperative-matrix matmul failed to build on {}, using the tiled kernel: {message}", info.name);
+                    let fallback = MatmulPlan {
+                        kernel: MatmulKernel::Tiled,
+                        ..plan.clone()
+                    };
+                    matmul(g, &fallback, a, b, bias, out)
+                }
+                r => r,
+            }
         }
         MatmulKernel::Tiled | MatmulKernel::SplitK | MatmulKernel::Auto => {
             let class = ShapeClass::of(plan);
@@ -433,7 +453,14 @@ pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan
         }
         return MatmulKernel::Gemv;
     }
-    if plan.in_dtype == DType::F16 && plan.n >= 16 && plan.k >= 16 && coop_available(g, info) {
+    let coop_allowed = std::env::var(COOP_ENV).map_or(true, |v| v != "0")
+        && !COOP_BROKEN.load(std::sync::atomic::Ordering::Relaxed);
+    if plan.in_dtype == DType::F16
+        && plan.n >= 16
+        && plan.k >= 16
+        && coop_allowed
+        && coop_available(g, info)
+    {
         return MatmulKernel::Coop;
     }
     match autotune::choice_for(g, info, plan.in_dtype, ShapeClass::of(plan)) {
