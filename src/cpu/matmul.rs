@@ -48,13 +48,14 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Rows of A up to which 16-bit weights read along K take the streaming GEMV path.
+/// Rows of A up to which weights read along K take the streaming GEMV path.
 const GEMV_MAX_M: usize = 8;
 
-/// Small-M product with 16-bit B read along K (`linear` weights, token decode): each
-/// weight row is widened in L1-sized pieces right before its dot products, so the
-/// weights stream from memory once as 16-bit and are never materialised as f32.
-fn gemv_16bit_rows(
+/// Small-M product with B read along K (`linear` weights, token decode), parallel over
+/// output columns: each weight row streams through dot products with the M rows of A
+/// once. 16-bit rows are widened in L1-sized pieces right before use, so the weights
+/// are read once as 16-bit and never materialised as f32.
+fn gemv_rows(
     plan: &MatmulPlan,
     a: &[f32],
     b: &CpuStorage,
@@ -76,12 +77,18 @@ fn gemv_16bit_rows(
                 let mut k0 = 0;
                 while k0 < k {
                     let len = PIECE.min(k - k0);
-                    let w = &mut buf[..len];
-                    match b {
-                        CpuStorage::F16(v) => v[row + k0..row + k0 + len].convert_to_f32_slice(w),
-                        CpuStorage::BF16(v) => v[row + k0..row + k0 + len].convert_to_f32_slice(w),
-                        CpuStorage::F32(v) => w.copy_from_slice(&v[row + k0..row + k0 + len]),
-                    }
+                    let w: &[f32] = match b {
+                        CpuStorage::F16(v) => {
+                            v[row + k0..row + k0 + len].convert_to_f32_slice(&mut buf[..len]);
+                            &buf[..len]
+                        }
+                        CpuStorage::BF16(v) => {
+                            v[row + k0..row + k0 + len].convert_to_f32_slice(&mut buf[..len]);
+                            &buf[..len]
+                        }
+                        // f32 rows are read in place
+                        CpuStorage::F32(v) => &v[row + k0..row + k0 + len],
+                    };
                     for (i, acc) in acc.iter_mut().enumerate() {
                         let ar = a_off[bi] + i * plan.sam + k0 * plan.sak;
                         *acc += if plan.sak == 1 {
@@ -177,11 +184,12 @@ pub(crate) fn matmul(
     let mut out = vec![0f32; batch * m * n];
     let a_off = batch_offsets(&plan.batch_shape, &plan.a_batch_strides);
     let b_off = batch_offsets(&plan.batch_shape, &plan.b_batch_strides);
-    let small_16bit =
-        m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuStorage::F32(_));
-    if m * n > 0 && small_16bit {
+    // 16-bit decode shapes stream the weights; f32 ones stay on the gemm crate, which
+    // measured faster (20 vs 13.5 GB/s at 1×4096×4096 here).
+    let small = m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuStorage::F32(_));
+    if m * n > 0 && small {
         let a = widen(a);
-        gemv_16bit_rows(plan, &a, b, &a_off, &b_off, &mut out);
+        gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
     } else if m * n > 0 {
         let a = widen(a);
         let b = widen(b);
