@@ -622,3 +622,49 @@ fn mistakes_are_typed_errors() {
         );
     }
 }
+
+/// More than 65535 workgroups (a batch of 70000 tiny products) fold into a second grid
+/// dimension and still cover every matrix.
+#[test]
+fn grids_above_65535_groups_fold() {
+    let Some(device) = gpu() else { return };
+    let batch = 70_000;
+    let a = random(batch * 2, 1);
+    let b = random(batch * 2, 2);
+    let ta = tensor(&device, &a, &[batch, 1, 2], DType::F32);
+    let tb = tensor(&device, &b, &[batch, 2, 1], DType::F32);
+    let want: Vec<f64> = (0..batch)
+        .map(|i| a[2 * i] as f64 * b[2 * i] as f64 + a[2 * i + 1] as f64 * b[2 * i + 1] as f64)
+        .collect();
+    for kernel in [MatmulKernel::Auto, MatmulKernel::Tiled, MatmulKernel::Naive] {
+        let opts = MatmulOptions {
+            kernel,
+            ..Default::default()
+        };
+        let got = ops::matmul_with(&ta, &tb, &opts).unwrap();
+        assert_eq!(got.shape(), &[batch, 1, 1]);
+        assert_close(
+            &format!("{kernel:?} batch {batch}"),
+            &got.to_f32_vec().unwrap(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+    }
+}
+
+/// An output larger than one storage binding is refused with the sizes, not truncated.
+#[test]
+fn output_over_the_binding_limit_is_a_typed_error() {
+    let Some(device) = gpu() else { return };
+    let limit = device.info().limits.max_storage_buffer_binding_size;
+    let n = ((limit / 4) as f64).sqrt() as usize + 1; // n·n f32 > limit
+    if n * n > 1 << 31 {
+        eprintln!("binding limit {limit} too large to exceed cheaply; skipped");
+        return;
+    }
+    let a = tensor(&device, &vec![1.0; n], &[n, 1], DType::F32);
+    let b = tensor(&device, &vec![1.0; n], &[1, n], DType::F32);
+    let e = ops::matmul(&a, &b).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+}
