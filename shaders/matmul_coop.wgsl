@@ -161,10 +161,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let mine = sg < STEP && q0 + sg < 4u;
         let qm = (q / 2u) * 32u;
         let qn = (q % 2u) * 32u;
-        var c00 = coop_mat16x16<f32, C>();
-        var c01 = coop_mat16x16<f32, C>();
-        var c10 = coop_mat16x16<f32, C>();
-        var c11 = coop_mat16x16<f32, C>();
+        // Zero accumulators come from a zeroed staging tile rather than a null constant
+        // (OpConstantNull of a cooperative-matrix type is not accepted everywhere).
+        let slot = min(sg, 15u);
+        for (var e = lid; e < 16u * 256u; e += WG) {
+            Cs[e] = 0.0;
+        }
+        workgroupBarrier();
+        var c00 = coopLoadT<coop_mat16x16<f32, C>>(&Cs[slot * 256u], 16u);
+        var c01 = c00;
+        var c10 = c00;
+        var c11 = c00;
+        workgroupBarrier();
         for (var t = 0u; t < tiles; t++) {
             let k0 = t * BK;
             // Stage A (BM×BK) and B (BK×BN); zero outside the matrices.
@@ -202,7 +210,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             workgroupBarrier();
         }
         // Epilogue, one 16×16 accumulator at a time through this subgroup's staging tile.
-        let slot = min(sg, 15u);
         { coopStoreT(c00, &Cs[slot * 256u], 16u); }
         workgroupBarrier();
         if (mine) { emit(slot, lane, sg_size, m0 + qm, n0 + qn, out_base, live); }
