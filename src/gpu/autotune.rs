@@ -134,7 +134,12 @@ pub enum ShapeClass {
 
 impl ShapeClass {
     pub(crate) fn of(plan: &MatmulPlan) -> Self {
-        match plan.m.min(plan.n) {
+        Self::for_shape(plan.m, plan.n)
+    }
+
+    /// The class of an M×N output.
+    pub fn for_shape(m: usize, n: usize) -> Self {
+        match m.min(n) {
             0..=64 => ShapeClass::Small,
             65..=512 => ShapeClass::Medium,
             _ => ShapeClass::Large,
@@ -158,7 +163,8 @@ impl ShapeClass {
         }
     }
 
-    const ALL: [ShapeClass; 3] = [ShapeClass::Small, ShapeClass::Medium, ShapeClass::Large];
+    /// Every class.
+    pub const ALL: [ShapeClass; 3] = [ShapeClass::Small, ShapeClass::Medium, ShapeClass::Large];
 
     /// The (M, N, K) the tuner measures this class on.
     fn representative(self, software: bool) -> (usize, usize, usize) {
@@ -345,6 +351,32 @@ pub struct TuneResult {
     pub tried: Vec<(Choice, f64)>,
     /// The winner.
     pub best: Choice,
+}
+
+/// Pins what matmuls of `dtype` and `class` run on `device` for the rest of the process
+/// (in memory; the disk cache is untouched). For tests, benchmarks and engines that
+/// want a fixed configuration. A tiled configuration the adapter cannot run, or the
+/// subgroup kernel without fixed-size subgroups, is ignored (the heuristic applies).
+/// Has no effect on the CPU device or with `OPENKERN_AUTOTUNE=0`.
+pub fn set_choice(device: &Device, dtype: DType, class: ShapeClass, choice: Choice) {
+    if device.is_cpu() {
+        return;
+    }
+    with_table(device.info(), |t| {
+        t.insert((dtype_key(dtype).to_string(), class), choice)
+    });
+}
+
+/// Whether `choice` can run on `device` (the tile fits its limits; fixed-size subgroups
+/// for the subgroup kernel).
+pub fn supports(device: &Device, choice: Choice) -> bool {
+    let Some(g) = device.gpu_ctx() else {
+        return false;
+    };
+    match choice {
+        Choice::Tiled(t) => t.fits(g),
+        Choice::Subgroup => super::matmul::fixed_subgroup_size(g, device.info()).is_some(),
+    }
 }
 
 /// Whether the tuning cache of `device` lacks any (dtype, class) entry.
