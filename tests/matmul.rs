@@ -307,9 +307,10 @@ fn large_k() {
     for device in devices() {
         for dtype in DType::ALL {
             for (ta, tb) in [(false, false), (false, true)] {
-                // M = 1: decode GEMV; M = 19: split K; M = 65: tiled.
-                for m in [1, 19, 65] {
-                    let mut c = Case::new(m, 33, k, dtype);
+                // M = 1: decode GEMV; M = 19: split K; M = 65: tiled; N = 3: skinny
+                // (split K even at M = 1).
+                for (m, n) in [(1, 33), (19, 33), (65, 33), (1, 3), (5, 2)] {
+                    let mut c = Case::new(m, n, k, dtype);
                     (c.trans_a, c.trans_b) = (ta, tb);
                     run(&device, &c, 3);
                 }
@@ -667,4 +668,34 @@ fn output_over_the_binding_limit_is_a_typed_error() {
     let b = tensor(&device, &vec![1.0; n], &[1, n], DType::F32);
     let e = ops::matmul(&a, &b).unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+}
+
+/// Kernel selection: decode shapes take the GEMV, skinny ones split K, and describe()
+/// says so.
+#[test]
+fn auto_picks_gemv_for_decode_and_split_k_for_skinny() {
+    let Some(device) = gpu() else { return };
+    let t = |shape: &[usize]| {
+        tensor(
+            &device,
+            &random(shape.iter().product(), 1),
+            shape,
+            DType::F32,
+        )
+    };
+    let linear = MatmulOptions {
+        trans_b: true,
+        ..Default::default()
+    };
+    let d = ops::matmul::describe(&t(&[1, 4096]), &t(&[512, 4096]), &linear).unwrap();
+    assert!(d.starts_with("gemv"), "{d}");
+    let d = ops::matmul::describe(&t(&[1, 8192]), &t(&[2, 8192]), &linear).unwrap();
+    assert!(d.contains("split-k"), "{d}");
+    let d =
+        ops::matmul::describe(&t(&[2, 8192]), &t(&[8192, 2]), &MatmulOptions::default()).unwrap();
+    assert!(d.contains("split-k"), "{d}");
+    let cpu = Device::cpu();
+    let x = tensor(&cpu, &[1.0; 4], &[2, 2], DType::F32);
+    let d = ops::matmul::describe(&x, &x, &MatmulOptions::default()).unwrap();
+    assert_eq!(d, "cpu gemm");
 }

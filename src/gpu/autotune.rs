@@ -257,8 +257,11 @@ fn render_table(t: &Table, info: &DeviceInfo) -> String {
 fn with_table<R>(info: &DeviceInfo, f: impl FnOnce(&mut Table) -> R) -> R {
     let mut guard = TABLES.lock().unwrap_or_else(|p| p.into_inner());
     let tables = guard.get_or_insert_with(HashMap::new);
+    // With tuning off the table starts empty: only explicit pins (set_choice) count.
     let table = tables.entry(info.cache_key()).or_insert_with(|| {
-        cache_path(info)
+        enabled()
+            .then(|| cache_path(info))
+            .flatten()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|s| parse_table(&s))
             .unwrap_or_default()
@@ -307,17 +310,14 @@ pub(crate) fn choice_for(
     dtype: DType,
     class: ShapeClass,
 ) -> Choice {
-    if enabled() {
-        let key = (dtype_key(dtype).to_string(), class);
-        match with_table(info, |t| t.get(&key).copied()) {
-            Some(Choice::Tiled(t)) if t.fits(g) => return Choice::Tiled(t),
-            Some(Choice::Subgroup) if super::matmul::fixed_subgroup_size(g, info).is_some() => {
-                return Choice::Subgroup
-            }
-            _ => {}
+    let key = (dtype_key(dtype).to_string(), class);
+    match with_table(info, |t| t.get(&key).copied()) {
+        Some(Choice::Tiled(t)) if t.fits(g) => Choice::Tiled(t),
+        Some(Choice::Subgroup) if super::matmul::fixed_subgroup_size(g, info).is_some() => {
+            Choice::Subgroup
         }
+        _ => default_choice(g, info, class),
     }
-    default_choice(g, info, class)
 }
 
 /// The tile configuration the tiled kernel uses for `class` on this adapter.
@@ -327,15 +327,11 @@ pub(crate) fn tile_for(
     dtype: DType,
     class: ShapeClass,
 ) -> TileConfig {
-    if enabled() {
-        let key = (dtype_key(dtype).to_string(), class);
-        if let Some(Choice::Tiled(t)) = with_table(info, |t| t.get(&key).copied()) {
-            if t.fits(g) {
-                return t;
-            }
-        }
+    let key = (dtype_key(dtype).to_string(), class);
+    match with_table(info, |t| t.get(&key).copied()) {
+        Some(Choice::Tiled(t)) if t.fits(g) => t,
+        _ => default_tile(g, info, class),
     }
-    default_tile(g, info, class)
 }
 
 /// The outcome of tuning one (dtype, class).
@@ -357,7 +353,8 @@ pub struct TuneResult {
 /// (in memory; the disk cache is untouched). For tests, benchmarks and engines that
 /// want a fixed configuration. A tiled configuration the adapter cannot run, or the
 /// subgroup kernel without fixed-size subgroups, is ignored (the heuristic applies).
-/// Has no effect on the CPU device or with `OPENKERN_AUTOTUNE=0`.
+/// Has no effect on the CPU device; honoured with `OPENKERN_AUTOTUNE=0` too (that switch
+/// only turns off the disk cache and tuning).
 pub fn set_choice(device: &Device, dtype: DType, class: ShapeClass, choice: Choice) {
     if device.is_cpu() {
         return;

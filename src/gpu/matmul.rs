@@ -447,7 +447,10 @@ pub(crate) fn describe(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPl
 
 /// The kernel `Auto` runs for `plan` on this adapter.
 pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan) -> MatmulKernel {
-    if plan.m <= GEMV_MAX_M {
+    // A skinny product (few outputs, long K) cannot fill the device one column per
+    // team: the tiled kernel with split K spreads K over workgroups instead.
+    let skinny = plan.n * plan.batch() < target_groups(info) && plan.k >= 2048;
+    if plan.m <= GEMV_MAX_M && !skinny {
         if plan.sbk == 1 && fixed_subgroup_size(g, info).is_some() {
             return MatmulKernel::GemvSubgroup;
         }
@@ -462,6 +465,9 @@ pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan
         && coop_available(g, info)
     {
         return MatmulKernel::Coop;
+    }
+    if skinny {
+        return MatmulKernel::Auto; // the tiled kernel, which splits K
     }
     match autotune::choice_for(g, info, plan.in_dtype, ShapeClass::of(plan)) {
         autotune::Choice::Subgroup => MatmulKernel::Subgroup,
