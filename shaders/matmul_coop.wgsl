@@ -5,18 +5,20 @@ enable wgpu_cooperative_matrix;
 // Vulkan drivers map to tensor cores (VK_KHR_cooperative_matrix). Selected only on
 // adapters reporting a 16×16×16 f16→f32 configuration.
 //
-// A workgroup computes a BM×BN = 64×64 block in four 32×32 quadrants, one per subgroup,
-// each quadrant 2×2 accumulator tiles. Per K step of BK = 32 the workgroup stages the A
-// and B tiles in shared memory (bounds-checked, zero-filled, so any M, N, K, stride and
-// transpose works), then every subgroup does 2·2·2 = 8 coopMultiplyAdd on its quadrant.
+// A workgroup computes a BM×BN = (32·SGM)×(32·SGN) block as SGM×SGN quadrants of 32×32,
+// one per subgroup, each quadrant 2×2 accumulator tiles (2×2 → 64×64 for small outputs,
+// 4×2 → 128×64 for large ones: twice the MMAs per staged byte). Per K step of BK = 32 the
+// workgroup stages the A and B tiles in shared memory (bounds-checked, zero-filled, so
+// any M, N, K, stride and transpose works), then every subgroup does 2·2·2 = 8
+// coopMultiplyAdd on its quadrant.
 // Rows in shared memory are padded by 8 halves: 16-byte aligned for the coop loads and
 // off the bank period so a tile's rows do not collide.
 // Cooperative ops must sit in workgroup-uniform control flow, so no branch may depend on
 // the subgroup id: every subgroup runs the same loads and multiply-adds, on quadrant
-// min(q0 + sg, 3). With STEP = 4 (the launcher's choice where the subgroup size is fixed
-// and a workgroup holds four or more subgroups, e.g. 4×32 on NVIDIA) one pass covers
-// the block; with STEP = 1 (subgroup size unknown) the quadrants take four passes and
-// only subgroup 0's result is kept: slower, but right on any subgroup size.
+// min(q0 + sg, Q − 1), Q = SGM·SGN. With STEP = Q (the launcher's choice where the
+// subgroup size is fixed and the workgroup holds Q subgroups, e.g. 4 or 8 × 32 on NVIDIA)
+// one pass covers the block; with STEP = 1 (subgroup size unknown) the quadrants take Q
+// passes and only subgroup 0's result is kept: slower, but right on any subgroup size.
 // The epilogue goes through a per-subgroup f32 16×16 staging tile, so bias, activation,
 // output dtype and edge masking are plain per-element code.
 //
@@ -64,11 +66,15 @@ override STEP: u32 = 1u;
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
+// subgroups (32×32 quadrants) per workgroup along M and N; SGM·SGN ≤ 16
+override SGM: u32 = 2u;
+override SGN: u32 = 2u;
+override Q: u32 = SGM * SGN;
+override BM: u32 = 32u * SGM;
+override BN: u32 = 32u * SGN;
 const BK: u32 = 32u;
 const A_STRIDE: u32 = BK + 8u;
-const B_STRIDE: u32 = BN + 8u;
+override B_STRIDE: u32 = BN + 8u;
 
 var<workgroup> As: array<f16, BM * A_STRIDE>;
 var<workgroup> Bs: array<f16, BK * B_STRIDE>;
@@ -156,11 +162,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         tiles = (params.k + BK - 1u) / BK;
     }
     let out_base = bidx * params.m * params.n;
-    for (var q0 = 0u; q0 < 4u; q0 += STEP) {
-        let q = min(q0 + sg, 3u);
-        let mine = sg < STEP && q0 + sg < 4u;
-        let qm = (q / 2u) * 32u;
-        let qn = (q % 2u) * 32u;
+    for (var q0 = 0u; q0 < Q; q0 += STEP) {
+        let q = min(q0 + sg, Q - 1u);
+        let mine = sg < STEP && q0 + sg < Q;
+        let qm = (q / SGN) * 32u;
+        let qn = (q % SGN) * 32u;
         // Zero accumulators come from a zeroed staging tile rather than a null constant
         // (OpConstantNull of a cooperative-matrix type is not accepted everywhere).
         let slot = min(sg, 15u);

@@ -805,30 +805,42 @@ fn coop(
     out: &Tensor,
 ) -> Result<()> {
     let info = a.device().info();
+    // 4×2 quadrants (128×64 blocks) once the output is tall enough to use them.
+    let (sgm, sgn) = if plan.m >= 128 && plan.n >= 64 {
+        (4u32, 2u32)
+    } else {
+        (2, 2)
+    };
+    let quads = sgm * sgn;
     let mut params = Params::new(plan);
-    let tiles_m = plan.m.div_ceil(64);
-    let tiles_n = plan.n.div_ceil(64);
+    let tiles_m = plan.m.div_ceil(32 * sgm as usize);
+    let tiles_n = plan.n.div_ceil(32 * sgn as usize);
     let total = tiles_m * tiles_n * plan.batch();
     params.tiles_m = tiles_m as u32;
     params.tiles_n = tiles_n as u32;
     params.total_groups = total as u32;
-    // Four subgroups per workgroup where the subgroup size is fixed (32 on NVIDIA);
+    // One subgroup per quadrant where the subgroup size is fixed (32 on NVIDIA);
     // otherwise 128 invocations and the kernel does its quadrants in passes.
-    let f = &info.features;
-    let fixed = f.subgroup_min_size == f.subgroup_max_size && f.subgroup_max_size > 0;
-    let (wg, step) =
-        if fixed && 4 * f.subgroup_max_size <= g.limits.max_compute_invocations_per_workgroup {
-            (4 * f.subgroup_max_size, 4)
-        } else {
-            (128, 1)
-        };
+    let (wg, step) = match fixed_subgroup_size(g, info) {
+        Some(sg) if quads * sg <= g.limits.max_compute_invocations_per_workgroup => {
+            (quads * sg, quads)
+        }
+        _ => (128, 1),
+    };
     let (bias_buf, bias_dt) = bias_binding(bias, a);
     let [has_bias, act] = epilogue_constants(bias, plan.activation);
     let pipeline = g.pipeline(
         &MATMUL_COOP,
         "main",
         ShaderHeader::new(vec![bias_dt, plan.out_dtype]),
-        &[("WG", wg as f64), ("STEP", step as f64), has_bias, act],
+        &[
+            ("WG", wg as f64),
+            ("STEP", step as f64),
+            ("SGM", sgm as f64),
+            ("SGN", sgn as f64),
+            has_bias,
+            act,
+        ],
     )?;
     g.dispatch(
         &pipeline,
