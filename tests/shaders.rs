@@ -159,3 +159,41 @@ fn default_headers_match_the_generated_f32_header() {
         );
     }
 }
+
+/// WGSL has no includes, so each matmul shader carries its own copy of the epilogue's
+/// activation functions. They must stay identical to each other (one set of formulas, one
+/// numbering of `ACT`) and use the same erfc fit as `activation.wgsl`, which the CPU
+/// twin copies.
+#[test]
+fn epilogue_activation_is_one_text_everywhere() {
+    fn block(source: &str) -> Option<&str> {
+        let start = source.find("fn erfc_pos(")?;
+        let end = source[start..]
+            .find("\nfn batch_offsets")
+            .map(|e| start + e)?;
+        Some(&source[start..end])
+    }
+    fn erfc(source: &str) -> &str {
+        let start = source.find("fn erfc_pos(").expect("erfc_pos");
+        let end = start + source[start..].find("\n}\n").expect("end of erfc_pos");
+        &source[start..end]
+    }
+    let kernels = openkern::gpu::kernels();
+    let matmuls: Vec<_> = kernels
+        .iter()
+        .filter(|k| k.name.starts_with("matmul_"))
+        .collect();
+    assert!(matmuls.len() >= 6, "matmul kernels not registered");
+    let first = block(matmuls[0].source).expect("matmul epilogue block");
+    for k in &matmuls {
+        assert_eq!(
+            block(k.source),
+            Some(first),
+            "{}: its erfc_pos/activate block differs from {}'s",
+            k.name,
+            matmuls[0].name
+        );
+    }
+    let activation = kernels.iter().find(|k| k.name == "activation").unwrap();
+    assert_eq!(erfc(activation.source), erfc(first), "erfc fit differs");
+}

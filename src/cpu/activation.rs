@@ -92,15 +92,33 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
     out
 }
 
+// NaN passes through (v > 0 is false for it, so keep v unless v ≤ 0)
+#[inline(always)]
+fn relu(a: f32) -> f32 {
+    if a <= 0.0 {
+        0.0
+    } else {
+        a
+    }
+}
+
+/// A one-input activation of one value (the matmul epilogue's twin). SwiGLU, which
+/// takes two, is refused before a plan reaches a backend.
+pub(crate) fn one_input(act: Activation) -> fn(f32) -> f32 {
+    match act {
+        Activation::Gelu => gelu,
+        Activation::GeluTanh => gelu_tanh,
+        Activation::Silu => silu,
+        Activation::Relu => relu,
+        Activation::SwiGlu => unreachable!("swiglu takes two inputs; ops refuse it here"),
+    }
+}
+
 fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T> {
     match (act, b) {
         (Activation::SwiGlu, Some(b)) => map_swiglu(a, b),
-        (Activation::Gelu, _) => map_unary(a, gelu),
-        (Activation::GeluTanh, _) => map_unary(a, gelu_tanh),
-        (Activation::Silu, _) => map_unary(a, silu),
-        // NaN passes through (v > 0 is false for it, so keep v unless v ≤ 0)
-        (Activation::Relu, _) => map_unary(a, |v| if v <= 0.0 { 0.0 } else { v }),
         (Activation::SwiGlu, None) => unreachable!("swiglu is called with both operands"),
+        (act, _) => map_unary(a, one_input(act)),
     }
 }
 

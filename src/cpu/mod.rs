@@ -1,14 +1,14 @@
 //! The native CPU backend: the same ops in Rust, multithreaded with rayon.
 
+pub(crate) mod activation;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
-pub mod probe;
-// op families of the inference op set (issue #4)
-pub(crate) mod activation;
 pub(crate) mod embedding;
 pub(crate) mod layout;
 pub(crate) mod math;
+pub(crate) mod matmul;
 pub(crate) mod norm;
+pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod softmax;

@@ -1,23 +1,24 @@
 //! The wgpu backend: device context, stream, buffer pool, pipeline cache, timing, and one
 //! launcher per op family.
 
+pub(crate) mod activation;
+pub mod autotune;
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
-pub(crate) mod pipeline_cache;
-pub mod probe;
-pub mod shader;
-pub(crate) mod stream;
-pub mod timing;
-// op families of the inference op set (issue #4)
-pub(crate) mod activation;
 pub(crate) mod embedding;
 pub(crate) mod layout;
+pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod pipeline_cache;
+pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod rows;
+pub mod shader;
 pub(crate) mod softmax;
+pub(crate) mod stream;
+pub mod timing;
 
 use crate::device::{
     Backend, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceInner, DeviceLimits,
@@ -33,7 +34,7 @@ use timing::{KernelTiming, PassTimer, TimingSource};
 
 /// Every kernel family the launchers use, for the portability test and tooling.
 pub fn kernels() -> Vec<&'static shader::KernelSource> {
-    vec![
+    let mut v: Vec<&'static shader::KernelSource> = vec![
         &elementwise::ELEMENTWISE,
         &cast::CAST,
         &probe::PROBE,
@@ -47,7 +48,9 @@ pub fn kernels() -> Vec<&'static shader::KernelSource> {
         &reduce::REDUCE,
         &reduce::REDUCE_SUBGROUP,
         &layout::LAYOUT,
-    ]
+    ];
+    v.extend(matmul::KERNELS);
+    v
 }
 
 /// Workgroups per dimension guaranteed by every adapter; larger grids fold into y.
@@ -465,12 +468,25 @@ impl GpuContext {
         }
         let source = kernel.specialise(&key.header);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        // Every loop in openkern's kernels is bounded by a constant or a uniform, so
+        // naga's forced loop bounding (a hidden counter and break in every loop) buys
+        // nothing and blocks the unrolling of register-tile loops: without unrolling,
+        // private arrays are indexed dynamically and spill. Measured on lavapipe at
+        // 1024³ f32: tiled matmul 3.9 → 5.4 GFLOP/s, subgroup matmul 3.5 → 7.5.
+        // Buffer bounds checks and integer-division guards stay on.
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        // SAFETY: the only check relaxed is loop bounding, and no kernel in shaders/
+        // has a loop whose trip count is not bounded by a constant or a uniform.
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                },
+                checks,
+            )
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

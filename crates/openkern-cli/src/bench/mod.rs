@@ -3,11 +3,11 @@
 //! bandwidth for memory-bound kernels, FMA throughput for compute-bound ones), measured
 //! on the same device in the same run.
 
-mod elementwise;
-// the inference op set (issue #4)
 mod activation;
+mod elementwise;
 mod embedding;
 mod layout;
+mod matmul;
 mod memory;
 mod norm;
 mod reduce;
@@ -33,7 +33,6 @@ pub enum Bound {
     /// Bytes per second, against the copy probe.
     Memory,
     /// FLOP per second, against the FMA probe.
-    #[allow(dead_code)] // the compute-bound families (matmul) construct it
     Compute,
 }
 
@@ -118,7 +117,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         "family", "case", "dtype", "time", "rate", "of limit"
     );
     type Family = fn(&Device, &BenchArgs) -> openkern::Result<Vec<Row>>;
-    let families: [(&str, Family); 8] = [
+    let families: [(&str, Family); 9] = [
         ("elementwise", elementwise::rows),
         ("softmax", softmax::rows),
         ("norm", norm::rows),
@@ -127,6 +126,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         ("embedding", embedding::rows),
         ("reduce", reduce::rows),
         ("layout", layout::rows),
+        ("matmul", matmul::rows),
     ];
     for (name, family) in families {
         if args.filter.as_deref().is_some_and(|f| !name.contains(f)) {

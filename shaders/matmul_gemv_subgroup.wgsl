@@ -1,0 +1,193 @@
+// The GEMV of matmul_gemv.wgsl with subgroup reductions, for adapters with SUBGROUP.
+// Same layout and bindings; only the cross-invocation sum differs.
+// #header
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load2_a(w: u32) -> vec2<f32> { return vec2<f32>(a[2u * w], a[2u * w + 1u]); }
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+fn load_b(i: u32) -> f32 { return b[i]; }
+fn load2_b(w: u32) -> vec2<f32> { return vec2<f32>(b[2u * w], b[2u * w + 1u]); }
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+fn load_bias(i: u32) -> f32 { return bias[i]; }
+fn load2_bias(w: u32) -> vec2<f32> { return vec2<f32>(bias[2u * w], bias[2u * w + 1u]); }
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+fn store_c(i: u32, v: f32) { c[i] = v; }
+fn store2_c(w: u32, v: vec2<f32>) { c[2u * w] = v.x; c[2u * w + 1u] = v.y; }
+// #end header
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    // element strides of A's (m, k) and B's (k, n)
+    sam: u32,
+    sak: u32,
+    sbk: u32,
+    sbn: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    splits: u32,
+    // K elements per split (a multiple of BK when splits > 1)
+    k_chunk: u32,
+    batch_rank: u32,
+    total_groups: u32,
+    _pad0: u32,
+    _pad1: u32,
+    batch_shape: array<vec4<u32>, 2>,
+    a_bstride: array<vec4<u32>, 2>,
+    b_bstride: array<vec4<u32>, 2>,
+}
+@group(0) @binding(4) var<uniform> params: Params;
+
+// rows of A (M ≤ 8), a pipeline constant so the accumulators stay in registers
+override MR: u32 = 1u;
+override WG: u32 = 128u;
+override HAS_BIAS: bool = false;
+override ACT: u32 = 0u;
+// pairs along K of A / along K (gemv_k) or N (gemv_n) of B are word-aligned
+override VEC2_A: bool = false;
+override VEC2_B: bool = false;
+
+// The epilogue activation, identical in every matmul shader (tests/shaders.rs checks)
+// and the same formulas as activation.wgsl and the CPU twin: ACT 0 none, 1 gelu (erf
+// form), 2 gelu (tanh approximation), 3 silu, 4 relu. The logistic forms are x / (1 +
+// exp(-t)), which saturate cleanly where a tanh could give inf / inf = NaN.
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
+        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
+        + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(p);
+}
+
+fn activate(x: f32) -> f32 {
+    switch ACT {
+        case 1u: {
+            let z = x * 0.7071067811865476;
+            if (z >= 0.0) {
+                return x * (1.0 - 0.5 * erfc_pos(z));
+            }
+            return x * 0.5 * erfc_pos(-z);
+        }
+        case 2u: {
+            let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+            return x / (1.0 + exp(-2.0 * u));
+        }
+        case 3u: {
+            return x / (1.0 + exp(-x));
+        }
+        case 4u: {
+            if (x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {
+                return x;
+            }
+            return 0.0;
+        }
+        default: {
+            return x;
+        }
+    }
+}
+
+fn batch_offsets(bidx: u32) -> vec2<u32> {
+    var rem = bidx;
+    var off = vec2<u32>(0u, 0u);
+    for (var d = i32(params.batch_rank) - 1; d >= 0; d--) {
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let size = params.batch_shape[q][r];
+        let i = rem % size;
+        rem = rem / size;
+        off += i * vec2<u32>(params.a_bstride[q][r], params.b_bstride[q][r]);
+    }
+    return off;
+}
+
+// A pair (m, k), (m, k+1) of A, zero past K.
+fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
+    let i = base + m * params.sam + k * params.sak;
+    if (k + 1u < params.k) {
+        if (VEC2_A) {
+            return load2_a(i >> 1u);
+        }
+        return vec2<f32>(load_a(i), load_a(i + params.sak));
+    }
+    if (k < params.k) {
+        return vec2<f32>(load_a(i), 0.0);
+    }
+    return vec2<f32>(0.0);
+}
+
+// A pair (k, k+1) of the weight row starting at brow (B read along K), zero past K.
+fn w_pair(brow: u32, k: u32) -> vec2<f32> {
+    if (k + 1u < params.k) {
+        if (VEC2_B) {
+            return load2_b((brow + k) >> 1u);
+        }
+        return vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
+    }
+    if (k < params.k) {
+        return vec2<f32>(load_b(brow + k), 0.0);
+    }
+    return vec2<f32>(0.0);
+}
+
+fn finish(acc: f32, col: u32) -> f32 {
+    var x = acc;
+    if (HAS_BIAS) {
+        x += load_bias(col);
+    }
+    return activate(x);
+}
+
+// gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns one
+// output column n: its lanes stride along the weight row in word pairs (coalesced, each
+// weight element read exactly once) and subgroupAdd folds their sums in registers, so
+// there is no shared memory and no barrier. SG must be the adapter's fixed subgroup
+// size; WG / SG columns per workgroup.
+override SG: u32 = 32u;
+
+@compute @workgroup_size(WG)
+fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(subgroup_invocation_id) lane: u32,
+          @builtin(subgroup_id) sg: u32) {
+    let teams = WG / SG;
+    let g = wid.y * groups.x + wid.x;
+    let col_groups = (params.n + teams - 1u) / teams;
+    let bidx = g / col_groups;
+    let n = (g % col_groups) * teams + sg;
+    let live = bidx < params.batch && n < params.n;
+    let offs = batch_offsets(min(bidx, params.batch - 1u));
+    var acc: array<f32, 8>;
+    for (var m = 0u; m < MR; m++) {
+        acc[m] = 0.0;
+    }
+    if (live) {
+        let brow = offs.y + n * params.sbn;
+        // Four word pairs in flight per invocation before any is used: a GEMV is
+        // latency-bound unless each invocation keeps several loads outstanding.
+        for (var k0 = 2u * lane; k0 < params.k; k0 += 8u * SG) {
+            var w: array<vec2<f32>, 4>;
+            for (var u = 0u; u < 4u; u++) {
+                w[u] = w_pair(brow, k0 + u * 2u * SG);
+            }
+            for (var u = 0u; u < 4u; u++) {
+                let k = k0 + u * 2u * SG;
+                if (k < params.k) {
+                    for (var m = 0u; m < MR; m++) {
+                        let x = a_pair(offs.x, m, k);
+                        acc[m] = fma(x.x, w[u].x, fma(x.y, w[u].y, acc[m]));
+                    }
+                }
+            }
+        }
+    }
+    for (var m = 0u; m < MR; m++) {
+        // every lane of the subgroup takes part; lane 0 stores
+        let s = subgroupAdd(acc[m]);
+        if (live && lane == 0u) {
+            store_c((bidx * params.m + m) * params.n + n, finish(s, n));
+        }
+    }
+}
