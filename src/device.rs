@@ -388,12 +388,21 @@ impl Device {
     }
 
     /// The wgpu device and queue, for engines that record their own work beside ours.
-    /// `None` on the CPU device. Call [`Device::sync`] first if your work reads tensors
-    /// openkern wrote.
+    /// `None` on the CPU device. Call [`Device::flush`] before submitting your own work
+    /// that reads tensors openkern wrote: the queue then runs it after ours.
     pub fn wgpu(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
         match &self.inner.backend {
             Backend::Gpu(g) => Some((&g.device, &g.queue)),
             Backend::Cpu => None,
+        }
+    }
+
+    /// Submits all recorded work without waiting for it: work an engine submits to the
+    /// same queue afterwards sees its results. A no-op on the CPU device.
+    pub fn flush(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Gpu(g) => g.flush(),
+            Backend::Cpu => Ok(()),
         }
     }
 

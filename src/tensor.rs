@@ -251,6 +251,19 @@ impl Tensor {
         }
     }
 
+    /// The wgpu buffer holding a GPU tensor, for an engine that binds it in its own
+    /// passes; `None` on the CPU device. The data is the buffer's first
+    /// [`size_in_bytes`](Self::size_in_bytes) bytes, row-major, 16-bit dtypes packed two
+    /// per little-endian word (the buffer may be longer: it comes from a size-bucketed
+    /// pool). Call [`Device::flush`] before submitting work that reads it, and do not
+    /// write it while an op that reads it is still recorded.
+    pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
+        match &*self.storage {
+            Storage::Gpu(b) => Some(b.buffer()),
+            Storage::Cpu(_) => None,
+        }
+    }
+
     pub(crate) fn gpu_buffer(&self) -> &wgpu::Buffer {
         match &*self.storage {
             Storage::Gpu(b) => b.buffer(),

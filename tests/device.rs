@@ -82,6 +82,36 @@ fn wraps_an_existing_wgpu_device() {
     let a = Tensor::from_slice(&wrapped, &[1.0f32, 2.0, 3.0], &[3]).unwrap();
     let b = ops::mul_scalar(&a, 3.0).unwrap().cast(DType::BF16).unwrap();
     assert_eq!(b.to_f32_vec().unwrap(), vec![3.0, 6.0, 9.0]);
+
+    // The engine reads an openkern result in its own submission: flush (no wait), then
+    // copy the tensor's buffer with the engine's encoder.
+    let c = ops::add_scalar(&a, 0.5).unwrap();
+    assert!(Tensor::from_slice(&Device::cpu(), &[1.0f32], &[1])
+        .unwrap()
+        .wgpu_buffer()
+        .is_none());
+    let src = c.wgpu_buffer().expect("a GPU tensor has a buffer");
+    let before = wrapped.stats().submissions;
+    wrapped.flush().unwrap();
+    assert_eq!(wrapped.stats().submissions, before + 1, "flush submits");
+    let bytes = c.size_in_bytes() as u64;
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("engine readback"),
+        size: bytes,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(src, 0, &readback, 0, bytes);
+    let (_, queue) = wrapped.wgpu().unwrap();
+    queue.submit([encoder.finish()]);
+    readback
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let data = readback.slice(..).get_mapped_range().unwrap();
+    let got: &[f32] = bytemuck::cast_slice(&data);
+    assert_eq!(got, &[1.5, 2.5, 3.5]);
 }
 
 #[test]

@@ -414,11 +414,13 @@ impl GpuContext {
         self.check_errors()
     }
 
+    pub(crate) fn flush(&self) -> Result<()> {
+        let mut stream = self.lock_stream();
+        self.flush_locked(&mut stream)
+    }
+
     pub(crate) fn sync(&self) -> Result<()> {
-        {
-            let mut stream = self.lock_stream();
-            self.flush_locked(&mut stream)?;
-        }
+        self.flush()?;
         self.wait()?;
         self.check_errors()
     }
