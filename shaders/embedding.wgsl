@@ -1,7 +1,7 @@
 // Embedding gather: out[r, :] = table[ids[r], :]. One invocation per output word pair.
-// An id at or past the vocabulary size yields a row of zeros: the kernel never reads
-// outside the table (the CPU backend reports such ids as an error instead; the GPU
-// cannot without a readback).
+// An id at or past the vocabulary size is never read through: its row is written as
+// zeros and the first such id goes into the device's fault word, which the next read
+// reports as an error (ids made on the GPU, e.g. by argmax, cannot be checked before).
 
 // #header
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
@@ -21,6 +21,9 @@ struct Params {
     _pad: u32,
 }
 @group(0) @binding(3) var<uniform> params: Params;
+// [kind, value, position, bound]; kind 1 = index out of range. The first faulting
+// invocation (the one that moves kind from 0) fills in the rest.
+@group(0) @binding(4) var<storage, read_write> fault: array<atomic<u32>, 4>;
 
 override WORKGROUP: u32 = 256u;
 
@@ -29,6 +32,11 @@ fn gather(e: u32) -> f32 {
     let c = e - r * params.d;
     let id = load_ids(r);
     if (id >= params.vocab) {
+        if (atomicMax(&fault[0], 1u) == 0u) {
+            atomicStore(&fault[1], id);
+            atomicStore(&fault[2], r);
+            atomicStore(&fault[3], params.vocab);
+        }
         return 0.0;
     }
     return load_table(id * params.d + c);

@@ -39,26 +39,51 @@ fn gather_rows_exactly() {
 #[test]
 fn out_of_range_ids() {
     let table_data = random(4 * 3, 1);
-    let ids = [1u32, 4, 2];
+    let ids = [1u32, 4, 2, 9];
     for device in devices() {
         let table = tensor(&device, &table_data, &[4, 3], DType::F32);
-        let idt = Tensor::from_slice(&device, &ids, &[3]).unwrap();
+        let idt = Tensor::from_slice(&device, &ids, &[4]).unwrap();
+        let bad = |e: Error| {
+            assert!(
+                matches!(
+                    e,
+                    Error::IndexOutOfRange {
+                        index: 4 | 9,
+                        position: 1 | 3,
+                        bound: 4,
+                        ..
+                    }
+                ),
+                "{device:?}: {e}"
+            )
+        };
+        // The CPU refuses at the call; a GPU at the next read (or sync), since its ids
+        // may only exist on the GPU.
         match ops::embedding(&idt, &table) {
-            // CPU: the first bad id, named
-            Err(Error::IndexOutOfRange {
-                index: 4,
-                position: 1,
-                bound: 4,
-                ..
-            }) => assert!(device.is_cpu()),
-            // GPU: documented zero row, never an out-of-bounds read
+            Err(e) => {
+                assert!(device.is_cpu());
+                bad(e)
+            }
             Ok(t) => {
                 assert!(!device.is_cpu());
-                let v = t.to_f32_vec().unwrap();
-                assert_eq!(&v[3..6], &[0.0; 3]);
-                assert_eq!(&v[0..3], &table_data[3..6]);
+                bad(t.to_f32_vec().unwrap_err());
+                // reported once, then the device is clean and keeps working
+                assert_eq!(t.to_f32_vec().unwrap()[0..3], table_data[3..6]);
+                let _ = ops::embedding(&idt, &table).unwrap();
+                bad(device.sync().unwrap_err());
+                device.sync().unwrap();
+                // ids made on the GPU: argmax of a row whose maximum sits past the table
+                let logits = tensor(&device, &[0.0, 0.0, 0.0, 0.0, 5.0], &[1, 5], DType::F32);
+                let next = ops::argmax(&logits).unwrap();
+                let e = ops::embedding(&next, &table)
+                    .unwrap()
+                    .to_f32_vec()
+                    .unwrap_err();
+                assert!(matches!(e, Error::IndexOutOfRange { index: 4, .. }), "{e}");
+                let good = Tensor::from_slice(&device, &[3u32, 0], &[2]).unwrap();
+                let v = ops::embedding(&good, &table).unwrap().to_f32_vec().unwrap();
+                assert_eq!(v[..3], table_data[9..12]);
             }
-            Err(e) => panic!("{device:?}: {e}"),
         }
     }
 }

@@ -46,11 +46,11 @@ pub(crate) fn embedding(
         ShaderHeader::new(vec![DType::U32, table.dtype(), table.dtype()]),
         &[],
     )?;
-    g.dispatch(
+    g.dispatch_reporting_faults(
         &pipeline,
         "embedding",
         &[ids.gpu_buffer(), table.gpu_buffer(), out.gpu_buffer()],
-        Some(bytemuck::bytes_of(&[n, d as u32, vocab as u32, 0])),
+        bytemuck::bytes_of(&[n, d as u32, vocab as u32, 0]),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )
 }

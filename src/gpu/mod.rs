@@ -79,8 +79,19 @@ pub(crate) struct GpuContext {
     errors: Arc<Mutex<Vec<String>>>,
     /// Held for a whole timing window: two windows on one device would share one timer.
     timing: Mutex<()>,
+    /// The fault word: kernels that find bad input they cannot refuse before running (an
+    /// out-of-range token id produced on the GPU) record the first case here as
+    /// `[kind, value, position, bound]`; the next read or sync reports it as a typed
+    /// error and clears it.
+    fault: wgpu::Buffer,
     name: String,
 }
+
+/// Size of the fault word: `[kind, value, position, bound]`, u32 each.
+const FAULT_BYTES: u64 = 16;
+
+/// `kind` values in the fault word.
+const FAULT_INDEX_OUT_OF_RANGE: u32 = 1;
 
 /// Features openkern asks for when the adapter has them.
 fn wanted_features() -> wgpu::Features {
@@ -236,6 +247,14 @@ impl GpuContext {
         };
         // Keep at most a quarter of the largest buffer size (and 1 GiB) idle in the pool.
         let pool_cap = (limits.max_buffer_size / 4).min(1 << 30);
+        let fault = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("openkern fault word"),
+            size: FAULT_BYTES,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false, // created zeroed
+        });
         let ctx = GpuContext {
             device,
             queue,
@@ -246,6 +265,7 @@ impl GpuContext {
             pipelines: Mutex::new(PipelineCache::default()),
             errors,
             timing: Mutex::new(()),
+            fault,
             name: info.name.clone(),
         };
         Device {
@@ -360,29 +380,65 @@ impl GpuContext {
         let padded = bytes.next_multiple_of(4).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("openkern readback"),
-            size: padded,
+            size: padded + FAULT_BYTES,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        {
+        let fault_read = {
             let mut stream = self.lock_stream();
+            let fault_read = self.take_fault_word(&mut stream, &staging, padded);
             stream
                 .encoder(&self.device)
                 .copy_buffer_to_buffer(src, 0, &staging, 0, padded);
             self.flush_locked(&mut stream)?;
-        }
+            fault_read
+        };
         staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         self.wait()?;
-        let out = {
+        let (out, fault) = {
             let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
                 device: self.name.clone(),
                 message: e.to_string(),
             })?;
-            view[..bytes as usize].to_vec()
+            let fault: [u32; 4] = bytemuck::pod_read_unaligned(&view[padded as usize..]);
+            (view[..bytes as usize].to_vec(), fault)
         };
         staging.unmap();
         self.check_errors()?;
+        if fault_read {
+            self.report_fault(fault)?;
+        }
         Ok(out)
+    }
+
+    /// Where a kernel that may fault was recorded since the last check: copies the fault
+    /// word into `staging` at `offset` and clears it, in the stream, so a later batch
+    /// starts clean. Returns whether it did.
+    fn take_fault_word(&self, stream: &mut Stream, staging: &wgpu::Buffer, offset: u64) -> bool {
+        if !std::mem::take(&mut stream.fault_unchecked) {
+            return false;
+        }
+        let encoder = stream.encoder(&self.device);
+        encoder.copy_buffer_to_buffer(&self.fault, 0, staging, offset, FAULT_BYTES);
+        encoder.clear_buffer(&self.fault, 0, None);
+        true
+    }
+
+    /// Turns a fault word read back into the typed error it stands for.
+    fn report_fault(&self, [kind, value, position, bound]: [u32; 4]) -> Result<()> {
+        match kind {
+            0 => Ok(()),
+            FAULT_INDEX_OUT_OF_RANGE => Err(Error::IndexOutOfRange {
+                op: "embedding",
+                index: u64::from(value),
+                position: position as usize,
+                bound: bound as usize,
+            }),
+            other => Err(Error::Gpu {
+                device: self.name.clone(),
+                message: format!("a kernel reported fault kind {other}"),
+            }),
+        }
     }
 
     fn wait(&self) -> Result<()> {
@@ -420,6 +476,11 @@ impl GpuContext {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
+        let unchecked = self.lock_stream().fault_unchecked;
+        if unchecked {
+            // the fault word rides on a (zero-length) readback
+            return self.read(&self.fault, 0).map(drop);
+        }
         self.flush()?;
         self.wait()?;
         self.check_errors()
@@ -528,6 +589,31 @@ impl GpuContext {
         params: Option<&[u8]>,
         workgroups: [u32; 3],
     ) -> Result<()> {
+        self.record_dispatch(pipeline, label, buffers, params, workgroups, false)
+    }
+
+    /// [`dispatch`](Self::dispatch) for a kernel that reports bad input through the fault
+    /// word, bound after the params as `array<atomic<u32>, 4>`.
+    pub(crate) fn dispatch_reporting_faults(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        label: &'static str,
+        buffers: &[&wgpu::Buffer],
+        params: &[u8],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        self.record_dispatch(pipeline, label, buffers, Some(params), workgroups, true)
+    }
+
+    fn record_dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        label: &'static str,
+        buffers: &[&wgpu::Buffer],
+        params: Option<&[u8]>,
+        workgroups: [u32; 3],
+        reports_faults: bool,
+    ) -> Result<()> {
         let mut stream = self.lock_stream();
         let align = self.limits.min_uniform_buffer_offset_alignment as u64;
         let uniform = params.map(|bytes| {
@@ -553,6 +639,13 @@ impl GpuContext {
                     size: std::num::NonZeroU64::new(len.next_multiple_of(16)),
                 }),
             });
+        }
+        if reports_faults {
+            entries.push(wgpu::BindGroupEntry {
+                binding: entries.len() as u32,
+                resource: self.fault.as_entire_binding(),
+            });
+            stream.fault_unchecked = true;
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),

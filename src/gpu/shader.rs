@@ -59,7 +59,8 @@ pub struct KernelSource {
     pub source: &'static str,
     /// Entry points the launcher uses.
     pub entry_points: &'static [&'static str],
-    /// Tensor bindings in binding order; the uniform `params` follows at the next index.
+    /// Tensor bindings in binding order; the uniform `params` follows at the next index,
+    /// then, for a kernel that reports bad input, the device's fault word.
     pub tensors: &'static [TensorBinding],
     /// True where tensors may have different dtypes (casts); otherwise all share one.
     pub mixed_dtypes: bool,

@@ -8,9 +8,13 @@ use crate::tensor::Tensor;
 /// `out[.., :] = table[ids[..], :]`: for ids of shape `S` (u32) and a `[vocab, d]`
 /// table (any float dtype), a tensor of shape `S + [d]` in the table's dtype.
 ///
-/// Out-of-range ids (≥ vocab): the CPU device returns [`Error::IndexOutOfRange`] naming
-/// the first one; a GPU device cannot check without a readback and writes a row of
-/// zeros for it instead. The kernel never reads outside the table on either.
+/// Out-of-range ids (≥ vocab) are [`Error::IndexOutOfRange`] naming the first one. The
+/// CPU device returns it from this call. A GPU device cannot look at ids without a
+/// readback (they may have been made on the GPU, by argmax): the kernel records the bad
+/// id in the device's fault word and the next read (`to_vec`) or [`Device::sync`]
+/// returns the error. The kernel never reads outside the table.
+///
+/// [`Device::sync`]: crate::Device::sync
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let op = "embedding";
     ids.device().same(op, table.device())?;
