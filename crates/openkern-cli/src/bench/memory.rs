@@ -66,3 +66,18 @@ pub fn or_skip(case: &str, r: openkern::Result<Vec<Row>>) -> openkern::Result<Ve
         other => other,
     }
 }
+
+/// Runs `case` for each `[rows, cols]` shape in f32 and f16, skipping (with a printed
+/// line) the combinations too large for this device's bindings.
+pub fn sweep(
+    shapes: &[[usize; 2]],
+    mut case: impl FnMut(usize, usize, DType) -> openkern::Result<Vec<Row>>,
+) -> openkern::Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for &[m, n] in shapes {
+        for dtype in [DType::F32, DType::F16] {
+            out.extend(or_skip(&format!("{m}x{n}"), case(m, n, dtype))?);
+        }
+    }
+    Ok(out)
+}

@@ -1,8 +1,8 @@
 //! Benchmarks of the last-dimension reductions: bytes read (+ the small output) per second.
 
-use super::memory::{or_skip, row, tensor};
+use super::memory::{row, sweep, tensor};
 use super::{BenchArgs, Row};
-use openkern::{ops, DType, Device};
+use openkern::{ops, Device};
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     let q = args.quick;
@@ -11,35 +11,25 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     } else {
         &[[4096, 4096], [512, 32000]]
     };
-    let mut out = Vec::new();
-    for &[m, n] in shapes {
-        for dtype in [DType::F32, DType::F16] {
-            let case = format!("{m}x{n}");
-            out.extend(or_skip(
-                &case,
-                (|| {
-                    let x = tensor(device, &[m, n], dtype, 1)?;
-                    let bytes = (x.size_in_bytes() + m * 4) as f64;
-                    let mut rows = Vec::new();
-                    for op in [
-                        ops::Reduction::Sum,
-                        ops::Reduction::Max,
-                        ops::Reduction::ArgMax,
-                    ] {
-                        rows.push(row(
-                            device,
-                            "reduce",
-                            format!("{} {m}x{n}", op.name()),
-                            dtype,
-                            bytes,
-                            q,
-                            || ops::reduce(op, &x).map(drop),
-                        )?);
-                    }
-                    Ok(rows)
-                })(),
+    sweep(shapes, |m, n, dtype| {
+        let x = tensor(device, &[m, n], dtype, 1)?;
+        let bytes = (x.size_in_bytes() + m * 4) as f64;
+        let mut rows = Vec::new();
+        for op in [
+            ops::Reduction::Sum,
+            ops::Reduction::Max,
+            ops::Reduction::ArgMax,
+        ] {
+            rows.push(row(
+                device,
+                "reduce",
+                format!("{} {m}x{n}", op.name()),
+                dtype,
+                bytes,
+                q,
+                || ops::reduce(op, &x).map(drop),
             )?);
         }
-    }
-    Ok(out)
+        Ok(rows)
+    })
 }
