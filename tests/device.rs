@@ -116,6 +116,9 @@ fn wraps_an_existing_wgpu_device() {
 
 #[test]
 fn gpu_timing_measures_recorded_work() {
+    // timing windows count every pass recorded on the shared device: keep the other
+    // tests of this file that record on it out of them
+    let _serial = counters_lock();
     let Some(gpu) = gpu() else { return };
     let x = tensor(&gpu, &random(1 << 16, 1), &[1 << 16], DType::F32);
     let t = gpu.time(4, || ops::add_scalar(&x, 1.0).map(drop)).unwrap();
@@ -132,6 +135,7 @@ fn gpu_timing_measures_recorded_work() {
 
 #[test]
 fn probes_measure_positive_limits() {
+    let _serial = counters_lock();
     let Some(gpu) = gpu() else { return };
     let copy = openkern::gpu::probe::copy_bandwidth(&gpu).unwrap();
     let fma = openkern::gpu::probe::fma_throughput(&gpu).unwrap();
@@ -142,6 +146,7 @@ fn probes_measure_positive_limits() {
 /// Engines share devices and tensors across threads.
 #[test]
 fn devices_and_tensors_are_send_and_sync() {
+    let _serial = counters_lock();
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<Device>();
     assert_send_sync::<Tensor>();
