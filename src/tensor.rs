@@ -265,10 +265,8 @@ impl Tensor {
     }
 
     pub(crate) fn gpu_buffer(&self) -> &wgpu::Buffer {
-        match &*self.storage {
-            Storage::Gpu(b) => b.buffer(),
-            Storage::Cpu(_) => unreachable!("GPU launchers only see GPU tensors"),
-        }
+        self.wgpu_buffer()
+            .expect("GPU launchers only see GPU tensors")
     }
 
     /// Refuses non-float dtypes for float ops.

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/activation.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::activation::Activation;
@@ -11,18 +11,9 @@ pub(crate) static ACTIVATION: KernelSource = KernelSource {
     source: kernel_file!("activation"),
     entry_points: &["main"],
     tensors: &[
-        TensorBinding {
-            name: "a",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "b",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "out",
-            access: Access::Write,
-        },
+        TensorBinding::read("a"),
+        TensorBinding::read("b"),
+        TensorBinding::write("out"),
     ],
     mixed_dtypes: false,
     enables: &[],

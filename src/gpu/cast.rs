@@ -1,6 +1,6 @@
 //! Launcher for `shaders/cast.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -9,16 +9,7 @@ pub(crate) static CAST: KernelSource = KernelSource {
     name: "cast",
     source: kernel_file!("cast"),
     entry_points: &["main"],
-    tensors: &[
-        TensorBinding {
-            name: "src",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "dst",
-            access: Access::Write,
-        },
-    ],
+    tensors: &[TensorBinding::read("src"), TensorBinding::write("dst")],
     mixed_dtypes: true,
     enables: &[],
     specialisations: &[&[]],

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/elementwise.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::elementwise::{BinaryOp, Operand};
@@ -12,18 +12,9 @@ pub(crate) static ELEMENTWISE: KernelSource = KernelSource {
     source: kernel_file!("elementwise"),
     entry_points: &["main"],
     tensors: &[
-        TensorBinding {
-            name: "lhs",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "rhs",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "out",
-            access: Access::Write,
-        },
+        TensorBinding::read("lhs"),
+        TensorBinding::read("rhs"),
+        TensorBinding::write("out"),
     ],
     mixed_dtypes: false,
     enables: &[],

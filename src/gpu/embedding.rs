@@ -1,6 +1,6 @@
 //! Launcher for `shaders/embedding.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -11,18 +11,9 @@ pub(crate) static EMBEDDING: KernelSource = KernelSource {
     source: kernel_file!("embedding"),
     entry_points: &["main"],
     tensors: &[
-        TensorBinding {
-            name: "ids",
-            access: Access::IndexRead,
-        },
-        TensorBinding {
-            name: "table",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "out",
-            access: Access::Write,
-        },
+        TensorBinding::index_read("ids"),
+        TensorBinding::read("table"),
+        TensorBinding::write("out"),
     ],
     mixed_dtypes: false,
     enables: &[],

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/layout.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::shape::MAX_RANK;
@@ -10,16 +10,7 @@ pub(crate) static LAYOUT: KernelSource = KernelSource {
     name: "layout",
     source: kernel_file!("layout"),
     entry_points: &["permute", "concat"],
-    tensors: &[
-        TensorBinding {
-            name: "x",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "y",
-            access: Access::Write,
-        },
-    ],
+    tensors: &[TensorBinding::read("x"), TensorBinding::write("y")],
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[]],

@@ -11,7 +11,7 @@
 //!    few tiles to fill the device while K is long.
 
 use super::autotune::{self, ShapeClass, TileConfig};
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -21,22 +21,10 @@ use crate::shape::MAX_RANK;
 use crate::tensor::Tensor;
 
 const AB_BIAS_C: &[TensorBinding] = &[
-    TensorBinding {
-        name: "a",
-        access: Access::Read,
-    },
-    TensorBinding {
-        name: "b",
-        access: Access::Read,
-    },
-    TensorBinding {
-        name: "bias",
-        access: Access::Read,
-    },
-    TensorBinding {
-        name: "c",
-        access: Access::Write,
-    },
+    TensorBinding::read("a"),
+    TensorBinding::read("b"),
+    TensorBinding::read("bias"),
+    TensorBinding::write("c"),
 ];
 
 /// Shared-memory tiled, register-blocked, double-buffered GEMM (also split K's first pass).
@@ -119,18 +107,9 @@ pub(crate) static MATMUL_REDUCE: KernelSource = KernelSource {
     source: kernel_file!("matmul_reduce"),
     entry_points: &["main"],
     tensors: &[
-        TensorBinding {
-            name: "partial",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "bias",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "c",
-            access: Access::Write,
-        },
+        TensorBinding::read("partial"),
+        TensorBinding::read("bias"),
+        TensorBinding::write("c"),
     ],
     mixed_dtypes: true,
     enables: &[],
@@ -179,16 +158,7 @@ pub(crate) static MATMUL_COOP: KernelSource = KernelSource {
     name: "matmul_coop",
     source: kernel_file!("matmul_coop"),
     entry_points: &["main"],
-    tensors: &[
-        TensorBinding {
-            name: "bias",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "c",
-            access: Access::Write,
-        },
-    ],
+    tensors: &[TensorBinding::read("bias"), TensorBinding::write("c")],
     mixed_dtypes: true,
     enables: &[],
     specialisations: &[

@@ -1,7 +1,7 @@
 //! Launcher for `shaders/norm.wgsl`.
 
 use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -12,30 +12,12 @@ pub(crate) static NORM: KernelSource = KernelSource {
     source: kernel_file!("norm"),
     entry_points: &["main", "short_rows"],
     tensors: &[
-        TensorBinding {
-            name: "x",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "res",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "weight",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "bias",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "y",
-            access: Access::Write,
-        },
-        TensorBinding {
-            name: "h",
-            access: Access::Write,
-        },
+        TensorBinding::read("x"),
+        TensorBinding::read("res"),
+        TensorBinding::read("weight"),
+        TensorBinding::read("bias"),
+        TensorBinding::write("y"),
+        TensorBinding::write("h"),
     ],
     mixed_dtypes: false,
     enables: &[],

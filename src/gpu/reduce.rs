@@ -1,7 +1,7 @@
 //! Launcher for `shaders/reduce.wgsl`.
 
 use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -14,18 +14,9 @@ pub(crate) static REDUCE: KernelSource = KernelSource {
     source: kernel_file!("reduce"),
     entry_points: &["main", "short_rows"],
     tensors: &[
-        TensorBinding {
-            name: "x",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "y",
-            access: Access::Write,
-        },
-        TensorBinding {
-            name: "idx",
-            access: Access::IndexWrite,
-        },
+        TensorBinding::read("x"),
+        TensorBinding::write("y"),
+        TensorBinding::index_write("idx"),
     ],
     mixed_dtypes: false,
     enables: &[],

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/rope.wgsl`.
 
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::rope::{Plan, MAX_ROTARY_DIM};
@@ -10,16 +10,7 @@ pub(crate) static ROPE: KernelSource = KernelSource {
     name: "rope",
     source: kernel_file!("rope"),
     entry_points: &["main"],
-    tensors: &[
-        TensorBinding {
-            name: "x",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "y",
-            access: Access::Write,
-        },
-    ],
+    tensors: &[TensorBinding::read("x"), TensorBinding::write("y")],
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[]],

@@ -50,6 +50,40 @@ pub struct TensorBinding {
     pub access: Access,
 }
 
+impl TensorBinding {
+    /// A tensor the kernel reads.
+    pub const fn read(name: &'static str) -> Self {
+        TensorBinding {
+            name,
+            access: Access::Read,
+        }
+    }
+
+    /// A tensor the kernel writes.
+    pub const fn write(name: &'static str) -> Self {
+        TensorBinding {
+            name,
+            access: Access::Write,
+        }
+    }
+
+    /// A u32 index tensor the kernel reads.
+    pub const fn index_read(name: &'static str) -> Self {
+        TensorBinding {
+            name,
+            access: Access::IndexRead,
+        }
+    }
+
+    /// A u32 index tensor the kernel writes.
+    pub const fn index_write(name: &'static str) -> Self {
+        TensorBinding {
+            name,
+            access: Access::IndexWrite,
+        }
+    }
+}
+
 /// A kernel family: one file in `shaders/`.
 #[derive(Debug)]
 pub struct KernelSource {

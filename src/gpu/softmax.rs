@@ -1,7 +1,7 @@
 //! Launcher for `shaders/softmax.wgsl`.
 
 use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, Access, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::softmax::Plan;
@@ -14,18 +14,9 @@ pub(crate) static SOFTMAX: KernelSource = KernelSource {
     source: kernel_file!("softmax"),
     entry_points: &["main", "short_rows"],
     tensors: &[
-        TensorBinding {
-            name: "x",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "mask",
-            access: Access::Read,
-        },
-        TensorBinding {
-            name: "y",
-            access: Access::Write,
-        },
+        TensorBinding::read("x"),
+        TensorBinding::read("mask"),
+        TensorBinding::write("y"),
     ],
     mixed_dtypes: false,
     enables: &[],
