@@ -82,3 +82,13 @@ pub fn check_rank(op: &'static str, shape: &[usize]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Dimensions or strides as the fixed `[u32; MAX_RANK]` arrays kernel params carry,
+/// zero-filled past `v.len()`.
+pub(crate) fn pad_rank(v: &[usize]) -> [u32; MAX_RANK] {
+    let mut out = [0u32; MAX_RANK];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = x as u32;
+    }
+    out
+}

@@ -4,7 +4,7 @@ use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::elementwise::{BinaryOp, Operand};
-use crate::shape::MAX_RANK;
+use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
 
 pub(crate) static ELEMENTWISE: KernelSource = KernelSource {
@@ -41,14 +41,6 @@ struct Params {
     rhs_strides: [u32; MAX_RANK],
     rhs_len: u32,
     _pad: [u32; 3],
-}
-
-fn pad(v: &[usize]) -> [u32; MAX_RANK] {
-    let mut out = [0u32; MAX_RANK];
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = x as u32;
-    }
-    out
 }
 
 /// True when `small`, without its leading 1s, equals the trailing dimensions of `out`:
@@ -88,9 +80,9 @@ pub(crate) fn binary(
         rank: out.rank() as u32,
         mode,
         scalar,
-        out_shape: pad(out.shape()),
-        lhs_strides: pad(&ls),
-        rhs_strides: pad(&rs),
+        out_shape: pad_rank(out.shape()),
+        lhs_strides: pad_rank(&ls),
+        rhs_strides: pad_rank(&rs),
         rhs_len: match rhs {
             Operand::Tensor(r) => r.len().max(1) as u32,
             Operand::Scalar(_) => 1,

@@ -3,7 +3,7 @@
 use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
-use crate::shape::MAX_RANK;
+use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
 
 pub(crate) static LAYOUT: KernelSource = KernelSource {
@@ -32,14 +32,6 @@ struct Params {
     src_strides: [u32; MAX_RANK],
 }
 
-fn pad(v: &[usize]) -> [u32; MAX_RANK] {
-    let mut out = [0u32; MAX_RANK];
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = x as u32;
-    }
-    out
-}
-
 pub(crate) fn permute(
     g: &GpuContext,
     x: &Tensor,
@@ -51,8 +43,8 @@ pub(crate) fn permute(
     let params = Params {
         n,
         rank: shape.len() as u32,
-        out_shape: pad(shape),
-        src_strides: pad(src_strides),
+        out_shape: pad_rank(shape),
+        src_strides: pad_rank(src_strides),
         ..Default::default()
     };
     let pipeline = g.pipeline(

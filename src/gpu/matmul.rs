@@ -17,7 +17,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::ops::matmul::{MatmulKernel, MatmulPlan};
-use crate::shape::MAX_RANK;
+use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
 
 const AB_BIAS_C: &[TensorBinding] = &[
@@ -210,14 +210,6 @@ pub(crate) struct Params {
     b_bstride: [u32; MAX_RANK],
 }
 
-fn pad(v: &[usize]) -> [u32; MAX_RANK] {
-    let mut out = [0u32; MAX_RANK];
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = x as u32;
-    }
-    out
-}
-
 /// Rows of A the GEMV kernels take (their accumulators are a fixed register array).
 pub(crate) const GEMV_MAX_M: usize = 8;
 /// Workgroup size of `gemv_k`.
@@ -243,9 +235,9 @@ impl Params {
             batch_rank: p.batch_shape.len() as u32,
             total_groups: 0,
             _pad: [0; 2],
-            batch_shape: pad(&p.batch_shape),
-            a_bstride: pad(&p.a_batch_strides),
-            b_bstride: pad(&p.b_batch_strides),
+            batch_shape: pad_rank(&p.batch_shape),
+            a_bstride: pad_rank(&p.a_batch_strides),
+            b_bstride: pad_rank(&p.b_batch_strides),
         }
     }
 }
@@ -261,8 +253,9 @@ fn flag(b: bool) -> f64 {
 /// Environment switch: `OPENKERN_COOP=0` keeps `Auto` off the cooperative-matrix kernel.
 pub const COOP_ENV: &str = "OPENKERN_COOP";
 
-/// Set once the coop pipeline failed to build in this process: Auto stops choosing it.
-static COOP_BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `OPENKERN_COOP`, read once per process rather than on every matmul.
+static COOP_ENABLED: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var(COOP_ENV).map_or(true, |v| v != "0"));
 
 /// Whether a 16×16×16 f16→f32 cooperative-matrix configuration (and what the coop kernel
 /// needs besides) is on this adapter.
@@ -369,7 +362,8 @@ pub(crate) fn matmul(
                 // chose them and the pipeline does not build, fall back to the general
                 // kernels (the error says why when the kernel is forced).
                 Err(Error::ShaderBuild { message, .. }) if plan.kernel == MatmulKernel::Auto => {
-                    COOP_BROKEN.store(true, std::sync::atomic::Ordering::Relaxed);
+                    g.coop_broken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     eprintln!("openkern: cooperative-matrix matmul failed to build on {}, using the tiled kernel: {message}", info.name);
                     let fallback = MatmulPlan {
                         kernel: MatmulKernel::Tiled,
@@ -383,12 +377,11 @@ pub(crate) fn matmul(
         MatmulKernel::Tiled | MatmulKernel::SplitK | MatmulKernel::Auto => {
             let class = ShapeClass::of(plan);
             let tile = autotune::tile_for(g, info, plan.in_dtype, class);
-            let splits = match kernel {
-                MatmulKernel::Tiled => 1,
-                MatmulKernel::SplitK => split_count(plan, &tile, info, true),
-                _ => split_count(plan, &tile, info, false),
+            let split = match kernel {
+                MatmulKernel::Tiled => KSplit::none(plan),
+                k => split_k(g, plan, &tile, info, k == MatmulKernel::SplitK),
             };
-            tiled(g, plan, a, b, bias, out, &tile, splits)
+            tiled(g, plan, a, b, bias, out, &tile, split)
         }
     }
 }
@@ -404,7 +397,7 @@ pub(crate) fn describe(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPl
             let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
             let splits = match kernel {
                 MatmulKernel::Tiled => 1,
-                k => split_count(plan, &tile, info, k == MatmulKernel::SplitK),
+                k => split_k(g, plan, &tile, info, k == MatmulKernel::SplitK).splits,
             };
             if splits > 1 {
                 format!("tiled {tile} split-k {splits}")
@@ -427,8 +420,7 @@ pub(crate) fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan
         }
         return MatmulKernel::Gemv;
     }
-    let coop_allowed = std::env::var(COOP_ENV).map_or(true, |v| v != "0")
-        && !COOP_BROKEN.load(std::sync::atomic::Ordering::Relaxed);
+    let coop_allowed = *COOP_ENABLED && !g.coop_broken.load(std::sync::atomic::Ordering::Relaxed);
     if plan.in_dtype == DType::F16
         && plan.n >= 16
         && plan.k >= 16
@@ -455,22 +447,50 @@ fn target_groups(info: &crate::DeviceInfo) -> usize {
     }
 }
 
+/// How the tiled kernel divides K: `splits` workgroups per output tile, each owning
+/// `k_chunk` of K.
+#[derive(Debug, Clone, Copy)]
+struct KSplit {
+    splits: usize,
+    k_chunk: usize,
+}
+
+impl KSplit {
+    fn none(plan: &MatmulPlan) -> Self {
+        KSplit {
+            splits: 1,
+            k_chunk: plan.k,
+        }
+    }
+}
+
 /// K splits for the tiled kernel: more than one only when the output has fewer tiles
 /// than the device wants workgroups and K is long enough to share (≥ 8 K-tiles per
-/// split). `force` asks for at least two where K allows it.
-fn split_count(
+/// split). `force` asks for at least two where K allows it. Splits are whole BK tiles
+/// (every split but the last is full), and none where the f32 partial sums would not
+/// fit one binding. `describe` and the launcher both use this, so they agree.
+fn split_k(
+    g: &GpuContext,
     plan: &MatmulPlan,
     tile: &TileConfig,
     info: &crate::DeviceInfo,
     force: bool,
-) -> usize {
+) -> KSplit {
     let tiles =
         plan.m.div_ceil(tile.bm as usize) * plan.n.div_ceil(tile.bn as usize) * plan.batch();
-    let k_tiles = plan.k.div_ceil(tile.bk as usize);
+    let bk = tile.bk as usize;
+    let k_tiles = plan.k.div_ceil(bk);
     let max_by_k = (k_tiles / 8).max(1);
     let want = target_groups(info).div_ceil(tiles.max(1));
-    let splits = if force { want.max(2) } else { want };
-    splits.min(max_by_k).clamp(1, 64)
+    let want = if force { want.max(2) } else { want };
+    let splits = want.min(max_by_k).clamp(1, 64);
+    let k_chunk = (plan.k.div_ceil(splits).div_ceil(bk) * bk).max(1);
+    let splits = plan.k.div_ceil(k_chunk).max(1);
+    let workspace_bytes = (splits * plan.batch() * plan.m * plan.n * 4) as u64;
+    if splits == 1 || workspace_bytes > g.binding_limit() {
+        return KSplit::none(plan);
+    }
+    KSplit { splits, k_chunk }
 }
 
 /// Binds `bias` or, without one, any buffer (HAS_BIAS false: never read).
@@ -607,28 +627,12 @@ fn tiled(
     bias: Option<&Tensor>,
     out: &Tensor,
     tile: &TileConfig,
-    splits: usize,
+    split: KSplit,
 ) -> Result<()> {
     let mut params = Params::new(plan);
     let tiles_m = plan.m.div_ceil(tile.bm as usize);
     let tiles_n = plan.n.div_ceil(tile.bn as usize);
-    let bk = tile.bk as usize;
-    // Split K in whole BK tiles so every split but the last is full.
-    let mut splits = splits.max(1);
-    let mut k_chunk = plan.k.div_ceil(splits).div_ceil(bk) * bk;
-    splits = plan.k.div_ceil(k_chunk.max(1)).max(1);
-    let workspace_bytes = (splits * plan.batch() * plan.m * plan.n * 4) as u64;
-    let limit = g
-        .limits
-        .max_storage_buffer_binding_size
-        .min(g.limits.max_buffer_size);
-    if splits > 1 && workspace_bytes > limit {
-        // The partial sums would not fit one binding: do without splitting.
-        splits = 1;
-    }
-    if splits == 1 {
-        k_chunk = plan.k;
-    }
+    let KSplit { splits, k_chunk } = split;
     let total = (tiles_m * tiles_n * plan.batch() * splits) as u64;
     if total > u32::MAX as u64 {
         return Err(Error::shape(
@@ -681,7 +685,7 @@ fn tiled(
         );
     }
     // Split K: partial sums into an f32 workspace, then one reduce + epilogue pass.
-    let workspace = g.alloc(workspace_bytes);
+    let workspace = g.alloc((splits * plan.batch() * plan.m * plan.n * 4) as u64);
     let pipeline = g.pipeline(
         &MATMUL_TILED,
         "main",

@@ -26,7 +26,7 @@ use crate::device::{
 };
 use crate::error::{Error, Result};
 use buffer_pool::{bucket_size, BufferPool, PooledBuffer};
-use pipeline_cache::{KernelKey, PipelineCache};
+use pipeline_cache::{KernelKey, Pipeline, PipelineCache};
 use shader::{KernelSource, ShaderHeader};
 use std::sync::{Arc, Mutex};
 use stream::{Stream, BATCH_LIMIT};
@@ -84,6 +84,9 @@ pub(crate) struct GpuContext {
     /// `[kind, value, position, bound]`; the next read or sync reports it as a typed
     /// error and clears it.
     fault: wgpu::Buffer,
+    /// Set once the cooperative-matrix matmul failed to build on this device: `Auto`
+    /// stops choosing it here (other devices keep it).
+    pub(crate) coop_broken: std::sync::atomic::AtomicBool,
     name: String,
 }
 
@@ -266,6 +269,7 @@ impl GpuContext {
             errors,
             timing: Mutex::new(()),
             fault,
+            coop_broken: Default::default(),
             name: info.name.clone(),
         };
         Device {
@@ -294,12 +298,16 @@ impl GpuContext {
         })
     }
 
+    /// The most bytes one storage binding (and so one tensor) can hold on this device.
+    pub(crate) fn binding_limit(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
     /// Checks a byte size against the storage binding limit.
     pub(crate) fn check_binding(&self, what: impl FnOnce() -> String, bytes: u64) -> Result<()> {
-        let limit = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let limit = self.binding_limit();
         if bytes > limit {
             return Err(Error::TooLarge {
                 what: what(),
@@ -313,11 +321,7 @@ impl GpuContext {
 
     /// A storage buffer of at least `bytes` (rounded to a pool bucket). Contents undefined.
     pub(crate) fn alloc(&self, bytes: u64) -> PooledBuffer {
-        let cap = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
-        let size = bucket_size(bytes, cap);
+        let size = bucket_size(bytes, self.binding_limit());
         let reused = self
             .pool
             .lock()
@@ -523,7 +527,7 @@ impl GpuContext {
         entry: &'static str,
         header: ShaderHeader,
         constants: &[(&'static str, f64)],
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
+    ) -> Result<Arc<Pipeline>> {
         let key = KernelKey::new(kernel, entry, header, constants);
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = cache.pipelines.get(&key) {
@@ -573,7 +577,10 @@ impl GpuContext {
                 message: err.to_string(),
             });
         }
-        let pipeline = Arc::new(pipeline);
+        let pipeline = Arc::new(Pipeline {
+            layout: pipeline.get_bind_group_layout(0),
+            pipeline,
+        });
         cache.built += 1;
         cache.pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
@@ -583,7 +590,7 @@ impl GpuContext {
     /// as a uniform at binding n.
     pub(crate) fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         label: &'static str,
         buffers: &[&wgpu::Buffer],
         params: Option<&[u8]>,
@@ -596,7 +603,7 @@ impl GpuContext {
     /// word, bound after the params as `array<atomic<u32>, 4>`.
     pub(crate) fn dispatch_reporting_faults(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         label: &'static str,
         buffers: &[&wgpu::Buffer],
         params: &[u8],
@@ -607,7 +614,7 @@ impl GpuContext {
 
     fn record_dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         label: &'static str,
         buffers: &[&wgpu::Buffer],
         params: Option<&[u8]>,
@@ -649,7 +656,7 @@ impl GpuContext {
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         let timestamps = stream.timer.as_mut().and_then(|t| t.next_pair());
@@ -667,7 +674,7 @@ impl GpuContext {
                     _ => None,
                 },
             });
-            pass.set_pipeline(pipeline);
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         }

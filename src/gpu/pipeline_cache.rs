@@ -32,8 +32,15 @@ impl KernelKey {
     }
 }
 
+/// A built pipeline with its bind group layout, fetched once: wgpu registers a new layout
+/// handle on every `get_bind_group_layout` call, which is work on each dispatch otherwise.
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    pub(crate) pipelines: HashMap<KernelKey, Arc<wgpu::ComputePipeline>>,
+    pub(crate) pipelines: HashMap<KernelKey, Arc<Pipeline>>,
     pub(crate) built: u64,
 }

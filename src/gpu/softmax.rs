@@ -5,7 +5,7 @@ use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::softmax::Plan;
-use crate::shape::MAX_RANK;
+use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
 use std::sync::LazyLock;
 
@@ -60,12 +60,8 @@ pub(crate) const SHORT_ROW: usize = 32;
 pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
     let short = plan.n <= SHORT_ROW;
     let wg = if short { 64 } else { row_workgroup(plan.n) };
-    let mut lead_shape = [0u32; MAX_RANK];
-    let mut mask_strides = [0u32; MAX_RANK];
-    for (i, (&s, &m)) in plan.lead_shape.iter().zip(&plan.mask_strides).enumerate() {
-        lead_shape[i] = s as u32;
-        mask_strides[i] = m as u32;
-    }
+    let lead_shape = pad_rank(&plan.lead_shape);
+    let mask_strides = pad_rank(&plan.mask_strides);
     let params = Params {
         n: plan.n as u32,
         rows: plan.rows as u32,
