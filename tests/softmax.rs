@@ -119,231 +119,217 @@ fn check(device: &Device, dtype: DType, x: &[f32], c: &Case, what: &str) {
 
 const LENGTHS: [usize; 10] = [1, 3, 17, 63, 65, 127, 255, 257, 1000, 4097];
 
-#[test]
-fn rows_of_odd_lengths_against_f64() {
-    for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            for &n in &LENGTHS {
-                // three rows: with odd n the middle row starts mid-word in 16-bit storage
-                let shape = [3, n];
-                let x: Vec<f32> = random(3 * n, n as u64).iter().map(|v| v * 8.0).collect();
-                let c = Case {
-                    shape: &shape,
-                    scale: 1.0,
-                    causal: false,
-                    mask: None,
-                };
-                check(&device, dtype, &x, &c, "");
-            }
-        }
-    }
-}
-
-#[test]
-fn large_logits_and_scale() {
-    // ±1e4 logits: exp overflows without the max subtraction; f16 sums overflow at 65504.
-    for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            for &n in &[65usize, 1000, 4097] {
-                let shape = [2, n];
-                let x: Vec<f32> = random(2 * n, 7 + n as u64)
-                    .iter()
-                    .map(|v| v * 1e4)
-                    .collect();
-                let c = Case {
-                    shape: &shape,
-                    scale: 1.0,
-                    causal: false,
-                    mask: None,
-                };
-                check(&device, dtype, &x, &c, " ±1e4");
-                // nearly equal large logits: every term matters, the sum exceeds f16 range
-                let flat: Vec<f32> = random(2 * n, 9).iter().map(|v| 1e4 + v * 4.0).collect();
-                check(&device, dtype, &flat, &c, " 1e4±4");
-                let x: Vec<f32> = random(2 * n, 3).iter().map(|v| v * 30.0).collect();
-                let c = Case {
-                    shape: &shape,
-                    scale: 0.125,
-                    causal: false,
-                    mask: None,
-                };
-                check(&device, dtype, &x, &c, " scale 0.125");
-            }
-        }
-    }
-}
-
-#[test]
-fn causal_and_additive_masks() {
-    for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            // prefill: q = k, lower triangle; q < k: decode-like, bottom-right aligned;
-            // q > k: the first q - k rows see nothing and are fully masked (zeros).
-            for &(q, k) in &[(17usize, 17usize), (3, 65), (7, 4), (1, 257)] {
-                let shape = [2, q, k];
-                let x = random(2 * q * k, (q * k) as u64);
-                let c = Case {
-                    shape: &shape,
-                    scale: 0.5,
-                    causal: true,
-                    mask: None,
-                };
-                check(&device, dtype, &x, &c, " causal");
-            }
-            // k = 63: one row per workgroup; k = 9: one row per invocation
-            for k in [63usize, 9] {
-                // additive masks broadcast over batch and heads: [q, k] and [heads, 1, k]
-                let shape = [2, 3, 5, k];
-                let x = random(2 * 3 * 5 * k, 11);
-                let qk: Vec<f32> = random(5 * k, 12)
-                    .iter()
-                    .map(|&v| if v < -0.5 { f32::NEG_INFINITY } else { v })
-                    .collect();
-                let c = Case {
-                    shape: &shape,
-                    scale: 1.0,
-                    causal: false,
-                    mask: Some((&qk, &[5, k])),
-                };
-                check(&device, dtype, &x, &c, " mask[q,k]");
-                let hk: Vec<f32> = random(3 * k, 13).iter().map(|v| v * 100.0).collect();
-                let c = Case {
-                    shape: &shape,
-                    scale: 1.0,
-                    causal: true,
-                    mask: Some((&hk, &[3, 1, k])),
-                };
-                check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
-                // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
-                let mut hide = vec![0f32; 5 * k];
-                hide[k..2 * k].fill(f32::NEG_INFINITY);
-                hide[4 * k..].fill(-f32::INFINITY);
-                let c = Case {
-                    shape: &shape,
-                    scale: 1.0,
-                    causal: false,
-                    mask: Some((&hide, &[5, k])),
-                };
-                check(&device, dtype, &x, &c, " fully masked rows");
-            }
-        }
-    }
-}
-
-#[test]
-fn nan_and_infinity_follow_the_documented_rules() {
-    for device in devices_all_variants() {
-        // 5: one row per invocation; 37: one row per workgroup
-        for (dtype, n) in DType::ALL.into_iter().flat_map(|d| [(d, 5usize), (d, 37)]) {
-            let mut x = random(5 * n, 5);
-            x[3] = f32::NAN; // row 0: NaN -> whole row NaN
-            x[n + 2] = f32::INFINITY; // row 1: +inf -> whole row NaN
-            x[2 * n..3 * n].fill(f32::NEG_INFINITY); // row 2: all -inf -> 0 / -inf
-            x[3 * n + 1] = f32::NEG_INFINITY; // row 3: one -inf -> probability 0
+fn rows_of_odd_lengths_against_f64(device: &Device) {
+    for dtype in DType::ALL {
+        for &n in &LENGTHS {
+            // three rows: with odd n the middle row starts mid-word in 16-bit storage
+            let shape = [3, n];
+            let x: Vec<f32> = random(3 * n, n as u64).iter().map(|v| v * 8.0).collect();
             let c = Case {
-                shape: &[5, n],
+                shape: &shape,
                 scale: 1.0,
                 causal: false,
                 mask: None,
             };
-            check(&device, dtype, &x, &c, " specials");
-            let y = ops::softmax(&tensor(&device, &quantize(&x, dtype), &[5, n], dtype))
-                .unwrap()
-                .to_f32_vec()
-                .unwrap();
-            assert!(y[..2 * n].iter().all(|v| v.is_nan()), "{device:?} {dtype}");
-            assert!(y[2 * n..3 * n].iter().all(|&v| v == 0.0));
-            assert_eq!(y[3 * n + 1], 0.0);
+            check(&device, dtype, &x, &c, "");
         }
     }
 }
+backend_tests!(rows_of_odd_lengths_against_f64 => rows_of_odd_lengths_against_f64_cpu, rows_of_odd_lengths_against_f64_gpu, rows_of_odd_lengths_against_f64_gpu_nosubgroups);
 
-#[test]
-fn vocabulary_sized_rows() {
-    let n = if large() { 262_144 * 2 + 3 } else { 262_144 };
-    for device in devices_all_variants() {
-        let x: Vec<f32> = random(n, 21).iter().map(|v| v * 20.0).collect();
+fn large_logits_and_scale(device: &Device) {
+    // ±1e4 logits: exp overflows without the max subtraction; f16 sums overflow at 65504.
+    for dtype in DType::ALL {
+        for &n in &[65usize, 1000, 4097] {
+            let shape = [2, n];
+            let x: Vec<f32> = random(2 * n, 7 + n as u64)
+                .iter()
+                .map(|v| v * 1e4)
+                .collect();
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: false,
+                mask: None,
+            };
+            check(&device, dtype, &x, &c, " ±1e4");
+            // nearly equal large logits: every term matters, the sum exceeds f16 range
+            let flat: Vec<f32> = random(2 * n, 9).iter().map(|v| 1e4 + v * 4.0).collect();
+            check(&device, dtype, &flat, &c, " 1e4±4");
+            let x: Vec<f32> = random(2 * n, 3).iter().map(|v| v * 30.0).collect();
+            let c = Case {
+                shape: &shape,
+                scale: 0.125,
+                causal: false,
+                mask: None,
+            };
+            check(&device, dtype, &x, &c, " scale 0.125");
+        }
+    }
+}
+backend_tests!(large_logits_and_scale => large_logits_and_scale_cpu, large_logits_and_scale_gpu, large_logits_and_scale_gpu_nosubgroups);
+
+fn causal_and_additive_masks(device: &Device) {
+    for dtype in DType::ALL {
+        // prefill: q = k, lower triangle; q < k: decode-like, bottom-right aligned;
+        // q > k: the first q - k rows see nothing and are fully masked (zeros).
+        for &(q, k) in &[(17usize, 17usize), (3, 65), (7, 4), (1, 257)] {
+            let shape = [2, q, k];
+            let x = random(2 * q * k, (q * k) as u64);
+            let c = Case {
+                shape: &shape,
+                scale: 0.5,
+                causal: true,
+                mask: None,
+            };
+            check(&device, dtype, &x, &c, " causal");
+        }
+        // k = 63: one row per workgroup; k = 9: one row per invocation
+        for k in [63usize, 9] {
+            // additive masks broadcast over batch and heads: [q, k] and [heads, 1, k]
+            let shape = [2, 3, 5, k];
+            let x = random(2 * 3 * 5 * k, 11);
+            let qk: Vec<f32> = random(5 * k, 12)
+                .iter()
+                .map(|&v| if v < -0.5 { f32::NEG_INFINITY } else { v })
+                .collect();
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: false,
+                mask: Some((&qk, &[5, k])),
+            };
+            check(&device, dtype, &x, &c, " mask[q,k]");
+            let hk: Vec<f32> = random(3 * k, 13).iter().map(|v| v * 100.0).collect();
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: true,
+                mask: Some((&hk, &[3, 1, k])),
+            };
+            check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
+            // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
+            let mut hide = vec![0f32; 5 * k];
+            hide[k..2 * k].fill(f32::NEG_INFINITY);
+            hide[4 * k..].fill(-f32::INFINITY);
+            let c = Case {
+                shape: &shape,
+                scale: 1.0,
+                causal: false,
+                mask: Some((&hide, &[5, k])),
+            };
+            check(&device, dtype, &x, &c, " fully masked rows");
+        }
+    }
+}
+backend_tests!(causal_and_additive_masks => causal_and_additive_masks_cpu, causal_and_additive_masks_gpu, causal_and_additive_masks_gpu_nosubgroups);
+
+fn nan_and_infinity_follow_the_documented_rules(device: &Device) {
+    // 5: one row per invocation; 37: one row per workgroup
+    for (dtype, n) in DType::ALL.into_iter().flat_map(|d| [(d, 5usize), (d, 37)]) {
+        let mut x = random(5 * n, 5);
+        x[3] = f32::NAN; // row 0: NaN -> whole row NaN
+        x[n + 2] = f32::INFINITY; // row 1: +inf -> whole row NaN
+        x[2 * n..3 * n].fill(f32::NEG_INFINITY); // row 2: all -inf -> 0 / -inf
+        x[3 * n + 1] = f32::NEG_INFINITY; // row 3: one -inf -> probability 0
         let c = Case {
-            shape: &[1, n],
+            shape: &[5, n],
             scale: 1.0,
             causal: false,
             mask: None,
         };
-        check(&device, DType::F32, &x, &c, " vocab");
-        if large() {
-            for dtype in [DType::F16, DType::BF16] {
-                check(&device, dtype, &x, &c, " vocab");
-            }
+        check(&device, dtype, &x, &c, " specials");
+        let y = ops::softmax(&tensor(&device, &quantize(&x, dtype), &[5, n], dtype))
+            .unwrap()
+            .to_f32_vec()
+            .unwrap();
+        assert!(y[..2 * n].iter().all(|v| v.is_nan()), "{device:?} {dtype}");
+        assert!(y[2 * n..3 * n].iter().all(|&v| v == 0.0));
+        assert_eq!(y[3 * n + 1], 0.0);
+    }
+}
+backend_tests!(nan_and_infinity_follow_the_documented_rules => nan_and_infinity_follow_the_documented_rules_cpu, nan_and_infinity_follow_the_documented_rules_gpu, nan_and_infinity_follow_the_documented_rules_gpu_nosubgroups);
+
+fn vocabulary_sized_rows(device: &Device) {
+    let n = if large() { 262_144 * 2 + 3 } else { 262_144 };
+    let x: Vec<f32> = random(n, 21).iter().map(|v| v * 20.0).collect();
+    let c = Case {
+        shape: &[1, n],
+        scale: 1.0,
+        causal: false,
+        mask: None,
+    };
+    check(&device, DType::F32, &x, &c, " vocab");
+    if large() {
+        for dtype in [DType::F16, DType::BF16] {
+            check(&device, dtype, &x, &c, " vocab");
         }
     }
 }
+backend_tests!(vocabulary_sized_rows => vocabulary_sized_rows_cpu, vocabulary_sized_rows_gpu, vocabulary_sized_rows_gpu_nosubgroups);
 
-#[test]
-fn many_rows_fold_the_grid() {
+fn many_rows_fold_the_grid(device: &Device) {
     // more rows than one grid dimension holds (65535): exercises fold_groups
     if !large() {
         return;
     }
-    for device in devices_all_variants() {
-        let shape = [70_001, 5];
-        let x = random(70_001 * 5, 8);
-        let c = Case {
-            shape: &shape,
-            scale: 1.0,
-            causal: true,
-            mask: None,
-        };
-        check(&device, DType::F16, &x, &c, " folded grid");
-    }
+    let shape = [70_001, 5];
+    let x = random(70_001 * 5, 8);
+    let c = Case {
+        shape: &shape,
+        scale: 1.0,
+        causal: true,
+        mask: None,
+    };
+    check(&device, DType::F16, &x, &c, " folded grid");
 }
+backend_tests!(many_rows_fold_the_grid => many_rows_fold_the_grid_cpu, many_rows_fold_the_grid_gpu, many_rows_fold_the_grid_gpu_nosubgroups);
 
-#[test]
-fn mistakes_are_typed_errors() {
-    for device in devices_all_variants() {
-        let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
-        for scale in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
-            let e = ops::softmax_with(
-                &x,
-                &ops::SoftmaxOptions {
-                    scale,
-                    ..Default::default()
-                },
-            )
-            .unwrap_err();
-            assert!(matches!(e, Error::Argument { name: "scale", .. }), "{e}");
-        }
-        let bad = tensor(&device, &random(5, 1), &[5], DType::F32);
+fn mistakes_are_typed_errors(device: &Device) {
+    let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
+    for scale in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
         let e = ops::softmax_with(
             &x,
             &ops::SoftmaxOptions {
-                mask: Some(&bad),
+                scale,
                 ..Default::default()
             },
         )
         .unwrap_err();
-        assert!(matches!(e, Error::Shape { .. }), "{e}");
-        assert!(e.to_string().contains("last dimension must be 4"), "{e}");
-        let half = tensor(&device, &random(4, 1), &[4], DType::F16);
-        let e = ops::softmax_with(
-            &x,
-            &ops::SoftmaxOptions {
-                mask: Some(&half),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
-        let ids = Tensor::from_slice(&device, &[1u32, 2, 3], &[3]).unwrap();
-        assert!(matches!(
-            ops::softmax(&ids).unwrap_err(),
-            Error::UnsupportedDType { .. }
-        ));
-        let scalar = tensor(&device, &[1.0], &[], DType::F32);
-        assert!(matches!(
-            ops::softmax(&scalar).unwrap_err(),
-            Error::Shape { .. }
-        ));
-        let empty = tensor(&device, &[], &[2, 0], DType::F32);
-        assert_eq!(ops::softmax(&empty).unwrap().shape(), &[2, 0]);
+        assert!(matches!(e, Error::Argument { name: "scale", .. }), "{e}");
     }
+    let bad = tensor(&device, &random(5, 1), &[5], DType::F32);
+    let e = ops::softmax_with(
+        &x,
+        &ops::SoftmaxOptions {
+            mask: Some(&bad),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert!(e.to_string().contains("last dimension must be 4"), "{e}");
+    let half = tensor(&device, &random(4, 1), &[4], DType::F16);
+    let e = ops::softmax_with(
+        &x,
+        &ops::SoftmaxOptions {
+            mask: Some(&half),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
+    let ids = Tensor::from_slice(&device, &[1u32, 2, 3], &[3]).unwrap();
+    assert!(matches!(
+        ops::softmax(&ids).unwrap_err(),
+        Error::UnsupportedDType { .. }
+    ));
+    let scalar = tensor(&device, &[1.0], &[], DType::F32);
+    assert!(matches!(
+        ops::softmax(&scalar).unwrap_err(),
+        Error::Shape { .. }
+    ));
+    let empty = tensor(&device, &[], &[2, 0], DType::F32);
+    assert_eq!(ops::softmax(&empty).unwrap().shape(), &[2, 0]);
 }
+backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu, mistakes_are_typed_errors_gpu_nosubgroups);

@@ -174,3 +174,128 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         );
     }
 }
+
+/// Which backend a generated test runs on (see [`backend_tests!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The native CPU backend.
+    Cpu,
+    /// The default wgpu adapter with everything it offers.
+    Gpu,
+    /// The default adapter opened again without SUBGROUP (the shared-memory fallbacks).
+    GpuNoSubgroups,
+}
+
+/// What a test needs from a device beyond the basics, declared once per test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// SUBGROUP with one fixed subgroup size (the subgroup matmul and GEMV).
+    FixedSubgroupSize,
+    /// A 16×16×16 f16→f32 cooperative-matrix configuration, SUBGROUP and SHADER_F16.
+    CoopMatrix16,
+    /// SHADER_F16 (native f16 arithmetic).
+    ShaderF16,
+}
+
+impl Requirement {
+    /// Why `device` cannot run a test needing this, or `None` when it can.
+    pub fn missing_on(self, device: &Device) -> Option<String> {
+        let f = &device.info().features;
+        let ok = match self {
+            Requirement::FixedSubgroupSize => {
+                f.subgroup && f.subgroup_min_size == f.subgroup_max_size
+            }
+            Requirement::CoopMatrix16 => {
+                f.subgroup
+                    && f.shader_f16
+                    && f.cooperative_matrix.iter().any(|c| {
+                        c.m == 16 && c.n == 16 && c.k == 16 && c.ab == "f16" && c.cr == "f32"
+                    })
+            }
+            Requirement::ShaderF16 => f.shader_f16,
+        };
+        (!ok).then(|| format!("{} lacks {self:?}", device.info().name))
+    }
+}
+
+/// The device for `backend`, or `None` (with a loud SKIPPED line, or a panic under
+/// `OPENKERN_REQUIRE_GPU=1` where the adapter itself is missing) when the machine has no
+/// such backend or it lacks one of `needs`.
+pub fn device_for(test: &str, backend: Backend, needs: &[Requirement]) -> Option<Device> {
+    let device = match backend {
+        Backend::Cpu => Some(Device::cpu()),
+        Backend::Gpu => gpu(),
+        Backend::GpuNoSubgroups => match gpu() {
+            None => None,
+            Some(g) if !g.info().features.subgroup => {
+                eprintln!(
+                    "SKIPPED {test}: {} has no subgroups, so the plain GPU test already ran the fallback",
+                    g.info().name
+                );
+                return None;
+            }
+            Some(_) => gpu_without_subgroups(),
+        },
+    };
+    let Some(device) = device else {
+        eprintln!("SKIPPED {test}: no {backend:?} device on this machine");
+        return None;
+    };
+    for need in needs {
+        if let Some(why) = need.missing_on(&device) {
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+    }
+    Some(device)
+}
+
+/// One test per backend from one body, so a failure on one backend does not hide the
+/// others and `cargo test softmax_rows_cpu` runs one:
+///
+/// ```ignore
+/// fn softmax_rows(device: &Device) { /* asserts */ }
+/// backend_tests!(softmax_rows => softmax_rows_cpu, softmax_rows_gpu, softmax_rows_gpu_nosubgroups);
+/// // with requirements, checked per device and skipped loudly where missing:
+/// backend_tests!(coop_sweep [Requirement::CoopMatrix16] => coop_sweep_cpu, coop_sweep_gpu, coop_sweep_gpu_nosubgroups);
+/// // a kernel with no subgroup form: only the CPU and GPU tests
+/// backend_tests!(rope_positions => rope_positions_cpu, rope_positions_gpu);
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($body:ident $([$($need:expr),* $(,)?])? => $cpu:ident, $gpu:ident, $plain:ident) => {
+        #[test]
+        fn $cpu() {
+            if let Some(d) = $crate::common::device_for(stringify!($cpu), $crate::common::Backend::Cpu, &[$($($need),*)?]) {
+                $body(&d);
+            }
+        }
+        #[test]
+        fn $gpu() {
+            if let Some(d) = $crate::common::device_for(stringify!($gpu), $crate::common::Backend::Gpu, &[$($($need),*)?]) {
+                $body(&d);
+            }
+        }
+        #[test]
+        fn $plain() {
+            if let Some(d) = $crate::common::device_for(stringify!($plain), $crate::common::Backend::GpuNoSubgroups, &[$($($need),*)?]) {
+                $body(&d);
+            }
+        }
+    };
+    // Kernels with no subgroup form: the CPU and the GPU only.
+    ($body:ident $([$($need:expr),* $(,)?])? => $cpu:ident, $gpu:ident) => {
+        #[test]
+        fn $cpu() {
+            if let Some(d) = $crate::common::device_for(stringify!($cpu), $crate::common::Backend::Cpu, &[$($($need),*)?]) {
+                $body(&d);
+            }
+        }
+        #[test]
+        fn $gpu() {
+            if let Some(d) = $crate::common::device_for(stringify!($gpu), $crate::common::Backend::Gpu, &[$($($need),*)?]) {
+                $body(&d);
+            }
+        }
+    };
+}
