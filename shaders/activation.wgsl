@@ -26,10 +26,16 @@ struct Params {
 }
 @group(0) @binding(3) var<uniform> params: Params;
 
-// 0 gelu (erf), 1 gelu (tanh approximation), 2 silu, 3 swiglu (a = gate, b = up),
-// 4 relu
-override OP: u32 = 0u;
+// the activation code: 1 gelu, 2 gelu (tanh approximation), 3 silu, 4 relu, 5 swiglu
+override OP: u32 = 1u;
 override WORKGROUP: u32 = 256u;
+
+// #piece activation
+// The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
+// 0 none, 1 gelu (erf form), 2 gelu (tanh approximation), 3 silu, 4 relu. The same
+// formulas as the CPU twin. The logistic forms are x / (1 + exp(-t)), which saturate
+// cleanly where a tanh could give inf / inf = NaN. Called with an override constant as
+// `code`, the switch folds away.
 
 // erfc(z) for z >= 0 to a fractional error below 1.2e-7 (Numerical Recipes' erfcc,
 // a Chebyshev fit); WGSL has no erf.
@@ -41,35 +47,45 @@ fn erfc_pos(z: f32) -> f32 {
     return t * exp(p);
 }
 
-fn activate(a: f32, b: f32) -> f32 {
-    switch OP {
+fn activate(x: f32, code: u32) -> f32 {
+    switch code {
         case 1u: {
-            let u = 0.7978845608028654 * (a + 0.044715 * a * a * a);
-            return a / (1.0 + exp(-2.0 * u));
+            // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is
+            // always evaluated at a non-negative argument
+            let z = x * 0.7071067811865476;
+            if (z >= 0.0) {
+                return x * (1.0 - 0.5 * erfc_pos(z));
+            }
+            return x * 0.5 * erfc_pos(-z);
         }
         case 2u: {
-            return a / (1.0 + exp(-a));
+            let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+            return x / (1.0 + exp(-2.0 * u));
         }
         case 3u: {
-            return a / (1.0 + exp(-a)) * b;
+            return x / (1.0 + exp(-x));
         }
         case 4u: {
-            // not max(a, 0): WGSL leaves max's NaN result unspecified
-            if (a > 0.0 || (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u) {
-                return a;
+            // not max(x, 0): WGSL leaves max's NaN result unspecified
+            if (x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {
+                return x;
             }
             return 0.0;
         }
         default: {
-            // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is
-            // always evaluated at a non-negative argument
-            let z = a * 0.7071067811865476;
-            if (z >= 0.0) {
-                return a * (1.0 - 0.5 * erfc_pos(z));
-            }
-            return a * 0.5 * erfc_pos(-z);
+            return x;
         }
     }
+}
+// #end piece activation
+
+// OP is an activation code (see the piece above), or 5: swiglu, silu(a) * b with a the
+// gate and b the up projection.
+fn apply(a: f32, b: f32) -> f32 {
+    if (OP == 5u) {
+        return activate(a, 3u) * b;
+    }
+    return activate(a, OP);
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -84,8 +100,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (i0 + 1u < params.n) {
         let a = load2_a(w);
         let b = load2_b(w);
-        store2_out(w, vec2<f32>(activate(a.x, b.x), activate(a.y, b.y)));
+        store2_out(w, vec2<f32>(apply(a.x, b.x), apply(a.y, b.y)));
     } else {
-        store_out(i0, activate(load_a(i0), load_b(i0)));
+        store_out(i0, apply(load_a(i0), load_b(i0)));
     }
 }

@@ -36,6 +36,7 @@ fn store2_c(w: u32, v: vec2<f32>) { c[2u * w] = v.x; c[2u * w + 1u] = v.y; }
 @group(0) @binding(2) var<storage, read> a: array<f16>;
 @group(0) @binding(3) var<storage, read> b: array<f16>;
 
+// #piece matmul_params
 struct Params {
     m: u32,
     n: u32,
@@ -59,6 +60,7 @@ struct Params {
     a_bstride: array<vec4<u32>, 2>,
     b_bstride: array<vec4<u32>, 2>,
 }
+// #end piece matmul_params
 @group(0) @binding(4) var<uniform> params: Params;
 
 override WG: u32 = 128u;
@@ -82,10 +84,15 @@ var<workgroup> Bs: array<f16, BK * B_STRIDE>;
 // then all hold quadrant 3: identical values)
 var<workgroup> Cs: array<f32, 16u * 256u>;
 
-// The epilogue activation, identical in every matmul shader (tests/shaders.rs checks)
-// and the same formulas as activation.wgsl and the CPU twin: ACT 0 none, 1 gelu (erf
-// form), 2 gelu (tanh approximation), 3 silu, 4 relu. The logistic forms are x / (1 +
-// exp(-t)), which saturate cleanly where a tanh could give inf / inf = NaN.
+// #piece activation
+// The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
+// 0 none, 1 gelu (erf form), 2 gelu (tanh approximation), 3 silu, 4 relu. The same
+// formulas as the CPU twin. The logistic forms are x / (1 + exp(-t)), which saturate
+// cleanly where a tanh could give inf / inf = NaN. Called with an override constant as
+// `code`, the switch folds away.
+
+// erfc(z) for z >= 0 to a fractional error below 1.2e-7 (Numerical Recipes' erfcc,
+// a Chebyshev fit); WGSL has no erf.
 fn erfc_pos(z: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.5 * z);
     let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
@@ -94,9 +101,11 @@ fn erfc_pos(z: f32) -> f32 {
     return t * exp(p);
 }
 
-fn activate(x: f32) -> f32 {
-    switch ACT {
+fn activate(x: f32, code: u32) -> f32 {
+    switch code {
         case 1u: {
+            // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is
+            // always evaluated at a non-negative argument
             let z = x * 0.7071067811865476;
             if (z >= 0.0) {
                 return x * (1.0 - 0.5 * erfc_pos(z));
@@ -111,6 +120,7 @@ fn activate(x: f32) -> f32 {
             return x / (1.0 + exp(-x));
         }
         case 4u: {
+            // not max(x, 0): WGSL leaves max's NaN result unspecified
             if (x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {
                 return x;
             }
@@ -121,7 +131,9 @@ fn activate(x: f32) -> f32 {
         }
     }
 }
+// #end piece activation
 
+// #piece matmul_batch_offsets
 fn batch_offsets(bidx: u32) -> vec2<u32> {
     var rem = bidx;
     var off = vec2<u32>(0u, 0u);
@@ -135,6 +147,7 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
     }
     return off;
 }
+// #end piece matmul_batch_offsets
 
 // Writes one staged 16×16 accumulator tile: bias, activation, masking at the edges. Each
 // lane takes column pairs, written as one word for 16-bit outputs where aligned.
@@ -154,7 +167,7 @@ fn emit(sg: u32, lane: u32, sg_size: u32, row0: u32, col0: u32, out_base: u32, l
                 v.y += load_bias(col + 1u);
             }
         }
-        v = vec2<f32>(activate(v.x), activate(v.y));
+        v = vec2<f32>(activate(v.x, ACT), activate(v.y, ACT));
         let at = out_base + row * params.n + col;
         if (pairs_ok) {
             store2_c(at >> 1u, v);

@@ -15,6 +15,7 @@ fn store_c(i: u32, v: f32) { c[i] = v; }
 fn store2_c(w: u32, v: vec2<f32>) { c[2u * w] = v.x; c[2u * w + 1u] = v.y; }
 // #end header
 
+// #piece matmul_params
 struct Params {
     m: u32,
     n: u32,
@@ -38,6 +39,7 @@ struct Params {
     a_bstride: array<vec4<u32>, 2>,
     b_bstride: array<vec4<u32>, 2>,
 }
+// #end piece matmul_params
 @group(0) @binding(4) var<uniform> params: Params;
 
 // rows of A (M ≤ 8), a pipeline constant so the accumulators stay in registers
@@ -49,10 +51,15 @@ override ACT: u32 = 0u;
 override VEC2_A: bool = false;
 override VEC2_B: bool = false;
 
-// The epilogue activation, identical in every matmul shader (tests/shaders.rs checks)
-// and the same formulas as activation.wgsl and the CPU twin: ACT 0 none, 1 gelu (erf
-// form), 2 gelu (tanh approximation), 3 silu, 4 relu. The logistic forms are x / (1 +
-// exp(-t)), which saturate cleanly where a tanh could give inf / inf = NaN.
+// #piece activation
+// The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
+// 0 none, 1 gelu (erf form), 2 gelu (tanh approximation), 3 silu, 4 relu. The same
+// formulas as the CPU twin. The logistic forms are x / (1 + exp(-t)), which saturate
+// cleanly where a tanh could give inf / inf = NaN. Called with an override constant as
+// `code`, the switch folds away.
+
+// erfc(z) for z >= 0 to a fractional error below 1.2e-7 (Numerical Recipes' erfcc,
+// a Chebyshev fit); WGSL has no erf.
 fn erfc_pos(z: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.5 * z);
     let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
@@ -61,9 +68,11 @@ fn erfc_pos(z: f32) -> f32 {
     return t * exp(p);
 }
 
-fn activate(x: f32) -> f32 {
-    switch ACT {
+fn activate(x: f32, code: u32) -> f32 {
+    switch code {
         case 1u: {
+            // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is
+            // always evaluated at a non-negative argument
             let z = x * 0.7071067811865476;
             if (z >= 0.0) {
                 return x * (1.0 - 0.5 * erfc_pos(z));
@@ -78,6 +87,7 @@ fn activate(x: f32) -> f32 {
             return x / (1.0 + exp(-x));
         }
         case 4u: {
+            // not max(x, 0): WGSL leaves max's NaN result unspecified
             if (x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {
                 return x;
             }
@@ -88,7 +98,9 @@ fn activate(x: f32) -> f32 {
         }
     }
 }
+// #end piece activation
 
+// #piece matmul_batch_offsets
 fn batch_offsets(bidx: u32) -> vec2<u32> {
     var rem = bidx;
     var off = vec2<u32>(0u, 0u);
@@ -102,6 +114,7 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
     }
     return off;
 }
+// #end piece matmul_batch_offsets
 
 // A pair (m, k), (m, k+1) of A, zero past K.
 fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
@@ -137,7 +150,7 @@ fn finish(acc: f32, col: u32) -> f32 {
     if (HAS_BIAS) {
         x += load_bias(col);
     }
-    return activate(x);
+    return activate(x, ACT);
 }
 
 // gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns one

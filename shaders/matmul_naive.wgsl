@@ -17,6 +17,7 @@ fn store_c(i: u32, v: f32) { c[i] = v; }
 fn store2_c(w: u32, v: vec2<f32>) { c[2u * w] = v.x; c[2u * w + 1u] = v.y; }
 // #end header
 
+// #piece matmul_params
 struct Params {
     m: u32,
     n: u32,
@@ -40,16 +41,22 @@ struct Params {
     a_bstride: array<vec4<u32>, 2>,
     b_bstride: array<vec4<u32>, 2>,
 }
+// #end piece matmul_params
 @group(0) @binding(4) var<uniform> params: Params;
 
 override WG: u32 = 256u;
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;
 
-// The epilogue activation, identical in every matmul shader (tests/shaders.rs checks)
-// and the same formulas as activation.wgsl and the CPU twin: ACT 0 none, 1 gelu (erf
-// form), 2 gelu (tanh approximation), 3 silu, 4 relu. The logistic forms are x / (1 +
-// exp(-t)), which saturate cleanly where a tanh could give inf / inf = NaN.
+// #piece activation
+// The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
+// 0 none, 1 gelu (erf form), 2 gelu (tanh approximation), 3 silu, 4 relu. The same
+// formulas as the CPU twin. The logistic forms are x / (1 + exp(-t)), which saturate
+// cleanly where a tanh could give inf / inf = NaN. Called with an override constant as
+// `code`, the switch folds away.
+
+// erfc(z) for z >= 0 to a fractional error below 1.2e-7 (Numerical Recipes' erfcc,
+// a Chebyshev fit); WGSL has no erf.
 fn erfc_pos(z: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.5 * z);
     let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
@@ -58,9 +65,11 @@ fn erfc_pos(z: f32) -> f32 {
     return t * exp(p);
 }
 
-fn activate(x: f32) -> f32 {
-    switch ACT {
+fn activate(x: f32, code: u32) -> f32 {
+    switch code {
         case 1u: {
+            // gelu(x) = x * Phi(x) = x * erfc(-x / sqrt 2) / 2, written so the fit is
+            // always evaluated at a non-negative argument
             let z = x * 0.7071067811865476;
             if (z >= 0.0) {
                 return x * (1.0 - 0.5 * erfc_pos(z));
@@ -75,6 +84,7 @@ fn activate(x: f32) -> f32 {
             return x / (1.0 + exp(-x));
         }
         case 4u: {
+            // not max(x, 0): WGSL leaves max's NaN result unspecified
             if (x > 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {
                 return x;
             }
@@ -85,7 +95,9 @@ fn activate(x: f32) -> f32 {
         }
     }
 }
+// #end piece activation
 
+// #piece matmul_batch_offsets
 fn batch_offsets(bidx: u32) -> vec2<u32> {
     var rem = bidx;
     var off = vec2<u32>(0u, 0u);
@@ -99,6 +111,7 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
     }
     return off;
 }
+// #end piece matmul_batch_offsets
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -121,5 +134,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (HAS_BIAS) {
         acc += load_bias(col);
     }
-    store_c(idx, activate(acc));
+    store_c(idx, activate(acc, ACT));
 }

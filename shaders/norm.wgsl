@@ -44,10 +44,10 @@ override LAYER: bool = false;
 override RESIDUAL: bool = false;
 override WORKGROUP: u32 = 256u;
 
-// #reduce
+// #piece row_reduce
 // Workgroup-wide reductions through shared memory: a tree over the WORKGROUP lanes
 // (a power of two, at most 256). Every lane gets the same result. On adapters with
-// SUBGROUP the launcher swaps this block for shaders/reduce_subgroup.wgsl, which reduces
+// SUBGROUP the launcher swaps this block for shaders/common/row_reduce_subgroup.wgsl, which reduces
 // inside each subgroup in registers first. Call reduce_init once, from uniform control
 // flow, before any reduction; call the reductions from uniform control flow.
 var<workgroup> red_f: array<f32, 256>;
@@ -113,7 +113,7 @@ fn wg_min_u32(v: u32) -> u32 {
     workgroupBarrier();
     return r;
 }
-// #end reduce
+// #end piece row_reduce
 
 var<private> row_base: u32;
 

@@ -135,7 +135,8 @@ fn every_kernel_variant_validates_and_translates_everywhere() {
 #[test]
 fn default_headers_match_the_generated_f32_header() {
     for kernel in openkern::gpu::kernels() {
-        if kernel.tensors.is_empty() {
+        // a twin with swapped pieces shares its file with the kernel as written
+        if kernel.tensors.is_empty() || !kernel.swaps.is_empty() {
             continue;
         }
         let f32_header = openkern::gpu::shader::ShaderHeader::new(vec![
@@ -160,40 +161,153 @@ fn default_headers_match_the_generated_f32_header() {
     }
 }
 
-/// WGSL has no includes, so each matmul shader carries its own copy of the epilogue's
-/// activation functions. They must stay identical to each other (one set of formulas, one
-/// numbering of `ACT`) and use the same erfc fit as `activation.wgsl`, which the CPU
-/// twin copies.
+/// Shared WGSL is written once in `shaders/common/`; each kernel that uses a piece keeps an
+/// inline copy between `// #piece NAME` markers so the file is valid WGSL alone. Every
+/// copy must equal its canonical file byte for byte, every marked block must be a piece
+/// the kernel lists (and every listed piece present), and `shaders/common/` holds exactly
+/// the registered pieces.
 #[test]
-fn epilogue_activation_is_one_text_everywhere() {
-    fn block(source: &str) -> Option<&str> {
-        let start = source.find("fn erfc_pos(")?;
-        let end = source[start..]
-            .find("\nfn batch_offsets")
-            .map(|e| start + e)?;
-        Some(&source[start..end])
+fn inline_pieces_equal_their_canonical_files() {
+    use openkern::gpu::shader::{piece_blocks, pieces};
+    let mut failures = Vec::new();
+    for kernel in openkern::gpu::kernels() {
+        let blocks = match piece_blocks(kernel.source) {
+            Ok(b) => b,
+            Err(e) => {
+                failures.push(format!("{}: {e}", kernel.name));
+                continue;
+            }
+        };
+        for piece in kernel.pieces {
+            if !blocks.iter().any(|b| b.name == piece.name) {
+                failures.push(format!(
+                    "{}: lists piece {} but carries no `// #piece {}` block",
+                    kernel.name, piece.name, piece.name
+                ));
+            }
+        }
+        for (from, _) in kernel.swaps {
+            if !kernel.pieces.iter().any(|p| p.name == from.name) {
+                failures.push(format!(
+                    "{}: swaps piece {} it does not carry",
+                    kernel.name, from.name
+                ));
+            }
+        }
+        for block in &blocks {
+            let Some(piece) = kernel.pieces.iter().find(|p| p.name == block.name) else {
+                failures.push(format!(
+                    "{}: carries a block for piece {} without listing it in its KernelSource",
+                    kernel.name, block.name
+                ));
+                continue;
+            };
+            if block.text != piece.source {
+                let line = block
+                    .text
+                    .lines()
+                    .zip(piece.source.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(block.text.lines().count().min(piece.source.lines().count()));
+                failures.push(format!(
+                    "{}: its copy of piece {} drifted from shaders/common/{}.wgsl (first difference at line {} of the piece); copy the canonical text back",
+                    kernel.name,
+                    piece.name,
+                    piece.name,
+                    line + 1
+                ));
+            }
+        }
     }
-    fn erfc(source: &str) -> &str {
-        let start = source.find("fn erfc_pos(").expect("erfc_pos");
-        let end = start + source[start..].find("\n}\n").expect("end of erfc_pos");
-        &source[start..end]
-    }
-    let kernels = openkern::gpu::kernels();
-    let matmuls: Vec<_> = kernels
-        .iter()
-        .filter(|k| k.name.starts_with("matmul_"))
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("shaders/common")
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".wgsl")
+                .to_string()
+        })
         .collect();
-    assert!(matmuls.len() >= 6, "matmul kernels not registered");
-    let first = block(matmuls[0].source).expect("matmul epilogue block");
-    for k in &matmuls {
-        assert_eq!(
-            block(k.source),
-            Some(first),
-            "{}: its erfc_pos/activate block differs from {}'s",
-            k.name,
-            matmuls[0].name
-        );
+    files.sort();
+    let mut registered: Vec<String> = pieces::ALL.iter().map(|p| p.name.to_string()).collect();
+    registered.sort();
+    if files != registered {
+        failures.push(format!(
+            "shaders/common holds {files:?} but pieces::ALL registers {registered:?}"
+        ));
     }
-    let activation = kernels.iter().find(|k| k.name == "activation").unwrap();
-    assert_eq!(erfc(activation.source), erfc(first), "erfc fit differs");
+    for kernel in openkern::gpu::kernels() {
+        if kernel.source.contains("// #reduce") {
+            failures.push(format!("{}: old `// #reduce` marker", kernel.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Each kernel's uniform `Params` is declared once in Rust (`uniform_params!`); its layout
+/// must be the WGSL struct's as naga lays it out: the same members in the same order at
+/// the same offsets (padding members aside) and the same size.
+#[test]
+fn params_structs_match_their_wgsl_layout() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for kernel in openkern::gpu::kernels() {
+        let module = naga::front::wgsl::parse_str(kernel.source).expect("kernels parse");
+        let uniform = module
+            .global_variables
+            .iter()
+            .find(|(_, v)| v.space == naga::AddressSpace::Uniform);
+        let (var, layout) = match (uniform, kernel.params) {
+            (None, None) => continue,
+            (Some((_, v)), Some(l)) => (v, l),
+            (Some(_), None) => {
+                failures.push(format!(
+                    "{}: has a uniform but its KernelSource names no params layout",
+                    kernel.name
+                ));
+                continue;
+            }
+            (None, Some(l)) => {
+                failures.push(format!(
+                    "{}: names {} but declares no uniform",
+                    kernel.name, l.rust_name
+                ));
+                continue;
+            }
+        };
+        let naga::TypeInner::Struct { members, span } = &module.types[var.ty].inner else {
+            failures.push(format!("{}: its uniform is not a struct", kernel.name));
+            continue;
+        };
+        let wgsl: Vec<(String, usize)> = members
+            .iter()
+            .filter_map(|m| {
+                let name = m.name.clone().unwrap_or_default();
+                (!name.starts_with("_pad")).then_some((name, m.offset as usize))
+            })
+            .collect();
+        let rust: Vec<(String, usize)> = layout
+            .fields
+            .iter()
+            .filter(|(n, _)| !n.starts_with("_pad"))
+            .map(|&(n, o)| (n.to_string(), o))
+            .collect();
+        if wgsl != rust {
+            failures.push(format!(
+                "{}: WGSL Params members {wgsl:?} differ from {} {rust:?}",
+                kernel.name, layout.rust_name
+            ));
+        }
+        if *span as usize != layout.size {
+            failures.push(format!(
+                "{}: WGSL Params is {span} bytes, {} is {}",
+                kernel.name, layout.rust_name, layout.size
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} params structs checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,10 +1,20 @@
 //! Launcher for `shaders/activation.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{
+    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
+
+uniform_params! {
+    /// Mirrors `Params` in activation.wgsl.
+    pub(crate) struct ActivationParams {
+        n: u32,
+        _pad: [u32; 3],
+    }
+}
 
 pub(crate) static ACTIVATION: KernelSource = KernelSource {
     name: "activation",
@@ -18,12 +28,15 @@ pub(crate) static ACTIVATION: KernelSource = KernelSource {
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[
-        &[("OP", 0.0)],
         &[("OP", 1.0)],
         &[("OP", 2.0)],
         &[("OP", 3.0)],
         &[("OP", 4.0)],
+        &[("OP", 5.0)],
     ],
+    pieces: &[&pieces::ACTIVATION],
+    swaps: &[],
+    params: Some(&ActivationParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
@@ -41,7 +54,7 @@ pub(crate) fn activation(
         &ACTIVATION,
         "main",
         ShaderHeader::new(vec![a.dtype(); 3]),
-        &[("OP", act as u32 as f64)],
+        &[("OP", f64::from(act.code()))],
     )?;
     g.dispatch(
         &pipeline,
@@ -51,7 +64,7 @@ pub(crate) fn activation(
             b.unwrap_or(a).gpu_buffer(),
             out.gpu_buffer(),
         ],
-        Some(bytemuck::bytes_of(&[n, 0, 0, 0])),
+        Some(bytemuck::bytes_of(&ActivationParams { n, _pad: [0; 3] })),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )
 }

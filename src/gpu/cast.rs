@@ -1,9 +1,17 @@
 //! Launcher for `shaders/cast.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::tensor::Tensor;
+
+uniform_params! {
+    /// Mirrors `Params` in cast.wgsl.
+    pub(crate) struct CastParams {
+        n: u32,
+        _pad: [u32; 3],
+    }
+}
 
 pub(crate) static CAST: KernelSource = KernelSource {
     name: "cast",
@@ -13,6 +21,9 @@ pub(crate) static CAST: KernelSource = KernelSource {
     mixed_dtypes: true,
     enables: &[],
     specialisations: &[&[]],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&CastParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
@@ -29,7 +40,7 @@ pub(crate) fn cast(g: &GpuContext, src: &Tensor, dst: &Tensor) -> Result<()> {
         &pipeline,
         "cast",
         &[src.gpu_buffer(), dst.gpu_buffer()],
-        Some(bytemuck::bytes_of(&[n, 0, 0, 0])),
+        Some(bytemuck::bytes_of(&CastParams { n, _pad: [0; 3] })),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )
 }

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/elementwise.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::elementwise::{BinaryOp, Operand};
@@ -24,23 +24,26 @@ pub(crate) static ELEMENTWISE: KernelSource = KernelSource {
         &[("OP", 2.0)],
         &[("OP", 3.0)],
     ],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&ElementwiseParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
 
-/// Mirrors `Params` in elementwise.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    rank: u32,
-    mode: u32,
-    scalar: f32,
-    out_shape: [u32; MAX_RANK],
-    lhs_strides: [u32; MAX_RANK],
-    rhs_strides: [u32; MAX_RANK],
-    rhs_len: u32,
-    _pad: [u32; 3],
+uniform_params! {
+    /// Mirrors `Params` in elementwise.wgsl.
+    pub(crate) struct ElementwiseParams {
+        n: u32,
+        rank: u32,
+        mode: u32,
+        scalar: f32,
+        out_shape: [u32; MAX_RANK],
+        lhs_strides: [u32; MAX_RANK],
+        rhs_strides: [u32; MAX_RANK],
+        rhs_len: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// True when `small`, without its leading 1s, equals the trailing dimensions of `out`:
@@ -75,7 +78,7 @@ pub(crate) fn binary(
             r.gpu_buffer(),
         ),
     };
-    let params = Params {
+    let params = ElementwiseParams {
         n,
         rank: out.rank() as u32,
         mode,

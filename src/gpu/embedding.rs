@@ -1,10 +1,20 @@
 //! Launcher for `shaders/embedding.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
+
+uniform_params! {
+    /// Mirrors `Params` in embedding.wgsl.
+    pub(crate) struct EmbeddingParams {
+        n: u32,
+        d: u32,
+        vocab: u32,
+        _pad: u32,
+    }
+}
 
 pub(crate) static EMBEDDING: KernelSource = KernelSource {
     name: "embedding",
@@ -18,6 +28,9 @@ pub(crate) static EMBEDDING: KernelSource = KernelSource {
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[]],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&EmbeddingParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
@@ -41,7 +54,12 @@ pub(crate) fn embedding(
         &pipeline,
         "embedding",
         &[ids.gpu_buffer(), table.gpu_buffer(), out.gpu_buffer()],
-        bytemuck::bytes_of(&[n, d as u32, vocab as u32, 0]),
+        bytemuck::bytes_of(&EmbeddingParams {
+            n,
+            d: d as u32,
+            vocab: vocab as u32,
+            _pad: 0,
+        }),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )
 }

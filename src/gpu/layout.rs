@@ -1,6 +1,6 @@
 //! Launcher for `shaders/layout.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::shape::{pad_rank, MAX_RANK};
@@ -14,22 +14,25 @@ pub(crate) static LAYOUT: KernelSource = KernelSource {
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[]],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&LayoutParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
 
-/// Mirrors `Params` in layout.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    rank: u32,
-    src_block: u32,
-    dst_block: u32,
-    dst_offset: u32,
-    _pad: [u32; 3],
-    out_shape: [u32; MAX_RANK],
-    src_strides: [u32; MAX_RANK],
+uniform_params! {
+    /// Mirrors `Params` in layout.wgsl.
+    pub(crate) struct LayoutParams {
+        n: u32,
+        rank: u32,
+        src_block: u32,
+        dst_block: u32,
+        dst_offset: u32,
+        _pad: [u32; 3],
+        out_shape: [u32; MAX_RANK],
+        src_strides: [u32; MAX_RANK],
+    }
 }
 
 pub(crate) fn permute(
@@ -40,12 +43,12 @@ pub(crate) fn permute(
     out: &Tensor,
 ) -> Result<()> {
     let n = out.len() as u32;
-    let params = Params {
+    let params = LayoutParams {
         n,
         rank: shape.len() as u32,
         out_shape: pad_rank(shape),
         src_strides: pad_rank(src_strides),
-        ..Default::default()
+        ..bytemuck::Zeroable::zeroed()
     };
     let pipeline = g.pipeline(
         &LAYOUT,
@@ -73,12 +76,12 @@ pub(crate) fn concat_part(
     out: &Tensor,
 ) -> Result<()> {
     let n = x.len() as u32;
-    let params = Params {
+    let params = LayoutParams {
         n,
         src_block: src_block as u32,
         dst_block: dst_block as u32,
         dst_offset: dst_offset as u32,
-        ..Default::default()
+        ..bytemuck::Zeroable::zeroed()
     };
     let pipeline = g.pipeline(
         &LAYOUT,

@@ -11,7 +11,9 @@
 //!    few tiles to fill the device while K is long.
 
 use super::autotune::{self, ShapeClass, TileConfig};
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{
+    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -67,6 +69,13 @@ pub(crate) static MATMUL_TILED: KernelSource = KernelSource {
             ("ACT", 2.0),
         ],
     ],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// Barrier-free subgroup GEMM (SUBGROUP with a fixed subgroup size).
@@ -88,6 +97,13 @@ pub(crate) static MATMUL_SUBGROUP: KernelSource = KernelSource {
             ("ACT", 3.0),
         ],
     ],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// One output per invocation, no tiling: the baseline of the speed-up ratio.
@@ -99,6 +115,13 @@ pub(crate) static MATMUL_NAIVE: KernelSource = KernelSource {
     mixed_dtypes: true,
     enables: &[],
     specialisations: &[&[], &[("HAS_BIAS", 1.0), ("ACT", 1.0)]],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// Split-K reduction plus epilogue.
@@ -114,6 +137,13 @@ pub(crate) static MATMUL_REDUCE: KernelSource = KernelSource {
     mixed_dtypes: true,
     enables: &[],
     specialisations: &[&[], &[("HAS_BIAS", 1.0), ("ACT", 3.0)]],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// GEMV for M ≤ 8, B read along K (`gemv_k`) or along N (`gemv_n`).
@@ -135,6 +165,13 @@ pub(crate) static MATMUL_GEMV: KernelSource = KernelSource {
             ("ACT", 1.0),
         ],
     ],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// `gemv_k` with subgroup reductions (SUBGROUP).
@@ -149,6 +186,13 @@ pub(crate) static MATMUL_GEMV_SUBGROUP: KernelSource = KernelSource {
         &[],
         &[("MR", 4.0), ("SG", 8.0), ("VEC2_A", 1.0), ("VEC2_B", 1.0)],
     ],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// Cooperative-matrix GEMM (f16 in, f32 accumulate; EXPERIMENTAL_COOPERATIVE_MATRIX,
@@ -170,6 +214,13 @@ pub(crate) static MATMUL_COOP: KernelSource = KernelSource {
             ("ACT", 2.0),
         ],
     ],
+    pieces: &[
+        &pieces::MATMUL_PARAMS,
+        &pieces::ACTIVATION,
+        &pieces::MATMUL_BATCH_OFFSETS,
+    ],
+    swaps: &[],
+    params: Some(&MatmulParams::LAYOUT),
 };
 
 /// Every matmul kernel family, for the shader portability test (naga parse, validate,
@@ -186,28 +237,28 @@ pub(crate) static KERNELS: &[&KernelSource] = &[
     &MATMUL_COOP,
 ];
 
-/// Mirrors `Params` in every matmul_*.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    sam: u32,
-    sak: u32,
-    sbk: u32,
-    sbn: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    splits: u32,
-    k_chunk: u32,
-    batch_rank: u32,
-    total_groups: u32,
-    _pad: [u32; 2],
-    batch_shape: [u32; MAX_RANK],
-    a_bstride: [u32; MAX_RANK],
-    b_bstride: [u32; MAX_RANK],
+uniform_params! {
+    /// Mirrors `Params` in every matmul_*.wgsl.
+    pub(crate) struct MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        sam: u32,
+        sak: u32,
+        sbk: u32,
+        sbn: u32,
+        tiles_m: u32,
+        tiles_n: u32,
+        splits: u32,
+        k_chunk: u32,
+        batch_rank: u32,
+        total_groups: u32,
+        _pad: [u32; 2],
+        batch_shape: [u32; MAX_RANK],
+        a_bstride: [u32; MAX_RANK],
+        b_bstride: [u32; MAX_RANK],
+    }
 }
 
 /// Rows of A the GEMV kernels take (their accumulators are a fixed register array).
@@ -217,9 +268,9 @@ const GEMV_WG: u32 = 128;
 /// Invocations per output column in the shared-memory `gemv_k`.
 const GEMV_TEAM: u32 = 32;
 
-impl Params {
+impl MatmulParams {
     fn new(p: &MatmulPlan) -> Self {
-        Params {
+        MatmulParams {
             m: p.m as u32,
             n: p.n as u32,
             k: p.k as u32,
@@ -501,17 +552,9 @@ fn bias_binding<'t>(bias: Option<&'t Tensor>, a: &'t Tensor) -> (&'t wgpu::Buffe
     }
 }
 
-/// The epilogue's override constants. `ACT` numbers the one-input activations as the
-/// matmul shaders' `activate` does: 0 none, 1 gelu, 2 gelu_tanh, 3 silu, 4 relu.
+/// The epilogue's override constants: `ACT` is the activation's code (0 for none).
 fn epilogue_constants(bias: Option<&Tensor>, act: Option<Activation>) -> [(&'static str, f64); 2] {
-    let code = match act {
-        None => 0,
-        Some(Activation::Gelu) => 1,
-        Some(Activation::GeluTanh) => 2,
-        Some(Activation::Silu) => 3,
-        Some(Activation::Relu) => 4,
-        Some(Activation::SwiGlu) => unreachable!("matmul refuses swiglu before planning"),
-    };
+    let code = act.map_or(0, Activation::code);
     [("HAS_BIAS", flag(bias.is_some())), ("ACT", f64::from(code))]
 }
 
@@ -536,7 +579,7 @@ fn naive(
         ShaderHeader::new(vec![plan.in_dtype, plan.in_dtype, bias_dt, plan.out_dtype]),
         &epilogue_constants(bias, plan.activation),
     )?;
-    let params = Params::new(plan);
+    let params = MatmulParams::new(plan);
     let total = (plan.batch() * plan.m * plan.n) as u32;
     g.dispatch(
         &pipeline,
@@ -561,7 +604,7 @@ fn gemv(
     let k_contig = plan.sbk == 1;
     let vec2_a = plan.sak == 1 && pairs_aligned(plan.sam, &plan.a_batch_strides);
     let [has_bias, act] = epilogue_constants(bias, plan.activation);
-    let params = Params::new(plan);
+    let params = MatmulParams::new(plan);
     let batch = plan.batch() as u32;
     let subgroup_size = if subgroup {
         fixed_subgroup_size(g, a.device().info())
@@ -629,7 +672,7 @@ fn tiled(
     tile: &TileConfig,
     split: KSplit,
 ) -> Result<()> {
-    let mut params = Params::new(plan);
+    let mut params = MatmulParams::new(plan);
     let tiles_m = plan.m.div_ceil(tile.bm as usize);
     let tiles_n = plan.n.div_ceil(tile.bn as usize);
     let KSplit { splits, k_chunk } = split;
@@ -746,7 +789,7 @@ fn subgroup_gemm(
     // (lavapipe: 8 vs 4 GFLOP/s at 1024³); A_SHUFFLE = false stays for adapters where
     // shuffles are slow.
     let shuffle = true;
-    let mut params = Params::new(plan);
+    let mut params = MatmulParams::new(plan);
     let tiles_m = plan.m.div_ceil((tm * wgs) as usize);
     let tiles_n = plan.n.div_ceil((tn * sg) as usize);
     let total = tiles_m * tiles_n * plan.batch();
@@ -794,7 +837,7 @@ fn coop(
         (2, 2)
     };
     let quads = sgm * sgn;
-    let mut params = Params::new(plan);
+    let mut params = MatmulParams::new(plan);
     let tiles_m = plan.m.div_ceil(32 * sgm as usize);
     let tiles_n = plan.n.div_ceil(32 * sgn as usize);
     let total = tiles_m * tiles_n * plan.batch();

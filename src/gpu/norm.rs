@@ -1,13 +1,15 @@
 //! Launcher for `shaders/norm.wgsl`.
 
-use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::rows::{row_workgroup, RowKernel};
+use super::shader::{
+    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use std::sync::LazyLock;
 
-pub(crate) static NORM: KernelSource = KernelSource {
+/// The file as written: shared-memory reductions.
+const NORM_FILE: KernelSource = KernelSource {
     name: "norm",
     source: kernel_file!("norm"),
     entry_points: &["main", "short_rows"],
@@ -27,24 +29,29 @@ pub(crate) static NORM: KernelSource = KernelSource {
         &[("LAYER", 1.0), ("RESIDUAL", 0.0), ("WORKGROUP", 64.0)],
         &[("LAYER", 1.0), ("RESIDUAL", 1.0), ("WORKGROUP", 256.0)],
     ],
+    pieces: &[&pieces::ROW_REDUCE],
+    swaps: &[],
+    params: Some(&NormParams::LAYOUT),
 };
 
-pub(crate) static NORM_SUBGROUP: LazyLock<KernelSource> =
-    LazyLock::new(|| subgroup_twin(&NORM, "norm_subgroup"));
+pub(crate) static NORM: KernelSource = NORM_FILE;
+
+/// The subgroup form, for adapters with SUBGROUP.
+pub(crate) static NORM_SUBGROUP: KernelSource = NORM_FILE.subgroup_twin("norm_subgroup");
 
 const KERNEL: RowKernel = RowKernel {
     shared: &NORM,
     subgroup: &NORM_SUBGROUP,
 };
 
-/// Mirrors `Params` in norm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    rows: u32,
-    eps: f32,
-    _pad: u32,
+uniform_params! {
+    /// Mirrors `Params` in norm.wgsl.
+    pub(crate) struct NormParams {
+        n: u32,
+        rows: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// Normalises the rows of `x` (+ `res`) into `y`, writing the sum to `h` when `res` is
@@ -65,7 +72,7 @@ pub(crate) fn norm(
     // rows up to SHORT_ROW long: one per invocation (as softmax)
     let short = n <= super::softmax::SHORT_ROW;
     let wg = if short { 64 } else { row_workgroup(n) };
-    let params = Params {
+    let params = NormParams {
         n: n as u32,
         rows: rows as u32,
         eps,

@@ -1,11 +1,19 @@
 //! Launchers for `shaders/probe.wgsl`: the device's copy bandwidth and FMA throughput,
 //! measured in the same run as the kernels they are compared with.
 
-use super::shader::{kernel_file, KernelSource};
+use super::shader::{kernel_file, uniform_params, KernelSource};
 use super::timing::TimingSource;
 use super::{fold_groups, GpuContext};
 use crate::device::Device;
 use crate::error::Result;
+
+uniform_params! {
+    /// Mirrors `Params` in probe.wgsl.
+    pub(crate) struct ProbeParams {
+        n: u32,
+        _pad: [u32; 3],
+    }
+}
 
 pub(crate) static PROBE: KernelSource = KernelSource {
     name: "probe",
@@ -15,6 +23,9 @@ pub(crate) static PROBE: KernelSource = KernelSource {
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[("FMA_LOOP", 512.0)]],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&ProbeParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
@@ -57,7 +68,7 @@ pub fn copy_bandwidth(device: &Device) -> Result<ProbeResult> {
         super::shader::ShaderHeader::new(vec![]),
         &[],
     )?;
-    let params = [n, 0, 0, 0];
+    let params = ProbeParams { n, _pad: [0; 3] };
     let run = || {
         g.dispatch(
             &pipeline,
@@ -92,7 +103,10 @@ pub fn fma_throughput(device: &Device) -> Result<ProbeResult> {
     )?;
     let sink = g.alloc(16 * 1024);
     let src = g.alloc(16);
-    let params = [1024u32, 0, 0, 0];
+    let params = ProbeParams {
+        n: 1024,
+        _pad: [0; 3],
+    };
     let mut groups: u32 = 64;
     loop {
         let run = || {

@@ -1,15 +1,26 @@
 //! Launcher for `shaders/reduce.wgsl`.
 
-use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::rows::{row_workgroup, RowKernel};
+use super::shader::{
+    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::reduce::Reduction;
 use crate::tensor::Tensor;
-use std::sync::LazyLock;
 
-pub(crate) static REDUCE: KernelSource = KernelSource {
+uniform_params! {
+    /// Mirrors `Params` in reduce.wgsl.
+    pub(crate) struct ReduceParams {
+        n: u32,
+        rows: u32,
+        _pad: [u32; 2],
+    }
+}
+
+/// The file as written: shared-memory reductions.
+const REDUCE_FILE: KernelSource = KernelSource {
     name: "reduce",
     source: kernel_file!("reduce"),
     entry_points: &["main", "short_rows"],
@@ -26,10 +37,15 @@ pub(crate) static REDUCE: KernelSource = KernelSource {
         &[("OP", 2.0), ("WORKGROUP", 128.0)],
         &[("OP", 3.0), ("WORKGROUP", 256.0)],
     ],
+    pieces: &[&pieces::ROW_REDUCE],
+    swaps: &[],
+    params: Some(&ReduceParams::LAYOUT),
 };
 
-pub(crate) static REDUCE_SUBGROUP: LazyLock<KernelSource> =
-    LazyLock::new(|| subgroup_twin(&REDUCE, "reduce_subgroup"));
+pub(crate) static REDUCE: KernelSource = REDUCE_FILE;
+
+/// The subgroup form, for adapters with SUBGROUP.
+pub(crate) static REDUCE_SUBGROUP: KernelSource = REDUCE_FILE.subgroup_twin("reduce_subgroup");
 
 const KERNEL: RowKernel = RowKernel {
     shared: &REDUCE,
@@ -67,7 +83,11 @@ pub(crate) fn reduce(
         &pipeline,
         "reduce",
         &[x.gpu_buffer(), y.gpu_buffer(), idx_buf],
-        Some(bytemuck::bytes_of(&[n as u32, rows, 0, 0])),
+        Some(bytemuck::bytes_of(&ReduceParams {
+            n: n as u32,
+            rows,
+            _pad: [0; 2],
+        })),
         fold_groups(if short { rows.div_ceil(wg) } else { rows }),
     )
 }

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/rope.wgsl`.
 
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::rope::{Plan, MAX_ROTARY_DIM};
@@ -14,30 +14,33 @@ pub(crate) static ROPE: KernelSource = KernelSource {
     mixed_dtypes: false,
     enables: &[],
     specialisations: &[&[]],
+    pieces: &[],
+    swaps: &[],
+    params: Some(&RopeParams::LAYOUT),
 };
 
 const WORKGROUP: u32 = 256;
 
-/// Mirrors `Params` in rope.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    d: u32,
-    rot: u32,
-    halves: u32,
-    div: u32,
-    seq: u32,
-    offset: u32,
-    _pad: u32,
-    inv_freq: [f32; MAX_ROTARY_DIM / 2],
+uniform_params! {
+    /// Mirrors `Params` in rope.wgsl.
+    pub(crate) struct RopeParams {
+        n: u32,
+        d: u32,
+        rot: u32,
+        halves: u32,
+        div: u32,
+        seq: u32,
+        offset: u32,
+        _pad: u32,
+        inv_freq: [f32; MAX_ROTARY_DIM / 2],
+    }
 }
 
 pub(crate) fn rope(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
     let n = x.len() as u32;
     let mut inv_freq = [0f32; MAX_ROTARY_DIM / 2];
     inv_freq[..plan.inv_freq.len()].copy_from_slice(&plan.inv_freq);
-    let params = Params {
+    let params = RopeParams {
         n,
         d: plan.d as u32,
         rot: plan.rot as u32,

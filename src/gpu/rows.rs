@@ -3,13 +3,12 @@
 
 use super::shader::KernelSource;
 use super::GpuContext;
-use std::sync::LazyLock;
 
 /// A row kernel in its two forms: the file as written (shared-memory reductions) and the
 /// same file with the subgroup reductions swapped in.
 pub(crate) struct RowKernel {
     pub(crate) shared: &'static KernelSource,
-    pub(crate) subgroup: &'static LazyLock<KernelSource>,
+    pub(crate) subgroup: &'static KernelSource,
 }
 
 impl RowKernel {
@@ -20,19 +19,6 @@ impl RowKernel {
         } else {
             self.shared
         }
-    }
-}
-
-/// The subgroup twin of a row kernel: same bindings and variants, reductions swapped.
-pub(crate) fn subgroup_twin(k: &'static KernelSource, name: &'static str) -> KernelSource {
-    KernelSource {
-        name,
-        source: super::shader::with_subgroup_reductions(k.source),
-        entry_points: k.entry_points,
-        tensors: k.tensors,
-        mixed_dtypes: k.mixed_dtypes,
-        enables: k.enables,
-        specialisations: k.specialisations,
     }
 }
 

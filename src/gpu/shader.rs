@@ -7,6 +7,15 @@
 //! one built by [`ShaderHeader`] from the call's dtypes; the kernel body never changes.
 //! Other variants (tile sizes, op codes) come through WGSL `override` constants.
 //!
+//! Code several kernels share (the row reductions, the activation epilogue, the matmul
+//! params and batch walk, online softmax) is written once as a [`Piece`] in
+//! `shaders/common/`. A kernel that uses a piece keeps an identical inline copy between
+//! `// #piece NAME` and `// #end piece NAME`, so the file stays valid WGSL on its own,
+//! and names the piece in [`KernelSource::pieces`]; tests/shaders.rs fails when a copy
+//! drifts. [`KernelSource::specialise`] is the one place that assembles a variant: the
+//! `enable` lines, the typed header, and each piece (or its swap, e.g. the subgroup
+//! reductions).
+//!
 //! 16-bit tensors are stored packed, two per `u32`, so they work on adapters without
 //! SHADER_F16. Reads unpack; whole-word writes (`store2_*`) are plain stores, single
 //! element writes (`store_*`) use two atomics so neighbouring invocations that own the
@@ -102,7 +111,108 @@ pub struct KernelSource {
     pub enables: &'static [&'static str],
     /// Override-constant sets the launchers use, validated by the portability test.
     pub specialisations: &'static [&'static [(&'static str, f64)]],
+    /// Shared pieces the file carries inline between `// #piece` markers.
+    pub pieces: &'static [&'static Piece],
+    /// Pieces replaced by another in this variant: `(carried, used instead)`.
+    pub swaps: &'static [(&'static Piece, &'static Piece)],
+    /// The Rust mirror of the kernel's uniform `Params` struct, checked against the WGSL
+    /// layout by tests/shaders.rs; `None` for a kernel without a uniform.
+    pub params: Option<&'static ParamsLayout>,
 }
+
+/// The swap that turns a row kernel into its subgroup form.
+const SUBGROUP_REDUCTIONS: &[(&Piece, &Piece)] =
+    &[(&pieces::ROW_REDUCE, &pieces::ROW_REDUCE_SUBGROUP)];
+
+/// A piece of WGSL several kernels share, written once in `shaders/common/`.
+#[derive(Debug)]
+pub struct Piece {
+    /// The file stem in `shaders/common/`, and the name in the `// #piece` markers.
+    pub name: &'static str,
+    /// The canonical text: what every inline copy must equal.
+    pub source: &'static str,
+}
+
+macro_rules! piece {
+    ($name:literal) => {
+        Piece {
+            name: $name,
+            source: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/common/",
+                $name,
+                ".wgsl"
+            )),
+        }
+    };
+}
+
+/// Every shared piece, one per file in `shaders/common/`.
+pub mod pieces {
+    use super::Piece;
+
+    /// Workgroup reductions through shared memory (`reduce_init`, `wg_sum`, `wg_max`, ...).
+    pub static ROW_REDUCE: Piece = piece!("row_reduce");
+    /// The same interface through subgroup operations, swapped in on SUBGROUP adapters.
+    pub static ROW_REDUCE_SUBGROUP: Piece = piece!("row_reduce_subgroup");
+    /// `erfc_pos` and `activate(x, code)`: the activations by their one numeric code.
+    pub static ACTIVATION: Piece = piece!("activation");
+    /// The uniform `Params` every matmul kernel takes (`MatmulParams` in Rust).
+    pub static MATMUL_PARAMS: Piece = piece!("matmul_params");
+    /// `batch_offsets`: a flat batch index to A and B offsets under broadcasting.
+    pub static MATMUL_BATCH_OFFSETS: Piece = piece!("matmul_batch_offsets");
+    /// f32 to f16 bits with round-to-nearest-even, NaN and overflow kept (header writers).
+    pub static PACK_F16: Piece = piece!("pack_f16");
+    /// f32 to bf16 bits with round-to-nearest-even, NaN kept (header writers).
+    pub static PACK_BF16: Piece = piece!("pack_bf16");
+
+    /// All of them, for the drift test.
+    pub static ALL: &[&Piece] = &[
+        &ROW_REDUCE,
+        &ROW_REDUCE_SUBGROUP,
+        &ACTIVATION,
+        &MATMUL_PARAMS,
+        &MATMUL_BATCH_OFFSETS,
+        &PACK_F16,
+        &PACK_BF16,
+    ];
+}
+
+/// A uniform params struct as Rust lays it out, for the test that compares it with the
+/// WGSL struct naga reads from the kernel. Made by [`uniform_params!`].
+#[derive(Debug)]
+pub struct ParamsLayout {
+    /// The Rust type's name, for messages.
+    pub rust_name: &'static str,
+    /// `size_of` the Rust struct.
+    pub size: usize,
+    /// Each field's name and byte offset, in declaration order.
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// Declares a kernel's uniform params struct once: `#[repr(C)]`, `Pod`, and a
+/// `LAYOUT` constant the shader test checks against the WGSL `Params` through naga.
+macro_rules! uniform_params {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $(pub(crate) $field: $ty),*
+        }
+
+        impl $name {
+            /// The layout the shader test compares with the WGSL struct.
+            pub(crate) const LAYOUT: $crate::gpu::shader::ParamsLayout =
+                $crate::gpu::shader::ParamsLayout {
+                    rust_name: stringify!($name),
+                    size: std::mem::size_of::<$name>(),
+                    fields: &[$((stringify!($field), std::mem::offset_of!($name, $field))),*],
+                };
+        }
+    };
+}
+pub(crate) use uniform_params;
 
 /// The typed header of one kernel variant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,23 +220,6 @@ pub struct ShaderHeader {
     /// Dtype of each tensor binding, in the kernel's binding order.
     pub dtypes: Vec<DType>,
 }
-
-const F16_BITS: &str = "\
-fn ok_f16_bits(v: f32) -> u32 {
-    let b = bitcast<u32>(v);
-    if ((b & 0x7fffffffu) > 0x7f800000u) { return 0x7e00u; }
-    if (abs(v) >= 65520.0) { return ((b >> 16u) & 0x8000u) | 0x7c00u; }
-    return pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu;
-}
-";
-
-const BF16_BITS: &str = "\
-fn ok_bf16_bits(v: f32) -> u32 {
-    let b = bitcast<u32>(v);
-    if ((b & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0u; }
-    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
-}
-";
 
 impl ShaderHeader {
     /// The header for the given dtypes (one per tensor binding).
@@ -145,10 +238,10 @@ impl ShaderHeader {
                 .any(|(t, &dt)| t.access == Access::Write && dt == d)
         };
         if writes(DType::F16) {
-            h.push_str(F16_BITS);
+            h.push_str(pieces::PACK_F16.source);
         }
         if writes(DType::BF16) {
-            h.push_str(BF16_BITS);
+            h.push_str(pieces::PACK_BF16.source);
         }
         for (slot, (t, &dt)) in kernel.tensors.iter().zip(&self.dtypes).enumerate() {
             let n = t.name;
@@ -216,25 +309,111 @@ impl ShaderHeader {
 
 const HEADER_BEGIN: &str = "// #header";
 const HEADER_END: &str = "// #end header";
+const PIECE_BEGIN: &str = "// #piece ";
+const PIECE_END: &str = "// #end piece ";
+
+/// One `// #piece NAME` block in a kernel file.
+#[derive(Debug, Clone, Copy)]
+pub struct PieceBlock<'s> {
+    /// The piece's name.
+    pub name: &'s str,
+    /// The inline copy between the marker lines.
+    pub text: &'s str,
+    /// Byte range of the whole block, marker lines included.
+    pub range: (usize, usize),
+}
+
+/// The `// #piece` blocks of `source`, in order; an error names a block whose end
+/// marker is missing.
+pub fn piece_blocks(source: &str) -> std::result::Result<Vec<PieceBlock<'_>>, String> {
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while let Some(found) = source[at..].find(PIECE_BEGIN) {
+        let start = at + found;
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |e| start + e + 1);
+        let name = source[start + PIECE_BEGIN.len()..line_end].trim();
+        let end_marker = format!("{PIECE_END}{name}\n");
+        let Some(end) = source[line_end..].find(&end_marker) else {
+            return Err(format!(
+                "`{PIECE_BEGIN}{name}` has no `{}`",
+                end_marker.trim()
+            ));
+        };
+        let text_end = line_end + end;
+        blocks.push(PieceBlock {
+            name,
+            text: &source[line_end..text_end],
+            range: (start, text_end + end_marker.len()),
+        });
+        at = text_end + end_marker.len();
+    }
+    Ok(blocks)
+}
 
 impl KernelSource {
-    /// The kernel's WGSL with its default header replaced by `header`.
+    /// The kernel variant's WGSL, assembled in one place: the `enable` lines, the default
+    /// header replaced by `header`, and every `// #piece` block filled from its canonical
+    /// piece (or the piece [`swaps`](Self::swaps) puts in its place).
     pub fn specialise(&self, header: &ShaderHeader) -> String {
-        let begin = self.source.find(HEADER_BEGIN);
-        let end = self.source.find(HEADER_END);
-        let (Some(begin), Some(end)) = (begin, end) else {
-            return self.source.to_string();
-        };
-        let mut out = String::with_capacity(self.source.len() + 1024);
+        let mut out = String::with_capacity(self.source.len() + 2048);
         for e in self.enables {
             let _ = writeln!(out, "enable {e};");
         }
-        out.push_str(&self.source[..begin]);
-        out.push_str(HEADER_BEGIN);
-        out.push('\n');
-        out.push_str(&header.render(self));
-        out.push_str(&self.source[end..]);
+        let body = match (self.source.find(HEADER_BEGIN), self.source.find(HEADER_END)) {
+            (Some(begin), Some(end)) => {
+                let mut s = String::with_capacity(self.source.len() + 1024);
+                s.push_str(&self.source[..begin]);
+                s.push_str(HEADER_BEGIN);
+                s.push('\n');
+                s.push_str(&header.render(self));
+                s.push_str(&self.source[end..]);
+                s
+            }
+            _ => self.source.to_string(),
+        };
+        let Ok(blocks) = piece_blocks(&body) else {
+            // a malformed marker is reported by the drift test; compile the file as written
+            out.push_str(&body);
+            return out;
+        };
+        let mut at = 0;
+        for block in blocks {
+            let canonical = self.pieces.iter().find(|p| p.name == block.name);
+            let swapped = self
+                .swaps
+                .iter()
+                .find(|(from, _)| from.name == block.name)
+                .map(|&(_, to)| to);
+            out.push_str(&body[at..block.range.0]);
+            match (swapped, canonical) {
+                (Some(to), _) => {
+                    let _ = writeln!(out, "{PIECE_BEGIN}{} ({})", block.name, to.name);
+                    out.push_str(to.source);
+                    let _ = writeln!(out, "{PIECE_END}{}", block.name);
+                }
+                (None, Some(p)) => {
+                    let _ = writeln!(out, "{PIECE_BEGIN}{}", block.name);
+                    out.push_str(p.source);
+                    let _ = writeln!(out, "{PIECE_END}{}", block.name);
+                }
+                (None, None) => out.push_str(&body[block.range.0..block.range.1]),
+            }
+            at = block.range.1;
+        }
+        out.push_str(&body[at..]);
         out
+    }
+
+    /// This kernel with its row reductions swapped for the subgroup form, under `name`:
+    /// same bindings, entry points and variants.
+    pub const fn subgroup_twin(self, name: &'static str) -> KernelSource {
+        KernelSource {
+            name,
+            swaps: SUBGROUP_REDUCTIONS,
+            ..self
+        }
     }
 
     /// Every dtype assignment the launchers can ask for: float bindings take each float
@@ -289,27 +468,3 @@ macro_rules! kernel_file {
     };
 }
 pub(crate) use kernel_file;
-
-const REDUCE_BEGIN: &str = "// #reduce";
-const REDUCE_END: &str = "// #end reduce";
-
-/// The subgroup form of the workgroup reductions, swapped in for a kernel's
-/// `// #reduce` block on adapters with SUBGROUP.
-pub(crate) const REDUCE_SUBGROUP: &str = kernel_file!("reduce_subgroup");
-
-/// `source` with its `// #reduce` .. `// #end reduce` block (the shared-memory
-/// reductions every row kernel carries, so the file is valid WGSL alone) replaced by the
-/// subgroup form in `shaders/reduce_subgroup.wgsl`. Built once per kernel and leaked:
-/// the result lives as long as the kernel table.
-pub(crate) fn with_subgroup_reductions(source: &'static str) -> &'static str {
-    let (Some(begin), Some(end)) = (source.find(REDUCE_BEGIN), source.find(REDUCE_END)) else {
-        return source;
-    };
-    let mut out = String::with_capacity(source.len() + REDUCE_SUBGROUP.len());
-    out.push_str(&source[..begin]);
-    out.push_str(REDUCE_BEGIN);
-    out.push_str(" (subgroup form)\n");
-    out.push_str(REDUCE_SUBGROUP);
-    out.push_str(&source[end..]);
-    Box::leak(out.into_boxed_str())
-}

@@ -1,15 +1,17 @@
 //! Launcher for `shaders/softmax.wgsl`.
 
-use super::rows::{row_workgroup, subgroup_twin, RowKernel};
-use super::shader::{kernel_file, KernelSource, ShaderHeader, TensorBinding};
+use super::rows::{row_workgroup, RowKernel};
+use super::shader::{
+    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+};
 use super::{fold_groups, GpuContext};
 use crate::error::Result;
 use crate::ops::softmax::Plan;
 use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
-use std::sync::LazyLock;
 
-pub(crate) static SOFTMAX: KernelSource = KernelSource {
+/// The file as written: shared-memory reductions.
+const SOFTMAX_FILE: KernelSource = KernelSource {
     name: "softmax",
     source: kernel_file!("softmax"),
     entry_points: &["main", "short_rows"],
@@ -24,33 +26,38 @@ pub(crate) static SOFTMAX: KernelSource = KernelSource {
         &[("LOG", 0.0), ("WORKGROUP", 256.0)],
         &[("LOG", 1.0), ("WORKGROUP", 64.0)],
     ],
+    pieces: &[&pieces::ROW_REDUCE],
+    swaps: &[],
+    params: Some(&SoftmaxParams::LAYOUT),
 };
 
-pub(crate) static SOFTMAX_SUBGROUP: LazyLock<KernelSource> =
-    LazyLock::new(|| subgroup_twin(&SOFTMAX, "softmax_subgroup"));
+pub(crate) static SOFTMAX: KernelSource = SOFTMAX_FILE;
+
+/// The subgroup form, for adapters with SUBGROUP.
+pub(crate) static SOFTMAX_SUBGROUP: KernelSource = SOFTMAX_FILE.subgroup_twin("softmax_subgroup");
 
 const KERNEL: RowKernel = RowKernel {
     shared: &SOFTMAX,
     subgroup: &SOFTMAX_SUBGROUP,
 };
 
-/// Mirrors `Params` in softmax.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    rows: u32,
-    q: u32,
-    causal: u32,
-    scale: f32,
-    has_mask: u32,
-    lead_rank: u32,
-    causal_offset: i32,
-    neg_inf: f32,
-    nan: f32,
-    _pad: [u32; 2],
-    lead_shape: [u32; MAX_RANK],
-    mask_strides: [u32; MAX_RANK],
+uniform_params! {
+    /// Mirrors `Params` in softmax.wgsl.
+    pub(crate) struct SoftmaxParams {
+        n: u32,
+        rows: u32,
+        q: u32,
+        causal: u32,
+        scale: f32,
+        has_mask: u32,
+        lead_rank: u32,
+        causal_offset: i32,
+        neg_inf: f32,
+        nan: f32,
+        _pad: [u32; 2],
+        lead_shape: [u32; MAX_RANK],
+        mask_strides: [u32; MAX_RANK],
+    }
 }
 
 /// Rows up to this long run one per invocation (`short_rows`), longer ones one per
@@ -62,7 +69,7 @@ pub(crate) fn softmax(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> 
     let wg = if short { 64 } else { row_workgroup(plan.n) };
     let lead_shape = pad_rank(&plan.lead_shape);
     let mask_strides = pad_rank(&plan.mask_strides);
-    let params = Params {
+    let params = SoftmaxParams {
         n: plan.n as u32,
         rows: plan.rows as u32,
         q: plan.q as u32,

@@ -13,18 +13,25 @@ use crate::tensor::Tensor;
 #[repr(u32)]
 pub enum Activation {
     /// `x · Φ(x)`, the exact GELU (erf form; PyTorch's default), to about 1e-7 relative.
-    Gelu = 0,
+    Gelu = 1,
     /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, GPT-2's approximation.
-    GeluTanh = 1,
+    GeluTanh = 2,
     /// `x · sigmoid(x)` (a.k.a. swish).
-    Silu = 2,
+    Silu = 3,
     /// `silu(gate) · up`: the gated unit of Llama-style MLPs; see [`swiglu`].
-    SwiGlu = 3,
+    SwiGlu = 5,
     /// `max(x, 0)`.
     Relu = 4,
 }
 
 impl Activation {
+    /// The activation's number in every kernel (`activate(x, code)` in
+    /// `shaders/common/activation.wgsl`, the activation kernel's `OP` and the matmul
+    /// epilogue's `ACT`): 1 gelu, 2 gelu_tanh, 3 silu, 4 relu, 5 swiglu; 0 is none.
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
     /// The activation's name in errors and benchmark tables.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,6 +1,6 @@
 // Workgroup-wide reductions through subgroup operations, for adapters with SUBGROUP.
-// The launcher swaps this in for the `// #reduce` block of a row kernel (see
-// with_subgroup_reductions in src/gpu/shader.rs); the interface is the same as the
+// The launcher swaps this in for the `row_reduce` piece of a row kernel (see
+// KernelSource::swaps in src/gpu/shader.rs); the interface is the same as the
 // shared-memory form: reduce_init(lid) once, then wg_sum / wg_max / wg_max_u32 /
 // wg_min_u32 from uniform control flow, every lane getting the same result.
 //
