@@ -165,7 +165,8 @@ pub struct DeviceInfo {
     pub features: DeviceFeatures,
     /// Worker threads (CPU device) or 0.
     pub threads: usize,
-    /// Anything worth knowing about how the device was opened (fallbacks taken).
+    /// Anything worth knowing about how the device was opened (fallbacks taken); see
+    /// [`Device::notes`] for these plus what was noted while it ran.
     pub notes: Vec<String>,
 }
 
@@ -282,7 +283,23 @@ impl Device {
     /// The best GPU adapter, or an error saying why there is none (no CPU fallback).
     pub fn gpu() -> Result<Self> {
         let adapter = Self::default_adapter()?;
-        GpuContext::open(adapter)
+        Self::open_adapter(adapter)
+    }
+
+    /// Opens a device on `adapter` through the GPU backend, which returns its context and
+    /// what it found out about the adapter.
+    fn open_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let (ctx, info) = GpuContext::open(adapter)?;
+        Ok(Self::from_gpu(ctx, info))
+    }
+
+    fn from_gpu(ctx: GpuContext, info: DeviceInfo) -> Self {
+        Device {
+            inner: Arc::new(DeviceInner {
+                backend: Backend::Gpu(ctx),
+                info,
+            }),
+        }
     }
 
     /// Lists every adapter wgpu can see (honouring `WGPU_BACKEND`), best first.
@@ -336,14 +353,14 @@ impl Device {
                         "there is no {t} adapter number {i}; `openkern info` lists them"
                     ),
                 })
-                .and_then(GpuContext::open)
+                .and_then(Self::open_adapter)
         };
         match selector {
             DeviceSelector::Default => match std::env::var(DEVICE_ENV).as_deref() {
                 Ok("cpu") => Ok(Self::cpu()),
                 Ok("gpu") => Self::gpu(),
                 _ => match Self::default_adapter() {
-                    Ok(adapter) => GpuContext::open(adapter),
+                    Ok(adapter) => Self::open_adapter(adapter),
                     Err(Error::NoAdapter { .. }) if std::env::var("WGPU_ADAPTER_NAME").is_err() => {
                         Ok(Self::cpu())
                     }
@@ -361,7 +378,7 @@ impl Device {
                 .ok_or(Error::NoAdapter {
                     reason: format!("there is no adapter number {i}; `openkern info` lists them"),
                 })
-                .and_then(GpuContext::open),
+                .and_then(Self::open_adapter),
         }
     }
 
@@ -369,17 +386,30 @@ impl Device {
     /// so openkern records into the same device instead of opening a second one.
     /// Features the device was created without are simply not used.
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        GpuContext::wrap(
+        let (ctx, info) = GpuContext::wrap(
             device,
             queue,
             Vec::new(),
             vec!["wrapped an existing wgpu device".into()],
-        )
+        );
+        Self::from_gpu(ctx, info)
     }
 
     /// What the device is and what it offers.
     pub fn info(&self) -> &DeviceInfo {
         &self.inner.info
+    }
+
+    /// [`DeviceInfo::notes`] (how the device was opened) followed by what the backend
+    /// noted since, such as a fallback taken because a kernel failed to build. Each
+    /// runtime note is also logged through the `log` crate at warn level; the library
+    /// itself prints nothing.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.inner.info.notes.clone();
+        if let Backend::Gpu(g) = &self.inner.backend {
+            notes.extend(g.runtime_notes());
+        }
+        notes
     }
 
     /// True for the native CPU backend.

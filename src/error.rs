@@ -180,6 +180,13 @@ pub enum Error {
         /// The axis length.
         bound: usize,
     },
+    /// A broken invariant inside openkern, not a mistake of the caller: please report it
+    /// with the message.
+    #[error("internal error in openkern (please report it): {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

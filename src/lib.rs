@@ -20,6 +20,7 @@
 //! read back, on [`Device::sync`], or when a batch grows large.
 #![warn(missing_docs)]
 
+pub mod autotune;
 pub mod cpu;
 pub mod device;
 pub mod dtype;

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use openkern::gpu::autotune::{self, Choice, ShapeClass, CANDIDATES};
+use openkern::autotune::{self, Choice, ShapeClass, CANDIDATES};
 use openkern::ops::{self, Activation, MatmulKernel, MatmulOptions};
 use openkern::DType;
 

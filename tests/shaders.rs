@@ -311,3 +311,24 @@ fn params_structs_match_their_wgsl_layout() {
     assert!(checked >= 10, "only {checked} params structs checked");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every kernel file in `shaders/` is registered (through `ops::FAMILIES` or the probes),
+/// so a new kernel cannot miss the portability test above.
+#[test]
+fn every_shader_file_is_a_registered_kernel() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let registered: Vec<&str> = openkern::gpu::kernels().iter().map(|k| k.name).collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("shaders/") {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if let Some(stem) = name.strip_suffix(".wgsl") {
+            if !registered.contains(&stem) {
+                missing.push(stem.to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "shaders/{missing:?}.wgsl are not registered: add their KernelSource to an OpFamily in src/ops/mod.rs"
+    );
+}

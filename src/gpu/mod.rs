@@ -2,7 +2,7 @@
 //! launcher per op family.
 
 pub(crate) mod activation;
-pub mod autotune;
+
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
@@ -21,8 +21,7 @@ pub(crate) mod stream;
 pub mod timing;
 
 use crate::device::{
-    Backend, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceInner, DeviceLimits,
-    DeviceType, StreamStats,
+    CoopMatrixConfig, DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType, StreamStats,
 };
 use crate::error::{Error, Result};
 use buffer_pool::{bucket_size, BufferPool, PooledBuffer};
@@ -32,24 +31,13 @@ use std::sync::{Arc, Mutex};
 use stream::{Stream, BATCH_LIMIT};
 use timing::{KernelTiming, PassTimer, TimingSource};
 
-/// Every kernel family the launchers use, for the portability test and tooling.
+/// Every kernel the launchers use: each op family's ([`crate::ops::FAMILIES`]) and the
+/// limit probes, for the portability test and tooling.
 pub fn kernels() -> Vec<&'static shader::KernelSource> {
-    let mut v: Vec<&'static shader::KernelSource> = vec![
-        &elementwise::ELEMENTWISE,
-        &cast::CAST,
-        &probe::PROBE,
-        &softmax::SOFTMAX,
-        &softmax::SOFTMAX_SUBGROUP,
-        &norm::NORM,
-        &norm::NORM_SUBGROUP,
-        &activation::ACTIVATION,
-        &rope::ROPE,
-        &embedding::EMBEDDING,
-        &reduce::REDUCE,
-        &reduce::REDUCE_SUBGROUP,
-        &layout::LAYOUT,
-    ];
-    v.extend(matmul::KERNELS);
+    let mut v: Vec<&'static shader::KernelSource> = vec![&probe::PROBE];
+    for family in crate::ops::FAMILIES {
+        v.extend(family.kernels);
+    }
     v
 }
 
@@ -87,14 +75,19 @@ pub(crate) struct GpuContext {
     /// Set once the cooperative-matrix matmul failed to build on this device: `Auto`
     /// stops choosing it here (other devices keep it).
     pub(crate) coop_broken: std::sync::atomic::AtomicBool,
+    /// What was noted while the device ran (see [`crate::Device::notes`]).
+    notes: Mutex<Vec<String>>,
     name: String,
 }
 
 /// Size of the fault word: `[kind, value, position, bound]`, u32 each.
 const FAULT_BYTES: u64 = 16;
 
-/// `kind` values in the fault word.
-const FAULT_INDEX_OUT_OF_RANGE: u32 = 1;
+/// The fault word's first word names the op that recorded it: each kernel that reports
+/// bad input writes its own code (`fault[0]` via `atomicMax`, first writer wins), and the
+/// error names the op from this table. Every code so far is an index out of range:
+/// `[code, index, position, bound]`.
+pub(crate) const FAULT_OPS: &[(u32, &str)] = &[(1, "embedding")];
 
 /// Features openkern asks for when the adapter has them.
 fn wanted_features() -> wgpu::Features {
@@ -116,8 +109,9 @@ fn scalar_name(t: wgpu::wgt::CooperativeScalarType) -> &'static str {
 }
 
 impl GpuContext {
-    /// Opens a device on `adapter` with its real limits and the features openkern uses.
-    pub(crate) fn open(adapter: wgpu::Adapter) -> Result<Device> {
+    /// Opens a device on `adapter` with its real limits and the features openkern uses:
+    /// the context and what the adapter reported.
+    pub(crate) fn open(adapter: wgpu::Adapter) -> Result<(GpuContext, DeviceInfo)> {
         let info = adapter.get_info();
         let features = adapter.features() & wanted_features();
         let coop = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
@@ -194,7 +188,7 @@ impl GpuContext {
         queue: wgpu::Queue,
         coop: Vec<CoopMatrixConfig>,
         notes: Vec<String>,
-    ) -> Device {
+    ) -> (GpuContext, DeviceInfo) {
         Self::wrap_with_info(device, queue, coop, notes, None)
     }
 
@@ -204,7 +198,7 @@ impl GpuContext {
         coop: Vec<CoopMatrixConfig>,
         notes: Vec<String>,
         adapter: Option<&wgpu::Adapter>,
-    ) -> Device {
+    ) -> (GpuContext, DeviceInfo) {
         let info = adapter
             .map(|a| a.get_info())
             .unwrap_or_else(|| device.adapter_info());
@@ -270,14 +264,25 @@ impl GpuContext {
             timing: Mutex::new(()),
             fault,
             coop_broken: Default::default(),
+            notes: Mutex::new(Vec::new()),
             name: info.name.clone(),
         };
-        Device {
-            inner: Arc::new(DeviceInner {
-                backend: Backend::Gpu(ctx),
-                info: device_info,
-            }),
+        (ctx, device_info)
+    }
+
+    /// Records something a user should know about this device's behaviour (a fallback
+    /// taken), for [`crate::Device::notes`], and logs it; the library prints nothing itself.
+    pub(crate) fn note(&self, note: String) {
+        log::warn!("openkern on {}: {note}", self.name);
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        if !notes.contains(&note) {
+            notes.push(note);
         }
+    }
+
+    /// The notes recorded since the device opened.
+    pub(crate) fn runtime_notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock_stream(&self) -> std::sync::MutexGuard<'_, Stream> {
@@ -430,17 +435,21 @@ impl GpuContext {
 
     /// Turns a fault word read back into the typed error it stands for.
     fn report_fault(&self, [kind, value, position, bound]: [u32; 4]) -> Result<()> {
-        match kind {
-            0 => Ok(()),
-            FAULT_INDEX_OUT_OF_RANGE => Err(Error::IndexOutOfRange {
-                op: "embedding",
+        if kind == 0 {
+            return Ok(());
+        }
+        match FAULT_OPS.iter().find(|&&(code, _)| code == kind) {
+            Some(&(_, op)) => Err(Error::IndexOutOfRange {
+                op,
                 index: u64::from(value),
                 position: position as usize,
                 bound: bound as usize,
             }),
-            other => Err(Error::Gpu {
-                device: self.name.clone(),
-                message: format!("a kernel reported fault kind {other}"),
+            None => Err(Error::Internal {
+                message: format!(
+                    "a kernel reported unknown fault code {kind} on {}",
+                    self.name
+                ),
             }),
         }
     }
@@ -713,9 +722,8 @@ impl GpuContext {
         })();
         let timer = self.lock_stream().timer.take();
         run?;
-        let timer = timer.ok_or_else(|| Error::Gpu {
-            device: self.name.clone(),
-            message: "timing window lost its timer".into(),
+        let timer = timer.ok_or_else(|| Error::Internal {
+            message: format!("the timing window on {} lost its timer", self.name),
         })?;
         let period = self.queue.get_timestamp_period() as f64;
         Ok(KernelTiming {

@@ -282,13 +282,14 @@ fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
 
 /// Which kernel (and tile configuration) `matmul_with(a, b, options)` would run, e.g.
 /// `"tiled 64x64x16/8x8"`, `"tiled 32x64x16/4x4 split-k 4"`, `"gemv-subgroup"`,
-/// `"coop"`, or `"cpu gemm"`. For benchmark tables and logs; checks like the op does.
+/// `"coop"`, or `"cpu gemm"`. For benchmark tables and logs; checks like the op does, so a kernel
+/// this adapter cannot run is the same typed error here as in the call.
 pub fn describe(a: &Tensor, b: &Tensor, options: &MatmulOptions) -> Result<String> {
     let plan = make_plan("matmul", a, b, options)?;
-    Ok(match &a.device().inner.backend {
+    match &a.device().inner.backend {
         Backend::Gpu(g) => crate::gpu::matmul::describe(g, a.device().info(), &plan),
-        Backend::Cpu => "cpu gemm".to_string(),
-    })
+        Backend::Cpu => Ok("cpu gemm".to_string()),
+    }
 }
 
 fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<Tensor> {

@@ -1,6 +1,8 @@
 //! The public op API. Each op checks shapes, dtypes and devices, then dispatches to the
 //! GPU launcher in `gpu/` or the CPU twin in `cpu/`. One file per op family.
 
+use crate::gpu::shader::KernelSource;
+
 pub mod activation;
 pub mod cast;
 pub mod elementwise;
@@ -24,3 +26,65 @@ pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
 pub use reduce::{argmax, max, mean, reduce, sum, Reduction};
 pub use rope::{rope, RopeAxes, RopeLayout, RopeOptions};
 pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};
+
+/// One op family: the name `openkern bench` and `openkern check` use for it, and the GPU
+/// kernels it runs. A new family is added here once: [`crate::gpu::kernels`] (and so the
+/// naga portability test) reads this list, and the CLI's tests fail for a family that has
+/// no bench rows or no check.
+#[derive(Debug)]
+pub struct OpFamily {
+    /// The family's name, e.g. `"softmax"`.
+    pub name: &'static str,
+    /// Every kernel variant its launchers can pick.
+    pub kernels: &'static [&'static KernelSource],
+}
+
+/// Every op family, in the order tables list them.
+pub static FAMILIES: &[OpFamily] = &[
+    OpFamily {
+        name: "elementwise",
+        kernels: &[&crate::gpu::elementwise::ELEMENTWISE],
+    },
+    OpFamily {
+        name: "cast",
+        kernels: &[&crate::gpu::cast::CAST],
+    },
+    OpFamily {
+        name: "softmax",
+        kernels: &[
+            &crate::gpu::softmax::SOFTMAX,
+            &crate::gpu::softmax::SOFTMAX_SUBGROUP,
+        ],
+    },
+    OpFamily {
+        name: "norm",
+        kernels: &[&crate::gpu::norm::NORM, &crate::gpu::norm::NORM_SUBGROUP],
+    },
+    OpFamily {
+        name: "activation",
+        kernels: &[&crate::gpu::activation::ACTIVATION],
+    },
+    OpFamily {
+        name: "rope",
+        kernels: &[&crate::gpu::rope::ROPE],
+    },
+    OpFamily {
+        name: "embedding",
+        kernels: &[&crate::gpu::embedding::EMBEDDING],
+    },
+    OpFamily {
+        name: "reduce",
+        kernels: &[
+            &crate::gpu::reduce::REDUCE,
+            &crate::gpu::reduce::REDUCE_SUBGROUP,
+        ],
+    },
+    OpFamily {
+        name: "layout",
+        kernels: &[&crate::gpu::layout::LAYOUT],
+    },
+    OpFamily {
+        name: "matmul",
+        kernels: crate::gpu::matmul::KERNELS,
+    },
+];

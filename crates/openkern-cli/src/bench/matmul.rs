@@ -59,9 +59,9 @@ fn numpy_flops(m: usize, n: usize, k: usize, trans_b: bool) -> Option<f64> {
 }
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    if openkern::gpu::autotune::needs_tuning(device) {
+    if openkern::autotune::needs_tuning(device) {
         eprintln!("tuning matmul tile configurations for this adapter (once; cached) ...");
-        for r in openkern::gpu::autotune::tune_matmul(device)? {
+        for r in openkern::autotune::tune_matmul(device)? {
             let tried: Vec<String> = r
                 .tried
                 .iter()

@@ -13,10 +13,10 @@
 //! `OPENKERN_AUTOTUNE=0` ignores the cache and never tunes: the heuristic defaults only,
 //! identical on every run and machine with the same adapter limits.
 
-use super::GpuContext;
 use crate::device::{Device, DeviceInfo, DeviceType};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::gpu::GpuContext;
 use crate::ops::matmul::{matmul_with, MatmulKernel, MatmulOptions, MatmulPlan};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -295,7 +295,7 @@ pub(crate) fn default_tile(g: &GpuContext, info: &DeviceInfo, class: ShapeClass)
 /// subgroups (where barriers are costly), the default tile elsewhere.
 pub(crate) fn default_choice(g: &GpuContext, info: &DeviceInfo, class: ShapeClass) -> Choice {
     let software = matches!(info.device_type, DeviceType::SoftwareGpu | DeviceType::Cpu);
-    if software && super::matmul::fixed_subgroup_size(g, info).is_some() {
+    if software && crate::gpu::matmul::fixed_subgroup_size(g, info).is_some() {
         Choice::Subgroup
     } else {
         Choice::Tiled(default_tile(g, info, class))
@@ -313,7 +313,7 @@ pub(crate) fn choice_for(
     let key = (dtype_key(dtype).to_string(), class);
     match with_table(info, |t| t.get(&key).copied()) {
         Some(Choice::Tiled(t)) if t.fits(g) => Choice::Tiled(t),
-        Some(Choice::Subgroup) if super::matmul::fixed_subgroup_size(g, info).is_some() => {
+        Some(Choice::Subgroup) if crate::gpu::matmul::fixed_subgroup_size(g, info).is_some() => {
             Choice::Subgroup
         }
         _ => default_choice(g, info, class),
@@ -372,7 +372,7 @@ pub fn supports(device: &Device, choice: Choice) -> bool {
     };
     match choice {
         Choice::Tiled(t) => t.fits(g),
-        Choice::Subgroup => super::matmul::fixed_subgroup_size(g, device.info()).is_some(),
+        Choice::Subgroup => crate::gpu::matmul::fixed_subgroup_size(g, device.info()).is_some(),
     }
 }
 
@@ -418,7 +418,7 @@ pub fn tune_matmul(device: &Device) -> Result<Vec<TuneResult>> {
                 .filter(|c| c.fits(g))
                 .map(|&c| Choice::Tiled(c))
                 .collect();
-            if super::matmul::fixed_subgroup_size(g, info).is_some() {
+            if crate::gpu::matmul::fixed_subgroup_size(g, info).is_some() {
                 candidates.push(Choice::Subgroup);
             }
             let mut tried = Vec::new();
