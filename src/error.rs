@@ -180,6 +180,36 @@ pub enum Error {
         /// The axis length.
         bound: usize,
     },
+    /// The operands of a product disagree on K, the dimension summed over.
+    #[error("{op}: inner dimensions differ: {lhs:?}{} has K = {k_lhs} but {rhs:?}{} has K = {k_rhs}; the first operand's columns must equal the second's rows (check trans_a / trans_b)", if *trans_a { " (transposed)" } else { "" }, if *trans_b { " (transposed)" } else { "" })]
+    InnerDimMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// The first operand's shape.
+        lhs: Vec<usize>,
+        /// Whether the first operand is read transposed.
+        trans_a: bool,
+        /// K as the first operand gives it.
+        k_lhs: usize,
+        /// The second operand's shape.
+        rhs: Vec<usize>,
+        /// Whether the second operand is read transposed.
+        trans_b: bool,
+        /// K as the second operand gives it.
+        k_rhs: usize,
+    },
+    /// A per-column parameter (a bias, a norm weight) whose shape is not `[expected]`.
+    #[error("{op}: {name} has shape {shape:?} but the rows it applies to have {expected} elements; pass a {name} of shape [{expected}]")]
+    LastDimMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// Which parameter.
+        name: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The row length it must match.
+        expected: usize,
+    },
     /// A broken invariant inside openkern, not a mistake of the caller: please report it
     /// with the message.
     #[error("internal error in openkern (please report it): {message}")]

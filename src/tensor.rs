@@ -21,6 +21,9 @@ pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
+    /// The fault word of the op that wrote this tensor, for ops that can only find bad
+    /// input on the GPU: while set, every read is that op's typed error.
+    pub(crate) fault: Option<Arc<crate::gpu::FaultSlot>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -59,6 +62,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype: T::DTYPE,
             device: device.clone(),
+            fault: None,
         })
     }
 
@@ -98,6 +102,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             device: device.clone(),
+            fault: None,
         })
     }
 
@@ -125,6 +130,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             device: device.clone(),
+            fault: None,
         })
     }
 
@@ -134,6 +140,7 @@ impl Tensor {
             storage: Arc::new(Storage::Cpu(storage)),
             shape: shape.to_vec(),
             device: device.clone(),
+            fault: None,
         }
     }
 
@@ -209,7 +216,11 @@ impl Tensor {
                     .device
                     .gpu_ctx()
                     .expect("GPU storage lives on a GPU device");
-                let bytes = g.read(buffer.buffer(), self.size_in_bytes() as u64)?;
+                let bytes = g.read(
+                    buffer.buffer(),
+                    self.size_in_bytes() as u64,
+                    self.fault.as_deref(),
+                )?;
                 Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
         }

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use openkern::Device;
 use openkern::{ops, DType, Error};
 
 fn reference(
@@ -42,8 +43,7 @@ const OPS: [ops::BinaryOp; 4] = [
     ops::BinaryOp::Div,
 ];
 
-#[test]
-fn binary_ops_broadcast_against_f64_reference() {
+fn binary_ops_broadcast_against_f64_reference(device: &Device) {
     // Shapes that are not multiples of the 512-element workgroup reach, odd lengths
     // (the last 16-bit word half-filled) and every broadcast pattern.
     let cases: &[(&[usize], &[usize])] = &[
@@ -61,71 +61,68 @@ fn binary_ops_broadcast_against_f64_reference() {
         (&[3, 4, 6], &[4, 6]),
         (&[7, 33], &[33]),
     ];
-    for device in devices() {
-        for dtype in DType::ALL {
-            for &(ash, bsh) in cases {
-                let out: Vec<usize> = openkern::shape::broadcast_shapes("t", ash, bsh).unwrap();
-                let na: usize = ash.iter().product();
-                let nb: usize = bsh.iter().product();
-                let a = quantize(&random(na, 1), dtype);
-                // Keep divisors away from zero so the relative error is meaningful.
-                let b: Vec<f32> = quantize(
-                    &random(nb, 2)
-                        .iter()
-                        .map(|v| v + 2.0 * v.signum() + 0.5)
-                        .collect::<Vec<_>>(),
-                    dtype,
+    for dtype in DType::ALL {
+        for &(ash, bsh) in cases {
+            let out: Vec<usize> = openkern::shape::broadcast_shapes("t", ash, bsh).unwrap();
+            let na: usize = ash.iter().product();
+            let nb: usize = bsh.iter().product();
+            let a = quantize(&random(na, 1), dtype);
+            // Keep divisors away from zero so the relative error is meaningful.
+            let b: Vec<f32> = quantize(
+                &random(nb, 2)
+                    .iter()
+                    .map(|v| v + 2.0 * v.signum() + 0.5)
+                    .collect::<Vec<_>>(),
+                dtype,
+            );
+            let ta = tensor(device, &a, ash, dtype);
+            let tb = tensor(device, &b, bsh, dtype);
+            for op in OPS {
+                let got = ops::binary(op, &ta, &tb).unwrap();
+                assert_eq!(got.shape(), &out[..]);
+                assert_eq!(got.dtype(), dtype);
+                let want = reference(op, &a, ash, &b, bsh, &out);
+                let eps = dtype.epsilon();
+                assert_close(
+                    &format!("{} {:?} {:?} {dtype} on {:?}", op.name(), ash, bsh, device),
+                    &got.to_f32_vec().unwrap(),
+                    &want,
+                    // f16 results below 6.1e-5 are subnormal: absolute spacing 6e-8.
+                    if dtype == DType::F16 { 6e-8 } else { 1e-30 },
+                    eps * 1.01 + 1e-7,
                 );
-                let ta = tensor(&device, &a, ash, dtype);
-                let tb = tensor(&device, &b, bsh, dtype);
-                for op in OPS {
-                    let got = ops::binary(op, &ta, &tb).unwrap();
-                    assert_eq!(got.shape(), &out[..]);
-                    assert_eq!(got.dtype(), dtype);
-                    let want = reference(op, &a, ash, &b, bsh, &out);
-                    let eps = dtype.epsilon();
-                    assert_close(
-                        &format!("{} {:?} {:?} {dtype} on {:?}", op.name(), ash, bsh, device),
-                        &got.to_f32_vec().unwrap(),
-                        &want,
-                        // f16 results below 6.1e-5 are subnormal: absolute spacing 6e-8.
-                        if dtype == DType::F16 { 6e-8 } else { 1e-30 },
-                        eps * 1.01 + 1e-7,
-                    );
-                }
             }
         }
     }
 }
+backend_tests!(binary_ops_broadcast_against_f64_reference => binary_ops_broadcast_against_f64_reference_cpu, binary_ops_broadcast_against_f64_reference_gpu);
 
-#[test]
-fn scalar_ops_and_ieee_specials() {
-    for device in devices() {
-        for dtype in DType::ALL {
-            let a = [1.0f32, -2.0, 0.0, f32::NAN, f32::INFINITY, 3.5, -0.25];
-            let t = tensor(&device, &a, &[7], dtype);
-            let got = ops::add_scalar(&t, 1.5).unwrap().to_f32_vec().unwrap();
-            let want: Vec<f64> = quantize(&a, dtype)
-                .iter()
-                .map(|&v| v as f64 + 1.5)
-                .collect();
-            assert_close(
-                &format!("add_scalar {dtype} {device:?}"),
-                &got,
-                &want,
-                0.0,
-                dtype.epsilon(),
-            );
-            let zeros = tensor(&device, &[0.0; 7], &[7], dtype);
-            let got = ops::div(&t, &zeros).unwrap().to_f32_vec().unwrap();
-            let want: Vec<f64> = quantize(&a, dtype)
-                .iter()
-                .map(|&v| v as f64 / 0.0)
-                .collect();
-            assert_close(&format!("x/0 {dtype} {device:?}"), &got, &want, 0.0, 0.0);
-        }
+fn scalar_ops_and_ieee_specials(device: &Device) {
+    for dtype in DType::ALL {
+        let a = [1.0f32, -2.0, 0.0, f32::NAN, f32::INFINITY, 3.5, -0.25];
+        let t = tensor(device, &a, &[7], dtype);
+        let got = ops::add_scalar(&t, 1.5).unwrap().to_f32_vec().unwrap();
+        let want: Vec<f64> = quantize(&a, dtype)
+            .iter()
+            .map(|&v| v as f64 + 1.5)
+            .collect();
+        assert_close(
+            &format!("add_scalar {dtype} {device:?}"),
+            &got,
+            &want,
+            0.0,
+            dtype.epsilon(),
+        );
+        let zeros = tensor(device, &[0.0; 7], &[7], dtype);
+        let got = ops::div(&t, &zeros).unwrap().to_f32_vec().unwrap();
+        let want: Vec<f64> = quantize(&a, dtype)
+            .iter()
+            .map(|&v| v as f64 / 0.0)
+            .collect();
+        assert_close(&format!("x/0 {dtype} {device:?}"), &got, &want, 0.0, 0.0);
     }
 }
+backend_tests!(scalar_ops_and_ieee_specials => scalar_ops_and_ieee_specials_cpu, scalar_ops_and_ieee_specials_gpu);
 
 #[test]
 fn mistakes_are_typed_errors() {

@@ -2,91 +2,94 @@
 
 mod common;
 use common::*;
+use openkern::Device;
 use openkern::{ops, DType, Error, Tensor};
 
-#[test]
-fn gather_rows_exactly() {
-    for device in devices() {
-        for dtype in DType::ALL {
-            for &(vocab, d) in &[(5usize, 1usize), (37, 3), (100, 64), (7, 257)] {
-                let table = quantize(&random(vocab * d, d as u64), dtype);
-                let ids: Vec<u32> = (0..11).map(|i| ((i * 7 + 3) % vocab) as u32).collect();
-                let t = tensor(&device, &table, &[vocab, d], dtype);
-                let idt = Tensor::from_slice(&device, &ids, &[1, 11]).unwrap();
-                let got = ops::embedding(&idt, &t).unwrap();
-                assert_eq!(got.shape(), &[1, 11, d]);
-                assert_eq!(got.dtype(), dtype);
-                let want: Vec<f64> = ids
-                    .iter()
-                    .flat_map(|&i| {
-                        table[i as usize * d..(i as usize + 1) * d]
-                            .iter()
-                            .map(|&v| v as f64)
-                    })
-                    .collect();
-                assert_close(
-                    &format!("embedding {vocab}x{d} {dtype} on {device:?}"),
-                    &got.to_f32_vec().unwrap(),
-                    &want,
-                    0.0,
-                    0.0,
-                );
-            }
+fn gather_rows_exactly(device: &Device) {
+    for dtype in DType::ALL {
+        for &(vocab, d) in &[(5usize, 1usize), (37, 3), (100, 64), (7, 257)] {
+            let table = quantize(&random(vocab * d, d as u64), dtype);
+            let ids: Vec<u32> = (0..11).map(|i| ((i * 7 + 3) % vocab) as u32).collect();
+            let t = tensor(device, &table, &[vocab, d], dtype);
+            let idt = Tensor::from_slice(device, &ids, &[1, 11]).unwrap();
+            let got = ops::embedding(&idt, &t).unwrap();
+            assert_eq!(got.shape(), &[1, 11, d]);
+            assert_eq!(got.dtype(), dtype);
+            let want: Vec<f64> = ids
+                .iter()
+                .flat_map(|&i| {
+                    table[i as usize * d..(i as usize + 1) * d]
+                        .iter()
+                        .map(|&v| v as f64)
+                })
+                .collect();
+            assert_close(
+                &format!("embedding {vocab}x{d} {dtype} on {device:?}"),
+                &got.to_f32_vec().unwrap(),
+                &want,
+                0.0,
+                0.0,
+            );
         }
     }
 }
+backend_tests!(gather_rows_exactly => gather_rows_exactly_cpu, gather_rows_exactly_gpu);
 
-#[test]
-fn out_of_range_ids() {
+fn out_of_range_ids(device: &Device) {
     let table_data = random(4 * 3, 1);
     let ids = [1u32, 4, 2, 9];
-    for device in devices() {
-        let table = tensor(&device, &table_data, &[4, 3], DType::F32);
-        let idt = Tensor::from_slice(&device, &ids, &[4]).unwrap();
-        let bad = |e: Error| {
-            assert!(
-                matches!(
-                    e,
-                    Error::IndexOutOfRange {
-                        index: 4 | 9,
-                        position: 1 | 3,
-                        bound: 4,
-                        ..
-                    }
-                ),
-                "{device:?}: {e}"
-            )
-        };
-        // The CPU refuses at the call; a GPU at the next read (or sync), since its ids
-        // may only exist on the GPU.
-        match ops::embedding(&idt, &table) {
-            Err(e) => {
-                assert!(device.is_cpu());
-                bad(e)
-            }
-            Ok(t) => {
-                assert!(!device.is_cpu());
-                bad(t.to_f32_vec().unwrap_err());
-                // reported once, then the device is clean and keeps working
-                assert_eq!(t.to_f32_vec().unwrap()[0..3], table_data[3..6]);
-                let _ = ops::embedding(&idt, &table).unwrap();
-                bad(device.sync().unwrap_err());
-                device.sync().unwrap();
-                // ids made on the GPU: argmax of a row whose maximum sits past the table
-                let logits = tensor(&device, &[0.0, 0.0, 0.0, 0.0, 5.0], &[1, 5], DType::F32);
-                let next = ops::argmax(&logits).unwrap();
-                let e = ops::embedding(&next, &table)
-                    .unwrap()
-                    .to_f32_vec()
-                    .unwrap_err();
-                assert!(matches!(e, Error::IndexOutOfRange { index: 4, .. }), "{e}");
-                let good = Tensor::from_slice(&device, &[3u32, 0], &[2]).unwrap();
-                let v = ops::embedding(&good, &table).unwrap().to_f32_vec().unwrap();
-                assert_eq!(v[..3], table_data[9..12]);
-            }
+    let table = tensor(device, &table_data, &[4, 3], DType::F32);
+    let idt = Tensor::from_slice(device, &ids, &[4]).unwrap();
+    let bad = |e: Error| {
+        assert!(
+            matches!(
+                e,
+                Error::IndexOutOfRange {
+                    index: 4 | 9,
+                    position: 1 | 3,
+                    bound: 4,
+                    ..
+                }
+            ),
+            "{device:?}: {e}"
+        )
+    };
+    // The CPU refuses at the call; a GPU at every read of the output, since its ids may
+    // only exist on the GPU.
+    match ops::embedding(&idt, &table) {
+        Err(e) => {
+            assert!(device.is_cpu());
+            bad(e)
+        }
+        Ok(t) => {
+            assert!(!device.is_cpu());
+            // a read of another tensor, from another thread, does not receive the fault
+            let other = tensor(device, &[1.0, 2.0], &[2], DType::F32);
+            std::thread::scope(|s| {
+                s.spawn(|| assert_eq!(other.to_f32_vec().unwrap(), vec![1.0, 2.0]));
+            });
+            device.sync().unwrap();
+            // the faulty output never reads back as data: every read is the error
+            bad(t.to_f32_vec().unwrap_err());
+            bad(t.to_f32_vec().unwrap_err());
+            // the device keeps working
+            let again = ops::embedding(&idt, &table).unwrap();
+            bad(again.to_f32_vec().unwrap_err());
+            // ids made on the GPU: argmax of a row whose maximum sits past the table
+            let logits = tensor(device, &[0.0, 0.0, 0.0, 0.0, 5.0], &[1, 5], DType::F32);
+            let next = ops::argmax(&logits).unwrap();
+            let e = ops::embedding(&next, &table)
+                .unwrap()
+                .to_f32_vec()
+                .unwrap_err();
+            assert!(matches!(e, Error::IndexOutOfRange { index: 4, .. }), "{e}");
+            let good = Tensor::from_slice(device, &[3u32, 0], &[2]).unwrap();
+            let v = ops::embedding(&good, &table).unwrap().to_f32_vec().unwrap();
+            assert_eq!(v[..3], table_data[9..12]);
         }
     }
 }
+backend_tests!(out_of_range_ids => out_of_range_ids_cpu, out_of_range_ids_gpu);
 
 #[test]
 fn u32_tensors_round_trip_and_refuse_float_ops() {

@@ -304,42 +304,37 @@ fn gemv_kernels_small_m() {
     }
 }
 
-#[test]
-fn large_k() {
+fn large_k(device: &Device) {
     let k = if large() { 16384 } else { 4099 };
-    for device in devices() {
-        for dtype in FLOATS {
-            for (ta, tb) in [(false, false), (false, true)] {
-                // M = 1: decode GEMV; M = 19: split K; M = 65: tiled; N = 3: skinny
-                // (split K even at M = 1).
-                for (m, n) in [(1, 33), (19, 33), (65, 33), (1, 3), (5, 2)] {
-                    let mut c = Case::new(m, n, k, dtype);
-                    (c.trans_a, c.trans_b) = (ta, tb);
-                    run(&device, &c, 3);
-                }
+    for dtype in FLOATS {
+        for (ta, tb) in [(false, false), (false, true)] {
+            // M = 1: decode GEMV; M = 19: split K; M = 65: tiled; N = 3: skinny
+            // (split K even at M = 1).
+            for (m, n) in [(1, 33), (19, 33), (65, 33), (1, 3), (5, 2)] {
+                let mut c = Case::new(m, n, k, dtype);
+                (c.trans_a, c.trans_b) = (ta, tb);
+                run(device, &c, 3);
             }
         }
     }
 }
+backend_tests!(large_k => large_k_cpu, large_k_gpu);
 
-#[test]
-fn big_square_when_large() {
+fn big_square_when_large(device: &Device) {
     if !large() {
         eprintln!("1024³ and 4096 × 4096 × 1 matmuls run with {LARGE}=1");
         return;
     }
-    for device in devices() {
-        for dtype in [DType::F32, DType::F16] {
-            run(&device, &Case::new(1024, 1024, 1024, dtype), 5);
-            let mut c = Case::new(1, 4096, 4096, dtype);
-            c.trans_b = true;
-            run(&device, &c, 6);
-        }
+    for dtype in [DType::F32, DType::F16] {
+        run(device, &Case::new(1024, 1024, 1024, dtype), 5);
+        let mut c = Case::new(1, 4096, 4096, dtype);
+        c.trans_b = true;
+        run(device, &c, 6);
     }
 }
+backend_tests!(big_square_when_large => big_square_when_large_cpu, big_square_when_large_gpu);
 
-#[test]
-fn broadcast_batches() {
+fn broadcast_batches(device: &Device) {
     let batches: [(&[usize], &[usize]); 5] = [
         (&[2, 1, 3], &[4, 1]),
         (&[], &[5]),
@@ -347,29 +342,27 @@ fn broadcast_batches() {
         (&[3], &[3]),
         (&[1, 2], &[2, 1]),
     ];
-    for device in devices() {
-        for (ab, bb) in batches {
-            for dtype in [DType::F32, DType::BF16] {
-                for (ta, tb) in TRANSPOSES {
-                    for &(m, n, k) in &[(1, 17, 63), (17, 9, 33)] {
-                        let mut c = Case::new(m, n, k, dtype);
-                        c.a_batch = ab.to_vec();
-                        c.b_batch = bb.to_vec();
-                        (c.trans_a, c.trans_b) = (ta, tb);
-                        run(&device, &c, 21);
-                        if !device.is_cpu() {
-                            c.kernel = MatmulKernel::Tiled;
-                            run(&device, &c, 22);
-                        }
+    for (ab, bb) in batches {
+        for dtype in [DType::F32, DType::BF16] {
+            for (ta, tb) in TRANSPOSES {
+                for &(m, n, k) in &[(1, 17, 63), (17, 9, 33)] {
+                    let mut c = Case::new(m, n, k, dtype);
+                    c.a_batch = ab.to_vec();
+                    c.b_batch = bb.to_vec();
+                    (c.trans_a, c.trans_b) = (ta, tb);
+                    run(device, &c, 21);
+                    if !device.is_cpu() {
+                        c.kernel = MatmulKernel::Tiled;
+                        run(device, &c, 22);
                     }
                 }
             }
         }
     }
 }
+backend_tests!(broadcast_batches => broadcast_batches_cpu, broadcast_batches_gpu);
 
-#[test]
-fn output_dtypes_bias_and_activations() {
+fn output_dtypes_bias_and_activations(device: &Device) {
     let acts = [
         None,
         Some(Activation::Gelu),
@@ -377,70 +370,67 @@ fn output_dtypes_bias_and_activations() {
         Some(Activation::Silu),
         Some(Activation::Relu),
     ];
-    for device in devices() {
-        let kernels: &[MatmulKernel] = if device.is_cpu() {
-            &[MatmulKernel::Auto]
-        } else {
-            &[
-                MatmulKernel::Auto,
-                MatmulKernel::Tiled,
-                MatmulKernel::SplitK,
-                MatmulKernel::Naive,
-                MatmulKernel::Subgroup,
-            ]
-        };
-        let f = &device.info().features;
-        let fixed_subgroups = f.subgroup && f.subgroup_min_size == f.subgroup_max_size;
-        for &kernel in kernels {
-            if kernel == MatmulKernel::Subgroup && !fixed_subgroups {
-                continue;
-            }
-            for dtype in FLOATS {
-                for out in FLOATS {
-                    for (i, act) in acts.into_iter().enumerate() {
-                        for m in [1, 37] {
-                            let mut c = Case::new(m, 19, 70, dtype);
-                            c.trans_b = true;
-                            c.out = out;
-                            c.bias = Some(FLOATS[i % 3]);
-                            c.act = act;
-                            c.kernel = kernel;
-                            run(&device, &c, 31);
-                        }
+    let kernels: &[MatmulKernel] = if device.is_cpu() {
+        &[MatmulKernel::Auto]
+    } else {
+        &[
+            MatmulKernel::Auto,
+            MatmulKernel::Tiled,
+            MatmulKernel::SplitK,
+            MatmulKernel::Naive,
+            MatmulKernel::Subgroup,
+        ]
+    };
+    let f = &device.info().features;
+    let fixed_subgroups = f.subgroup && f.subgroup_min_size == f.subgroup_max_size;
+    for &kernel in kernels {
+        if kernel == MatmulKernel::Subgroup && !fixed_subgroups {
+            continue;
+        }
+        for dtype in FLOATS {
+            for out in FLOATS {
+                for (i, act) in acts.into_iter().enumerate() {
+                    for m in [1, 37] {
+                        let mut c = Case::new(m, 19, 70, dtype);
+                        c.trans_b = true;
+                        c.out = out;
+                        c.bias = Some(FLOATS[i % 3]);
+                        c.act = act;
+                        c.kernel = kernel;
+                        run(device, &c, 31);
                     }
                 }
             }
         }
     }
 }
+backend_tests!(output_dtypes_bias_and_activations => output_dtypes_bias_and_activations_cpu, output_dtypes_bias_and_activations_gpu);
 
-#[test]
-fn linear_layout_and_leading_dims() {
-    for device in devices() {
-        for dtype in FLOATS {
-            let (inp, outp) = (45, 23);
-            let x = quantize(&random(2 * 5 * inp, 1), dtype);
-            let w = quantize(&random(outp * inp, 2), dtype);
-            let bias = quantize(&random(outp, 3), dtype);
-            let tx = tensor(&device, &x, &[2, 5, inp], dtype);
-            let tw = tensor(&device, &w, &[outp, inp], dtype);
-            let tbias = tensor(&device, &bias, &[outp], dtype);
-            let got = ops::linear(&tx, &tw, Some(&tbias), Some(Activation::Silu)).unwrap();
-            assert_eq!(got.shape(), &[2, 5, outp]);
-            let mut c = Case::new(10, outp, inp, dtype);
-            c.trans_b = true;
-            c.act = Some(Activation::Silu);
-            let (_, want) = reference(&c, &x, &w, Some(&bias));
-            assert_close(
-                &format!("linear {dtype} on {}", device.info().name),
-                &got.to_f32_vec().unwrap(),
-                &want,
-                2.0 * inp as f64 * DType::F32.epsilon() + 1e-6,
-                dtype.epsilon() * 1.01 + 4.0 * DType::F32.epsilon(),
-            );
-        }
+fn linear_layout_and_leading_dims(device: &Device) {
+    for dtype in FLOATS {
+        let (inp, outp) = (45, 23);
+        let x = quantize(&random(2 * 5 * inp, 1), dtype);
+        let w = quantize(&random(outp * inp, 2), dtype);
+        let bias = quantize(&random(outp, 3), dtype);
+        let tx = tensor(device, &x, &[2, 5, inp], dtype);
+        let tw = tensor(device, &w, &[outp, inp], dtype);
+        let tbias = tensor(device, &bias, &[outp], dtype);
+        let got = ops::linear(&tx, &tw, Some(&tbias), Some(Activation::Silu)).unwrap();
+        assert_eq!(got.shape(), &[2, 5, outp]);
+        let mut c = Case::new(10, outp, inp, dtype);
+        c.trans_b = true;
+        c.act = Some(Activation::Silu);
+        let (_, want) = reference(&c, &x, &w, Some(&bias));
+        assert_close(
+            &format!("linear {dtype} on {}", device.info().name),
+            &got.to_f32_vec().unwrap(),
+            &want,
+            2.0 * inp as f64 * DType::F32.epsilon() + 1e-6,
+            dtype.epsilon() * 1.01 + 4.0 * DType::F32.epsilon(),
+        );
     }
 }
+backend_tests!(linear_layout_and_leading_dims => linear_layout_and_leading_dims_cpu, linear_layout_and_leading_dims_gpu);
 
 /// Every output element is written: the output reuses a pooled buffer that held NaNs
 /// just before (a missed tile edge would leave NaN behind), and the output has exactly
@@ -484,28 +474,26 @@ fn every_output_element_is_written() {
     }
 }
 
-#[test]
-fn empty_and_zero_k() {
-    for device in devices() {
-        let a = tensor(&device, &[], &[0, 5], DType::F32);
-        let b = tensor(&device, &random(15, 1), &[5, 3], DType::F32);
-        let c = ops::matmul(&a, &b).unwrap();
-        assert_eq!(c.shape(), &[0, 3]);
-        // K = 0: the sum is empty, so the output is the bias (then the activation).
-        let a = tensor(&device, &[], &[4, 0], DType::F32);
-        let b = tensor(&device, &[], &[0, 3], DType::F32);
-        let bias = tensor(&device, &[1.0, -2.0, 0.5], &[3], DType::F32);
-        let opts = MatmulOptions {
-            bias: Some(bias),
-            ..Default::default()
-        };
-        let c = ops::matmul_with(&a, &b, &opts)
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap();
-        assert_eq!(c, [1.0, -2.0, 0.5].repeat(4), "on {}", device.info().name);
-    }
+fn empty_and_zero_k(device: &Device) {
+    let a = tensor(device, &[], &[0, 5], DType::F32);
+    let b = tensor(device, &random(15, 1), &[5, 3], DType::F32);
+    let c = ops::matmul(&a, &b).unwrap();
+    assert_eq!(c.shape(), &[0, 3]);
+    // K = 0: the sum is empty, so the output is the bias (then the activation).
+    let a = tensor(device, &[], &[4, 0], DType::F32);
+    let b = tensor(device, &[], &[0, 3], DType::F32);
+    let bias = tensor(device, &[1.0, -2.0, 0.5], &[3], DType::F32);
+    let opts = MatmulOptions {
+        bias: Some(bias),
+        ..Default::default()
+    };
+    let c = ops::matmul_with(&a, &b, &opts)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(c, [1.0, -2.0, 0.5].repeat(4), "on {}", device.info().name);
 }
+backend_tests!(empty_and_zero_k => empty_and_zero_k_cpu, empty_and_zero_k_gpu);
 
 /// The cooperative-matrix kernel on any adapter that reports a 16×16×16 f16→f32
 /// configuration (NVIDIA through VK_KHR_cooperative_matrix); skipped loudly elsewhere.
@@ -572,7 +560,17 @@ fn mistakes_are_typed_errors() {
         let a = t(&[4, 5], DType::F32);
         let b = t(&[6, 3], DType::F32);
         let e = ops::matmul(&a, &b).unwrap_err();
-        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::InnerDimMismatch {
+                    k_lhs: 5,
+                    k_rhs: 6,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(
             e.to_string().contains("K = 5") && e.to_string().contains("K = 6"),
             "{e}"

@@ -135,84 +135,85 @@ fn run_case(device: &Device, dtype: DType, rows: usize, n: usize, offset: f32, s
     );
 }
 
-#[test]
-fn norms_against_f64_on_odd_lengths() {
-    for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            for &n in &[1usize, 3, 17, 63, 65, 127, 255, 257, 1000, 4097] {
-                run_case(&device, dtype, 3, n, 0.0, n as u64);
-            }
+fn norms_against_f64_on_odd_lengths(device: &Device) {
+    for dtype in DType::ALL {
+        for &n in &[1usize, 3, 17, 63, 65, 127, 255, 257, 1000, 4097] {
+            run_case(device, dtype, 3, n, 0.0, n as u64);
         }
     }
 }
+backend_tests!(norms_against_f64_on_odd_lengths => norms_against_f64_on_odd_lengths_cpu, norms_against_f64_on_odd_lengths_gpu, norms_against_f64_on_odd_lengths_gpu_nosubgroups);
 
-#[test]
-fn layer_norm_keeps_precision_under_a_large_mean() {
+fn layer_norm_keeps_precision_under_a_large_mean(device: &Device) {
     // mean 1000, std ~1.7: E[x^2] - E[x]^2 would lose ~6 digits in f32
-    for device in devices_all_variants() {
-        run_case(&device, DType::F32, 4, 4096, 1000.0, 5);
-    }
+    run_case(device, DType::F32, 4, 4096, 1000.0, 5);
 }
+backend_tests!(layer_norm_keeps_precision_under_a_large_mean => layer_norm_keeps_precision_under_a_large_mean_cpu, layer_norm_keeps_precision_under_a_large_mean_gpu, layer_norm_keeps_precision_under_a_large_mean_gpu_nosubgroups);
 
-#[test]
-fn large_rows() {
+fn large_rows(device: &Device) {
     if !large() {
         return;
     }
-    for device in devices_all_variants() {
-        for dtype in DType::ALL {
-            run_case(&device, dtype, 70_000, 3, 0.0, 1);
-            run_case(&device, dtype, 2, 262_147, 0.0, 2);
-        }
+    for dtype in DType::ALL {
+        run_case(device, dtype, 70_000, 3, 0.0, 1);
+        run_case(device, dtype, 2, 262_147, 0.0, 2);
     }
 }
+backend_tests!(large_rows => large_rows_cpu, large_rows_gpu, large_rows_gpu_nosubgroups);
 
-#[test]
-fn nan_propagates_to_its_row_only() {
-    for device in devices() {
-        let mut x = random(2 * 9, 1);
-        x[4] = f32::NAN;
-        let t = tensor(&device, &x, &[2, 9], DType::F32);
-        let w = tensor(&device, &[1.0; 9], &[9], DType::F32);
-        let y = ops::rms_norm(&t, &w, 1e-6).unwrap().to_f32_vec().unwrap();
-        assert!(y[..9].iter().all(|v| v.is_nan()));
-        assert!(y[9..].iter().all(|v| v.is_finite()));
-    }
+fn nan_propagates_to_its_row_only(device: &Device) {
+    let mut x = random(2 * 9, 1);
+    x[4] = f32::NAN;
+    let t = tensor(device, &x, &[2, 9], DType::F32);
+    let w = tensor(device, &[1.0; 9], &[9], DType::F32);
+    let y = ops::rms_norm(&t, &w, 1e-6).unwrap().to_f32_vec().unwrap();
+    assert!(y[..9].iter().all(|v| v.is_nan()));
+    assert!(y[9..].iter().all(|v| v.is_finite()));
 }
+backend_tests!(nan_propagates_to_its_row_only => nan_propagates_to_its_row_only_cpu, nan_propagates_to_its_row_only_gpu);
 
-#[test]
-fn mistakes_are_typed_errors() {
-    for device in devices() {
-        let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
-        let w = tensor(&device, &random(4, 2), &[4], DType::F32);
-        for eps in [f32::NAN, -1e-5, f32::INFINITY] {
-            let e = ops::rms_norm(&x, &w, eps).unwrap_err();
-            assert!(matches!(e, Error::Argument { name: "eps", .. }), "{e}");
-        }
-        let w3 = tensor(&device, &random(3, 2), &[3], DType::F32);
-        let e = ops::rms_norm(&x, &w3, 1e-5).unwrap_err();
-        assert!(e.to_string().contains("shape [4]"), "{e}");
-        let wh = tensor(&device, &random(4, 2), &[4], DType::BF16);
-        assert!(matches!(
-            ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(),
-            Error::DTypeMismatch { .. }
-        ));
-        let r = tensor(&device, &random(4, 2), &[4], DType::F32);
-        assert!(matches!(
-            ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(),
-            Error::Shape { .. }
-        ));
-        let none = tensor(&device, &[], &[0, 4], DType::F32);
-        assert_eq!(ops::rms_norm(&none, &w, 1e-5).unwrap().shape(), &[0, 4]);
-        let (h, y) = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
-        assert_eq!((h.shape(), y.shape()), (&[0, 4][..], &[0, 4][..]));
-        let empty = tensor(&device, &[], &[3, 0], DType::F32);
-        assert!(matches!(
-            ops::rms_norm(&empty, &w, 1e-5).unwrap_err(),
-            Error::Shape { .. }
-        ));
+fn mistakes_are_typed_errors(device: &Device) {
+    let x = tensor(device, &random(12, 1), &[3, 4], DType::F32);
+    let w = tensor(device, &random(4, 2), &[4], DType::F32);
+    for eps in [f32::NAN, -1e-5, f32::INFINITY] {
+        let e = ops::rms_norm(&x, &w, eps).unwrap_err();
+        assert!(matches!(e, Error::Argument { name: "eps", .. }), "{e}");
     }
+    let w3 = tensor(device, &random(3, 2), &[3], DType::F32);
+    let e = ops::rms_norm(&x, &w3, 1e-5).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LastDimMismatch {
+                name: "weight",
+                expected: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("shape [4]"), "{e}");
+    let wh = tensor(device, &random(4, 2), &[4], DType::BF16);
+    assert!(matches!(
+        ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(),
+        Error::DTypeMismatch { .. }
+    ));
+    let r = tensor(device, &random(4, 2), &[4], DType::F32);
+    assert!(matches!(
+        ops::add_rms_norm(&x, &r, &w, 1e-5).unwrap_err(),
+        Error::Shape { .. }
+    ));
+    let none = tensor(device, &[], &[0, 4], DType::F32);
+    assert_eq!(ops::rms_norm(&none, &w, 1e-5).unwrap().shape(), &[0, 4]);
+    let (h, y) = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
+    assert_eq!((h.shape(), y.shape()), (&[0, 4][..], &[0, 4][..]));
+    let empty = tensor(device, &[], &[3, 0], DType::F32);
+    assert!(matches!(
+        ops::rms_norm(&empty, &w, 1e-5).unwrap_err(),
+        Error::Shape { .. }
+    ));
 }
+backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu);
 
 #[test]
 fn reused_host_buffers_carry_no_stale_values() {

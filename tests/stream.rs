@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use openkern::Device;
 use openkern::{ops, DType, Tensor};
 
 /// A chain of 100 small ops records into one encoder and reaches the queue as one
@@ -93,18 +94,16 @@ fn upload_into_reused_buffer_does_not_overtake_pending_kernel() {
 }
 
 /// Zero-initialised tensors are cleared in stream order too (a reused buffer is dirty).
-#[test]
-fn zeros_from_reused_buffer_are_zero() {
+fn zeros_from_reused_buffer_are_zero(device: &Device) {
     let _serial = counters_lock();
-    for device in devices() {
-        let dirty = tensor(&device, &vec![7.0; 3000], &[3000], DType::F32);
-        let pending = ops::add_scalar(&dirty, 1.0).unwrap();
-        drop(dirty);
-        let z = Tensor::zeros(&device, &[3000], DType::F32).unwrap();
-        assert!(z.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
-        assert!(pending.to_vec::<f32>().unwrap().iter().all(|&v| v == 8.0));
-    }
+    let dirty = tensor(device, &vec![7.0; 3000], &[3000], DType::F32);
+    let pending = ops::add_scalar(&dirty, 1.0).unwrap();
+    drop(dirty);
+    let z = Tensor::zeros(device, &[3000], DType::F32).unwrap();
+    assert!(z.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+    assert!(pending.to_vec::<f32>().unwrap().iter().all(|&v| v == 8.0));
 }
+backend_tests!(zeros_from_reused_buffer_are_zero => zeros_from_reused_buffer_are_zero_cpu, zeros_from_reused_buffer_are_zero_gpu);
 
 /// Past the batch bound the stream submits by itself, so a long loop cannot grow one
 /// encoder without limit.

@@ -5,49 +5,44 @@ mod common;
 use common::*;
 use openkern::{bf16, f16, DType, Device, Error, Tensor};
 
-#[test]
-fn round_trips_every_dtype_and_odd_length() {
-    for device in devices() {
-        for n in [1usize, 2, 3, 17, 63, 65, 257, 1025] {
-            let v = random(n, n as u64);
-            let t = Tensor::from_slice(&device, &v, &[n]).unwrap();
-            assert_eq!(t.to_vec::<f32>().unwrap(), v);
-            let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-            let t = Tensor::from_slice(&device, &h, &[n]).unwrap();
-            assert_eq!(t.dtype(), DType::F16);
-            assert_eq!(t.to_vec::<f16>().unwrap(), h);
-            let b: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
-            let t = Tensor::from_slice(&device, &b, &[n]).unwrap();
-            assert_eq!(t.to_vec::<bf16>().unwrap(), b);
-        }
+fn round_trips_every_dtype_and_odd_length(device: &Device) {
+    for n in [1usize, 2, 3, 17, 63, 65, 257, 1025] {
+        let v = random(n, n as u64);
+        let t = Tensor::from_slice(device, &v, &[n]).unwrap();
+        assert_eq!(t.to_vec::<f32>().unwrap(), v);
+        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        let t = Tensor::from_slice(device, &h, &[n]).unwrap();
+        assert_eq!(t.dtype(), DType::F16);
+        assert_eq!(t.to_vec::<f16>().unwrap(), h);
+        let b: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
+        let t = Tensor::from_slice(device, &b, &[n]).unwrap();
+        assert_eq!(t.to_vec::<bf16>().unwrap(), b);
     }
 }
+backend_tests!(round_trips_every_dtype_and_odd_length => round_trips_every_dtype_and_odd_length_cpu, round_trips_every_dtype_and_odd_length_gpu);
 
-#[test]
-fn reshape_is_a_view_of_the_same_data() {
-    for device in devices() {
-        let v = random(60, 1);
-        let t = Tensor::from_slice(&device, &v, &[3, 4, 5]).unwrap();
-        let r = t.reshape(&[12, 5]).unwrap();
-        assert_eq!(r.shape(), &[12, 5]);
-        assert_eq!(r.to_vec::<f32>().unwrap(), v);
-        let e = t.reshape(&[7, 9]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::ReshapeCount {
-                    from_len: 60,
-                    to_len: 63,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-    }
+fn reshape_is_a_view_of_the_same_data(device: &Device) {
+    let v = random(60, 1);
+    let t = Tensor::from_slice(device, &v, &[3, 4, 5]).unwrap();
+    let r = t.reshape(&[12, 5]).unwrap();
+    assert_eq!(r.shape(), &[12, 5]);
+    assert_eq!(r.to_vec::<f32>().unwrap(), v);
+    let e = t.reshape(&[7, 9]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ReshapeCount {
+                from_len: 60,
+                to_len: 63,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
+backend_tests!(reshape_is_a_view_of_the_same_data => reshape_is_a_view_of_the_same_data_cpu, reshape_is_a_view_of_the_same_data_gpu);
 
-#[test]
-fn casts_round_to_nearest_even_and_keep_specials() {
+fn casts_round_to_nearest_even_and_keep_specials(device: &Device) {
     // Values chosen to hit ties, subnormals, overflow and NaN in each format.
     let mut v = vec![
         0.0f32,
@@ -68,69 +63,66 @@ fn casts_round_to_nearest_even_and_keep_specials() {
         f32::NAN,
     ];
     v.extend(random(301, 5).iter().map(|x| x * 1000.0));
-    for device in devices() {
-        let t = Tensor::from_slice(&device, &v, &[v.len()]).unwrap();
-        for to in DType::ALL {
-            let c = t.cast(to).unwrap();
-            assert_eq!(c.dtype(), to);
-            let got = c.to_f32_vec().unwrap();
-            for (i, (&g, &x)) in got.iter().zip(&v).enumerate() {
-                let want = quantize(&[x], to)[0];
-                // GPUs may flush f32 subnormals; everything else must match the IEEE rounding.
-                let subnormal = x != 0.0 && x.abs() < f32::MIN_POSITIVE;
-                let ok = (g.is_nan() && want.is_nan()) || g == want || (subnormal && g == 0.0);
+    let t = Tensor::from_slice(device, &v, &[v.len()]).unwrap();
+    for to in DType::ALL {
+        let c = t.cast(to).unwrap();
+        assert_eq!(c.dtype(), to);
+        let got = c.to_f32_vec().unwrap();
+        for (i, (&g, &x)) in got.iter().zip(&v).enumerate() {
+            let want = quantize(&[x], to)[0];
+            // GPUs may flush f32 subnormals; everything else must match the IEEE rounding.
+            let subnormal = x != 0.0 && x.abs() < f32::MIN_POSITIVE;
+            let ok = (g.is_nan() && want.is_nan()) || g == want || (subnormal && g == 0.0);
+            assert!(
+                ok,
+                "cast {x} f32 -> {to} on {device:?} (index {i}): got {g}, want {want}"
+            );
+        }
+        // And back from the narrow type to every other.
+        for back in DType::ALL {
+            let got = c.cast(back).unwrap().to_f32_vec().unwrap();
+            let want = quantize(&quantize(&v, to), back);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let subnormal = v[i] != 0.0 && v[i].abs() < f32::MIN_POSITIVE;
                 assert!(
-                    ok,
-                    "cast {x} f32 -> {to} on {device:?} (index {i}): got {g}, want {want}"
+                    (g.is_nan() && w.is_nan()) || g == w || (subnormal && g == 0.0),
+                    "cast {to} -> {back} at {i}: got {g}, want {w}"
                 );
-            }
-            // And back from the narrow type to every other.
-            for back in DType::ALL {
-                let got = c.cast(back).unwrap().to_f32_vec().unwrap();
-                let want = quantize(&quantize(&v, to), back);
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    let subnormal = v[i] != 0.0 && v[i].abs() < f32::MIN_POSITIVE;
-                    assert!(
-                        (g.is_nan() && w.is_nan()) || g == w || (subnormal && g == 0.0),
-                        "cast {to} -> {back} at {i}: got {g}, want {w}"
-                    );
-                }
             }
         }
     }
 }
+backend_tests!(casts_round_to_nearest_even_and_keep_specials => casts_round_to_nearest_even_and_keep_specials_cpu, casts_round_to_nearest_even_and_keep_specials_gpu);
 
-#[test]
-fn mistakes_are_typed_errors() {
-    for device in devices() {
-        let e = Tensor::from_slice(&device, &[1.0f32; 5], &[2, 3]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::DataLength {
-                    expected: 6,
-                    got: 5,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let t = Tensor::from_slice(&device, &[1.0f32; 6], &[2, 3]).unwrap();
-        let e = t.to_vec::<f16>().unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::HostType {
-                    tensor: DType::F32,
-                    requested: DType::F16,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(e.to_string().contains("cast(DType::F16)"), "{e}");
-    }
+fn mistakes_are_typed_errors(device: &Device) {
+    let e = Tensor::from_slice(device, &[1.0f32; 5], &[2, 3]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DataLength {
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let t = Tensor::from_slice(device, &[1.0f32; 6], &[2, 3]).unwrap();
+    let e = t.to_vec::<f16>().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::HostType {
+                tensor: DType::F32,
+                requested: DType::F16,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cast(DType::F16)"), "{e}");
 }
+backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu);
 
 /// A tensor over the storage binding limit is refused with the numbers, never truncated.
 #[test]
@@ -161,14 +153,12 @@ fn tensors_over_the_binding_limit_are_refused() {
     }
 }
 
-#[test]
-fn tensors_move_between_devices() {
+fn tensors_move_between_devices(device: &Device) {
     let cpu = Device::cpu();
-    for device in devices() {
-        let v = random(33, 9);
-        let t = Tensor::from_slice(&cpu, &v, &[3, 11]).unwrap();
-        let moved = t.to_device(&device).unwrap();
-        assert_eq!(moved.device(), &device);
-        assert_eq!(moved.to_vec::<f32>().unwrap(), v);
-    }
+    let v = random(33, 9);
+    let t = Tensor::from_slice(&cpu, &v, &[3, 11]).unwrap();
+    let moved = t.to_device(device).unwrap();
+    assert_eq!(moved.device(), device);
+    assert_eq!(moved.to_vec::<f32>().unwrap(), v);
 }
+backend_tests!(tensors_move_between_devices => tensors_move_between_devices_cpu, tensors_move_between_devices_gpu);

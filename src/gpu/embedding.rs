@@ -42,6 +42,7 @@ pub(crate) fn embedding(
     vocab: usize,
     d: usize,
     out: &Tensor,
+    fault: &super::FaultSlot,
 ) -> Result<()> {
     let n = out.len() as u32;
     let pipeline = g.pipeline(
@@ -61,5 +62,6 @@ pub(crate) fn embedding(
             _pad: 0,
         }),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
+        fault,
     )
 }

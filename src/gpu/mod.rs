@@ -67,11 +67,6 @@ pub(crate) struct GpuContext {
     errors: Arc<Mutex<Vec<String>>>,
     /// Held for a whole timing window: two windows on one device would share one timer.
     timing: Mutex<()>,
-    /// The fault word: kernels that find bad input they cannot refuse before running (an
-    /// out-of-range token id produced on the GPU) record the first case here as
-    /// `[kind, value, position, bound]`; the next read or sync reports it as a typed
-    /// error and clears it.
-    fault: wgpu::Buffer,
     /// Set once the cooperative-matrix matmul failed to build on this device: `Auto`
     /// stops choosing it here (other devices keep it).
     pub(crate) coop_broken: std::sync::atomic::AtomicBool,
@@ -80,7 +75,18 @@ pub(crate) struct GpuContext {
     name: String,
 }
 
-/// Size of the fault word: `[kind, value, position, bound]`, u32 each.
+/// A fault word that belongs to one op's output: kernels that find bad input they cannot
+/// refuse before running (an out-of-range token id produced on the GPU) record the first
+/// case in it as `[code, value, position, bound]` (code from [`FAULT_OPS`]). Every read of
+/// the tensor it belongs to reads it too and fails while it is set; reads of other tensors,
+/// from any thread, never see it.
+pub(crate) struct FaultSlot {
+    buffer: PooledBuffer,
+    /// The word as read back the first time (it never changes after the op ran).
+    seen: std::sync::OnceLock<[u32; 4]>,
+}
+
+/// Size of the fault word: `[code, value, position, bound]`, u32 each.
 const FAULT_BYTES: u64 = 16;
 
 /// The fault word's first word names the op that recorded it: each kernel that reports
@@ -244,14 +250,6 @@ impl GpuContext {
         };
         // Keep at most a quarter of the largest buffer size (and 1 GiB) idle in the pool.
         let pool_cap = (limits.max_buffer_size / 4).min(1 << 30);
-        let fault = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("openkern fault word"),
-            size: FAULT_BYTES,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false, // created zeroed
-        });
         let ctx = GpuContext {
             device,
             queue,
@@ -262,7 +260,6 @@ impl GpuContext {
             pipelines: Mutex::new(PipelineCache::default()),
             errors,
             timing: Mutex::new(()),
-            fault,
             coop_broken: Default::default(),
             notes: Mutex::new(Vec::new()),
             name: info.name.clone(),
@@ -384,8 +381,26 @@ impl GpuContext {
         dst
     }
 
-    /// Reads the first `bytes` of `src` back: submits the stream and waits.
-    pub(crate) fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// A fresh fault word for one op's output, cleared in stream order.
+    pub(crate) fn fault_slot(&self) -> std::sync::Arc<FaultSlot> {
+        std::sync::Arc::new(FaultSlot {
+            buffer: self.zeros(FAULT_BYTES),
+            seen: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Reads the first `bytes` of `src` back: submits the stream and waits. With the
+    /// fault word of the tensor being read, reads it in the same copy and fails (now and
+    /// on every later read) when the op that wrote the tensor recorded a fault.
+    pub(crate) fn read(
+        &self,
+        src: &wgpu::Buffer,
+        bytes: u64,
+        fault: Option<&FaultSlot>,
+    ) -> Result<Vec<u8>> {
+        if let Some(word) = fault.and_then(|f| f.seen.get()) {
+            self.report_fault(*word)?;
+        }
         let padded = bytes.next_multiple_of(4).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("openkern readback"),
@@ -393,44 +408,31 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let fault_read = {
+        {
             let mut stream = self.lock_stream();
-            let fault_read = self.take_fault_word(&mut stream, &staging, padded);
-            stream
-                .encoder(&self.device)
-                .copy_buffer_to_buffer(src, 0, &staging, 0, padded);
+            let encoder = stream.encoder(&self.device);
+            encoder.copy_buffer_to_buffer(src, 0, &staging, 0, padded);
+            if let Some(f) = fault {
+                encoder.copy_buffer_to_buffer(f.buffer.buffer(), 0, &staging, padded, FAULT_BYTES);
+            }
             self.flush_locked(&mut stream)?;
-            fault_read
-        };
+        }
         staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         self.wait()?;
-        let (out, fault) = {
+        let (out, word) = {
             let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
                 device: self.name.clone(),
                 message: e.to_string(),
             })?;
-            let fault: [u32; 4] = bytemuck::pod_read_unaligned(&view[padded as usize..]);
-            (view[..bytes as usize].to_vec(), fault)
+            let word: [u32; 4] = bytemuck::pod_read_unaligned(&view[padded as usize..]);
+            (view[..bytes as usize].to_vec(), word)
         };
         staging.unmap();
         self.check_errors()?;
-        if fault_read {
-            self.report_fault(fault)?;
+        if let Some(f) = fault {
+            self.report_fault(*f.seen.get_or_init(|| word))?;
         }
         Ok(out)
-    }
-
-    /// Where a kernel that may fault was recorded since the last check: copies the fault
-    /// word into `staging` at `offset` and clears it, in the stream, so a later batch
-    /// starts clean. Returns whether it did.
-    fn take_fault_word(&self, stream: &mut Stream, staging: &wgpu::Buffer, offset: u64) -> bool {
-        if !std::mem::take(&mut stream.fault_unchecked) {
-            return false;
-        }
-        let encoder = stream.encoder(&self.device);
-        encoder.copy_buffer_to_buffer(&self.fault, 0, staging, offset, FAULT_BYTES);
-        encoder.clear_buffer(&self.fault, 0, None);
-        true
     }
 
     /// Turns a fault word read back into the typed error it stands for.
@@ -489,11 +491,6 @@ impl GpuContext {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        let unchecked = self.lock_stream().fault_unchecked;
-        if unchecked {
-            // the fault word rides on a (zero-length) readback
-            return self.read(&self.fault, 0).map(drop);
-        }
         self.flush()?;
         self.wait()?;
         self.check_errors()
@@ -605,11 +602,11 @@ impl GpuContext {
         params: Option<&[u8]>,
         workgroups: [u32; 3],
     ) -> Result<()> {
-        self.record_dispatch(pipeline, label, buffers, params, workgroups, false)
+        self.record_dispatch(pipeline, label, buffers, params, workgroups, None)
     }
 
     /// [`dispatch`](Self::dispatch) for a kernel that reports bad input through the fault
-    /// word, bound after the params as `array<atomic<u32>, 4>`.
+    /// word of its output, bound after the params as `array<atomic<u32>, 4>`.
     pub(crate) fn dispatch_reporting_faults(
         &self,
         pipeline: &Pipeline,
@@ -617,8 +614,16 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         params: &[u8],
         workgroups: [u32; 3],
+        fault: &FaultSlot,
     ) -> Result<()> {
-        self.record_dispatch(pipeline, label, buffers, Some(params), workgroups, true)
+        self.record_dispatch(
+            pipeline,
+            label,
+            buffers,
+            Some(params),
+            workgroups,
+            Some(fault),
+        )
     }
 
     fn record_dispatch(
@@ -628,7 +633,7 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         params: Option<&[u8]>,
         workgroups: [u32; 3],
-        reports_faults: bool,
+        fault: Option<&FaultSlot>,
     ) -> Result<()> {
         let mut stream = self.lock_stream();
         let align = self.limits.min_uniform_buffer_offset_alignment as u64;
@@ -656,12 +661,15 @@ impl GpuContext {
                 }),
             });
         }
-        if reports_faults {
+        if let Some(f) = fault {
             entries.push(wgpu::BindGroupEntry {
                 binding: entries.len() as u32,
-                resource: self.fault.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: f.buffer.buffer(),
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(FAULT_BYTES),
+                }),
             });
-            stream.fault_unchecked = true;
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),

@@ -19,9 +19,6 @@ pub(crate) struct Stream {
     pub(crate) timer: Option<PassTimer>,
     /// Uniform parameters of this batch's passes, packed into one mapped buffer.
     params: Option<ParamsArena>,
-    /// A kernel that can report a fault (see `GpuContext::fault`) was recorded since the
-    /// fault word was last read.
-    pub(crate) fault_unchecked: bool,
 }
 
 /// Bytes of one params arena: room for a batch's worth of small uniform structs.

@@ -4,7 +4,7 @@
 //! Special values follow the IEEE arithmetic of each formula: NaN gives NaN, +∞ gives +∞,
 //! and −∞ gives NaN for GELU, SiLU and SwiGLU (−∞ · 0, as in PyTorch) and 0 for ReLU.
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -82,14 +82,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 /// separate ops would make three passes). `gate` and `up` share shape and dtype.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     let op = "swiglu";
-    gate.device().same(op, up.device())?;
-    if gate.dtype() != up.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: gate.dtype(),
-            rhs: up.dtype(),
-        });
-    }
+    dispatch::same_device_and_dtype(op, gate, [up])?;
     if gate.shape() != up.shape() {
         return Err(Error::shape(
             op,
@@ -105,18 +98,18 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 
 fn run(act: Activation, a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     a.expect_float(act.name())?;
-    match &a.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(a.device(), a.shape(), a.dtype(), act.name())?;
-            if !out.is_empty() {
-                crate::gpu::activation::activation(g, act, a, b, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            a.device(),
-            crate::cpu::activation::activation(act, a.cpu_storage(), b.map(|b| b.cpu_storage())),
-            a.shape(),
-        )),
-    }
+    dispatch::run1(
+        act.name(),
+        a.device(),
+        a.shape(),
+        a.dtype(),
+        |g, out| crate::gpu::activation::activation(g, act, a, b, out),
+        || {
+            Ok(crate::cpu::activation::activation(
+                act,
+                a.cpu_storage(),
+                b.map(|b| b.cpu_storage()),
+            ))
+        },
+    )
 }

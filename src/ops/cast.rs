@@ -1,6 +1,6 @@
 //! Casts between f32, f16 and bf16, and from u32 ids to floats.
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -23,18 +23,12 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
             supported: "casts between f32, f16 and bf16 on every device, and u32 -> float on the CPU device",
         });
     }
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(x.device(), x.shape(), dtype, "cast")?;
-            if !x.is_empty() {
-                crate::gpu::cast::cast(g, x, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            x.device(),
-            crate::cpu::cast::cast(x.cpu_storage(), dtype),
-            x.shape(),
-        )),
-    }
+    dispatch::run1(
+        "cast",
+        x.device(),
+        x.shape(),
+        dtype,
+        |g, out| crate::gpu::cast::cast(g, x, out),
+        || Ok(crate::cpu::cast::cast(x.cpu_storage(), dtype)),
+    )
 }

@@ -2,8 +2,8 @@
 //! scalar forms. Inputs share one dtype; the output has it too; arithmetic is f32.
 //! NaN and infinity propagate as in IEEE arithmetic (x/0 = ±inf, 0/0 = NaN).
 
-use crate::device::Backend;
-use crate::error::{Error, Result};
+use super::dispatch;
+use crate::error::Result;
 use crate::shape::{broadcast_shapes, check_rank};
 use crate::tensor::Tensor;
 
@@ -42,14 +42,7 @@ pub(crate) enum Operand<'a> {
 pub fn binary(op: BinaryOp, lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
     let name = op.name();
     lhs.expect_float(name)?;
-    lhs.device().same(name, rhs.device())?;
-    if lhs.dtype() != rhs.dtype() {
-        return Err(Error::DTypeMismatch {
-            op: name,
-            lhs: lhs.dtype(),
-            rhs: rhs.dtype(),
-        });
-    }
+    dispatch::same_device_and_dtype(name, lhs, [rhs])?;
     let out_shape = broadcast_shapes(name, lhs.shape(), rhs.shape())?;
     check_rank(name, &out_shape)?;
     run(op, lhs, Operand::Tensor(rhs), &out_shape)
@@ -62,24 +55,25 @@ pub fn binary_scalar(op: BinaryOp, lhs: &Tensor, scalar: f32) -> Result<Tensor> 
 }
 
 fn run(op: BinaryOp, lhs: &Tensor, rhs: Operand<'_>, out_shape: &[usize]) -> Result<Tensor> {
-    match &lhs.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(lhs.device(), out_shape, lhs.dtype(), op.name())?;
-            if !out.is_empty() {
-                crate::gpu::elementwise::binary(g, op, lhs, &rhs, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => {
+    dispatch::run1(
+        op.name(),
+        lhs.device(),
+        out_shape,
+        lhs.dtype(),
+        |g, out| crate::gpu::elementwise::binary(g, op, lhs, &rhs, out),
+        || {
             let r = match rhs {
                 Operand::Tensor(t) => Ok((t.cpu_storage(), t.shape())),
                 Operand::Scalar(s) => Err(s),
             };
-            let storage =
-                crate::cpu::elementwise::binary(op, (lhs.cpu_storage(), lhs.shape()), r, out_shape);
-            Ok(Tensor::from_cpu(lhs.device(), storage, out_shape))
-        }
-    }
+            Ok(crate::cpu::elementwise::binary(
+                op,
+                (lhs.cpu_storage(), lhs.shape()),
+                r,
+                out_shape,
+            ))
+        },
+    )
 }
 
 /// `lhs + rhs` with broadcasting.

@@ -1,6 +1,6 @@
 //! Embedding gather: token ids to rows of a table.
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -11,13 +11,14 @@ use crate::tensor::Tensor;
 /// Out-of-range ids (≥ vocab) are [`Error::IndexOutOfRange`] naming the first one. The
 /// CPU device returns it from this call. A GPU device cannot look at ids without a
 /// readback (they may have been made on the GPU, by argmax): the kernel records the bad
-/// id in the device's fault word and the next read (`to_vec`) or [`Device::sync`]
-/// returns the error. The kernel never reads outside the table.
+/// id in the output's own fault word, and every read of the output (`to_vec`) returns
+/// the error; reads of other tensors, on any thread, are unaffected. The kernel never
+/// reads outside the table. (Tensors computed from a faulty output are not yet marked:
+/// read the embedding output, or check ids on the host, where that matters.)
 ///
-/// [`Device::sync`]: crate::Device::sync
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let op = "embedding";
-    ids.device().same(op, table.device())?;
+    dispatch::same_device(op, ids, [table])?;
     if ids.dtype() != DType::U32 {
         return Err(Error::UnsupportedDType {
             op,
@@ -36,15 +37,21 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let mut shape = ids.shape().to_vec();
     shape.push(d);
     crate::shape::check_rank(op, &shape)?;
-    match &ids.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(ids.device(), &shape, table.dtype(), op)?;
-            if !out.is_empty() {
-                crate::gpu::embedding::embedding(g, ids, table, vocab, d, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => {
+    // On a GPU the ids may only exist there (argmax's output), so a bad id is recorded in
+    // the output's own fault word and reported by every read of the output.
+    let mut fault = None;
+    let mut out = dispatch::run1(
+        op,
+        ids.device(),
+        &shape,
+        table.dtype(),
+        |g, out| {
+            let slot = g.fault_slot();
+            crate::gpu::embedding::embedding(g, ids, table, vocab, d, out, &slot)?;
+            fault = Some(slot);
+            Ok(())
+        },
+        || {
             let ids_v = ids.cpu_storage().as_slice::<u32>();
             if let Some((position, &index)) =
                 ids_v.iter().enumerate().find(|(_, &i)| i as usize >= vocab)
@@ -56,11 +63,13 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
                     bound: vocab,
                 });
             }
-            Ok(Tensor::from_cpu(
-                ids.device(),
-                crate::cpu::embedding::embedding(ids_v, table.cpu_storage(), d),
-                &shape,
+            Ok(crate::cpu::embedding::embedding(
+                ids_v,
+                table.cpu_storage(),
+                d,
             ))
-        }
-    }
+        },
+    )?;
+    out.fault = fault;
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //! Values are copied bit for bit (NaN payloads included on the CPU; GPUs may quieten
 //! signalling NaNs in 16-bit data).
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::error::{Error, Result};
 use crate::shape::{check_rank, contiguous_strides};
 use crate::tensor::Tensor;
@@ -34,20 +34,20 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     if perm.iter().enumerate().all(|(k, &p)| k == p) {
         return Ok(x.clone());
     }
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(x.device(), &shape, x.dtype(), op)?;
-            if !out.is_empty() {
-                crate::gpu::layout::permute(g, x, &shape, &src_strides, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            x.device(),
-            crate::cpu::layout::permute(x.cpu_storage(), &shape, &src_strides),
-            &shape,
-        )),
-    }
+    dispatch::run1(
+        op,
+        x.device(),
+        &shape,
+        x.dtype(),
+        |g, out| crate::gpu::layout::permute(g, x, &shape, &src_strides, out),
+        || {
+            Ok(crate::cpu::layout::permute(
+                x.cpu_storage(),
+                &shape,
+                &src_strides,
+            ))
+        },
+    )
 }
 
 /// Swaps dimensions `a` and `b` (a contiguous copy).
@@ -84,14 +84,7 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     }
     let mut total = 0;
     for (k, t) in xs.iter().enumerate() {
-        first.device().same(op, t.device())?;
-        if t.dtype() != first.dtype() {
-            return Err(Error::DTypeMismatch {
-                op,
-                lhs: first.dtype(),
-                rhs: t.dtype(),
-            });
-        }
+        dispatch::same_device_and_dtype(op, first, [*t])?;
         let matches = t.rank() == r && (0..r).all(|d| d == dim || t.shape()[d] == first.shape()[d]);
         if !matches {
             return Err(Error::shape(
@@ -108,11 +101,15 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     let mut shape = first.shape().to_vec();
     shape[dim] = total;
     let inner: usize = shape[dim + 1..].iter().product();
-    match &first.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(first.device(), &shape, first.dtype(), op)?;
+    dispatch::run1(
+        op,
+        first.device(),
+        &shape,
+        first.dtype(),
+        |g, out| {
             let mut offset = 0;
             for t in xs {
+                // an empty part adds nothing: no pass for it
                 if !t.is_empty() {
                     crate::gpu::layout::concat_part(
                         g,
@@ -120,23 +117,23 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
                         t.shape()[dim] * inner,
                         total * inner,
                         offset * inner,
-                        &out,
+                        out,
                     )?;
                 }
                 offset += t.shape()[dim];
             }
-            Ok(out)
-        }
-        Backend::Cpu => {
+            Ok(())
+        },
+        || {
             let parts: Vec<_> = xs
                 .iter()
                 .map(|t| (t.cpu_storage(), t.shape()[dim] * inner))
                 .collect();
-            Ok(Tensor::from_cpu(
-                first.device(),
-                crate::cpu::layout::concat(&parts, total * inner, first.dtype()),
-                &shape,
+            Ok(crate::cpu::layout::concat(
+                &parts,
+                total * inner,
+                first.dtype(),
             ))
-        }
-    }
+        },
+    )
 }

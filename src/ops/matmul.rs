@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+use super::dispatch;
 use crate::device::Backend;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -184,17 +185,8 @@ fn check_float(op: &'static str, dtype: DType, supported: &'static str) -> Resul
 }
 
 fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Result<MatmulPlan> {
-    a.device().same(op, b.device())?;
-    if let Some(bias) = &o.bias {
-        a.device().same(op, bias.device())?;
-    }
-    if a.dtype() != b.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        });
-    }
+    dispatch::same_device_and_dtype(op, a, [b])?;
+    dispatch::same_device(op, a, o.bias.as_ref())?;
     check_float(op, a.dtype(), "f32, f16 or bf16 operands; cast them first")?;
     let out_dtype = o.out_dtype.unwrap_or(a.dtype());
     check_float(op, out_dtype, "f32, f16 or bf16 outputs")?;
@@ -227,26 +219,24 @@ fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
     let (bk, bn) = (b.shape()[rb - 2], b.shape()[rb - 1]);
     let (kb, n) = if o.trans_b { (bn, bk) } else { (bk, bn) };
     if k != kb {
-        return Err(Error::shape(
+        return Err(Error::InnerDimMismatch {
             op,
-            format!(
-                "inner dimensions differ: {:?}{} has K = {k} but {:?}{} has K = {kb}; the first operand's columns must equal the second's rows (check trans_a / trans_b)",
-                a.shape(),
-                if o.trans_a { " (transposed)" } else { "" },
-                b.shape(),
-                if o.trans_b { " (transposed)" } else { "" },
-            ),
-        ));
+            lhs: a.shape().to_vec(),
+            trans_a: o.trans_a,
+            k_lhs: k,
+            rhs: b.shape().to_vec(),
+            trans_b: o.trans_b,
+            k_rhs: kb,
+        });
     }
     if let Some(bias) = &o.bias {
         if bias.shape() != [n] {
-            return Err(Error::shape(
+            return Err(Error::LastDimMismatch {
                 op,
-                format!(
-                    "bias has shape {:?} but the output has {n} columns; pass a bias of shape [{n}]",
-                    bias.shape()
-                ),
-            ));
+                name: "bias",
+                shape: bias.shape().to_vec(),
+                expected: n,
+            });
         }
     }
     let batch_shape = broadcast_shapes(op, &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
@@ -297,22 +287,19 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
     let mut out_shape = plan.batch_shape.clone();
     out_shape.extend([plan.m, plan.n]);
     let out_dtype = plan.out_dtype;
-    match &a.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(a.device(), &out_shape, out_dtype, op)?;
-            if !out.is_empty() {
-                crate::gpu::matmul::matmul(g, &plan, a, b, o.bias.as_ref(), &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => {
-            let storage = crate::cpu::matmul::matmul(
+    dispatch::run1(
+        op,
+        a.device(),
+        &out_shape,
+        out_dtype,
+        |g, out| crate::gpu::matmul::matmul(g, &plan, a, b, o.bias.as_ref(), out),
+        || {
+            Ok(crate::cpu::matmul::matmul(
                 &plan,
                 a.cpu_storage(),
                 b.cpu_storage(),
                 o.bias.as_ref().map(|t| t.cpu_storage()),
-            );
-            Ok(Tensor::from_cpu(a.device(), storage, &out_shape))
-        }
-    }
+            ))
+        },
+    )
 }

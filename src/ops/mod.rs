@@ -5,6 +5,7 @@ use crate::gpu::shader::KernelSource;
 
 pub mod activation;
 pub mod cast;
+pub(crate) mod dispatch;
 pub mod elementwise;
 pub mod embedding;
 pub mod layout;

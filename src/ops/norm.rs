@@ -7,7 +7,7 @@
 //! comes out NaN (its statistics are NaN or ∞). With `eps = 0`, an all-zero row divides
 //! 0 by 0 and gives NaN; use the model's eps (1e-5, 1e-6).
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -52,18 +52,6 @@ pub fn add_layer_norm(
     Ok((h.expect("the residual form returns the sum"), y))
 }
 
-fn same(op: &'static str, x: &Tensor, other: &Tensor) -> Result<()> {
-    x.device().same(op, other.device())?;
-    if other.dtype() != x.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: x.dtype(),
-            rhs: other.dtype(),
-        });
-    }
-    Ok(())
-}
-
 fn run(
     op: &'static str,
     x: &Tensor,
@@ -93,19 +81,18 @@ fn run(
     let n = x.shape()[x.rank() - 1];
     for (name, t) in [("weight", Some(w)), ("bias", b)] {
         let Some(t) = t else { continue };
-        same(op, x, t)?;
+        dispatch::same_device_and_dtype(op, x, [t])?;
         if t.shape() != [n] {
-            return Err(Error::shape(
+            return Err(Error::LastDimMismatch {
                 op,
-                format!(
-                    "{name} has shape {:?} but x's rows have {n} elements; pass a {name} of shape [{n}]",
-                    t.shape()
-                ),
-            ));
+                name,
+                shape: t.shape().to_vec(),
+                expected: n,
+            });
         }
     }
     if let Some(r) = res {
-        same(op, x, r)?;
+        dispatch::same_device_and_dtype(op, x, [r])?;
         if r.shape() != x.shape() {
             return Err(Error::shape(
                 op,
@@ -117,29 +104,42 @@ fn run(
             ));
         }
     }
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let y = Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?;
-            let h = match res {
-                Some(_) => Some(Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?),
-                None => None,
-            };
-            crate::gpu::norm::norm(g, x, res, w, b, eps, &y, h.as_ref())?;
-            Ok((y, h))
+    let cpu = || {
+        crate::cpu::norm::norm(
+            x.cpu_storage(),
+            res.map(|r| r.cpu_storage()),
+            w.cpu_storage(),
+            b.map(|b| b.cpu_storage()),
+            eps,
+            n,
+        )
+    };
+    let out = (x.shape(), x.dtype());
+    match res {
+        None => {
+            let [y] = dispatch::run(
+                op,
+                x.device(),
+                [out],
+                |g, [y]| crate::gpu::norm::norm(g, x, None, w, b, eps, y, None),
+                || Ok([cpu().0]),
+            )?;
+            Ok((y, None))
         }
-        Backend::Cpu => {
-            let (y, h) = crate::cpu::norm::norm(
-                x.cpu_storage(),
-                res.map(|r| r.cpu_storage()),
-                w.cpu_storage(),
-                b.map(|b| b.cpu_storage()),
-                eps,
-                n,
-            );
-            Ok((
-                Tensor::from_cpu(x.device(), y, x.shape()),
-                h.map(|h| Tensor::from_cpu(x.device(), h, x.shape())),
-            ))
+        Some(r) => {
+            let [y, h] = dispatch::run(
+                op,
+                x.device(),
+                [out, out],
+                |g, [y, h]| crate::gpu::norm::norm(g, x, Some(r), w, b, eps, y, Some(h)),
+                || match cpu() {
+                    (y, Some(h)) => Ok([y, h]),
+                    (_, None) => Err(crate::Error::Internal {
+                        message: format!("{op}: the residual form returned no sum"),
+                    }),
+                },
+            )?;
+            Ok((y, Some(h)))
         }
     }
 }

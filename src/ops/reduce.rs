@@ -6,7 +6,7 @@
 //! the first NaN in that case (NumPy's rule), otherwise the first index of the maximum
 //! (−0 and +0 tie).
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -73,24 +73,29 @@ pub fn reduce(op: Reduction, x: &Tensor) -> Result<Tensor> {
     }
     let n = x.shape()[x.rank() - 1];
     let shape = &x.shape()[..x.rank() - 1];
-    let rows = x.len() / n;
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let y = Tensor::uninit(x.device(), shape, x.dtype(), name)?;
-            let idx = if op == Reduction::ArgMax {
-                Some(Tensor::uninit(x.device(), shape, DType::U32, name)?)
-            } else {
-                None
-            };
-            if rows > 0 {
-                crate::gpu::reduce::reduce(g, op, x, n, &y, idx.as_ref())?;
-            }
-            Ok(idx.unwrap_or(y))
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
+    let cpu = || Ok(crate::cpu::reduce::reduce(op, x.cpu_storage(), n));
+    if op == Reduction::ArgMax {
+        // The kernel writes the row maxima beside the indices; only the indices return.
+        // The maxima's buffer goes back to the pool on drop, and the pool hands it only to
+        // work recorded later, which runs after this pass.
+        return dispatch::run1(
+            name,
             x.device(),
-            crate::cpu::reduce::reduce(op, x.cpu_storage(), n),
             shape,
-        )),
+            DType::U32,
+            |g, idx| {
+                let maxima = Tensor::uninit(x.device(), shape, x.dtype(), name)?;
+                crate::gpu::reduce::reduce(g, op, x, n, &maxima, Some(idx))
+            },
+            cpu,
+        );
     }
+    dispatch::run1(
+        name,
+        x.device(),
+        shape,
+        x.dtype(),
+        |g, y| crate::gpu::reduce::reduce(g, op, x, n, y, None),
+        cpu,
+    )
 }

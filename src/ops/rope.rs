@@ -9,7 +9,7 @@
 //!
 //! NaN and ±∞ inputs propagate through the rotation to the pair holding them.
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -144,18 +144,12 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
         offset: o.offset,
         inv_freq,
     };
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?;
-            if !out.is_empty() {
-                crate::gpu::rope::rope(g, x, &plan, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            x.device(),
-            crate::cpu::rope::rope(x.cpu_storage(), &plan),
-            x.shape(),
-        )),
-    }
+    dispatch::run1(
+        op,
+        x.device(),
+        x.shape(),
+        x.dtype(),
+        |g, out| crate::gpu::rope::rope(g, x, &plan, out),
+        || Ok(crate::cpu::rope::rope(x.cpu_storage(), &plan)),
+    )
 }

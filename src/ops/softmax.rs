@@ -20,7 +20,7 @@
 //!
 //! Rows of any length are handled (1 to beyond 262 144, vocabulary-sized logits).
 
-use crate::device::Backend;
+use super::dispatch;
 use crate::error::{Error, Result};
 use crate::shape::{broadcast_shapes, broadcast_strides, check_rank};
 use crate::tensor::Tensor;
@@ -132,14 +132,7 @@ fn run(x: &Tensor, o: &SoftmaxOptions<'_>, log: bool) -> Result<Tensor> {
     };
     let mut mask_strides = vec![0; lead.len()];
     if let Some(m) = o.mask {
-        x.device().same(op, m.device())?;
-        if m.dtype() != x.dtype() {
-            return Err(Error::DTypeMismatch {
-                op,
-                lhs: x.dtype(),
-                rhs: m.dtype(),
-            });
-        }
+        dispatch::same_device_and_dtype(op, x, [m])?;
         let ok = m.rank() >= 1
             && m.rank() <= x.rank()
             && m.shape()[m.rank() - 1] == n
@@ -169,18 +162,12 @@ fn run(x: &Tensor, o: &SoftmaxOptions<'_>, log: bool) -> Result<Tensor> {
         lead_shape: lead.to_vec(),
         mask_strides,
     };
-    match &x.device().inner.backend {
-        Backend::Gpu(g) => {
-            let out = Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?;
-            if !out.is_empty() {
-                crate::gpu::softmax::softmax(g, x, &plan, &out)?;
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            x.device(),
-            crate::cpu::softmax::softmax(x.cpu_storage(), &plan),
-            x.shape(),
-        )),
-    }
+    dispatch::run1(
+        op,
+        x.device(),
+        x.shape(),
+        x.dtype(),
+        |g, out| crate::gpu::softmax::softmax(g, x, &plan, out),
+        || Ok(crate::cpu::softmax::softmax(x.cpu_storage(), &plan)),
+    )
 }

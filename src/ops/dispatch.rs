@@ -1,0 +1,108 @@
+//! What every op repeats between its argument checks and its kernels, written once: the
+//! same-device and same-dtype checks, output allocation, the empty-output rule and the
+//! CPU/GPU branch.
+//!
+//! **The empty-output rule**: an op whose outputs have no elements records no kernel and
+//! runs no CPU code; it returns empty tensors of the right shapes and dtypes, on every
+//! backend. (Argument checks still run first, so a bad call on empty tensors is still an
+//! error.)
+
+use crate::cpu::CpuStorage;
+use crate::device::{Backend, Device};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::tensor::Tensor;
+
+/// Every tensor in `others` is on `x`'s device.
+pub(crate) fn same_device<'t>(
+    op: &'static str,
+    x: &Tensor,
+    others: impl IntoIterator<Item = &'t Tensor>,
+) -> Result<()> {
+    for t in others {
+        x.device().same(op, t.device())?;
+    }
+    Ok(())
+}
+
+/// Every tensor in `others` is on `x`'s device and has `x`'s dtype.
+pub(crate) fn same_device_and_dtype<'t>(
+    op: &'static str,
+    x: &Tensor,
+    others: impl IntoIterator<Item = &'t Tensor>,
+) -> Result<()> {
+    for t in others {
+        x.device().same(op, t.device())?;
+        if t.dtype() != x.dtype() {
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: x.dtype(),
+                rhs: t.dtype(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs an op with `N` outputs of the given shapes and dtypes on `device`: on a GPU,
+/// allocates them and calls `gpu` to record its kernels into them; on the CPU, calls
+/// `cpu` for their storage. Applies the empty-output rule (module docs) on both.
+pub(crate) fn run<const N: usize>(
+    op: &'static str,
+    device: &Device,
+    outputs: [(&[usize], DType); N],
+    gpu: impl FnOnce(&GpuContext, &[Tensor; N]) -> Result<()>,
+    cpu: impl FnOnce() -> Result<[CpuStorage; N]>,
+) -> Result<[Tensor; N]> {
+    let empty = outputs
+        .iter()
+        .all(|(shape, _)| shape.iter().product::<usize>() == 0);
+    match &device.inner.backend {
+        Backend::Gpu(g) => {
+            let mut made = Vec::with_capacity(N);
+            for (shape, dtype) in outputs {
+                made.push(Tensor::uninit(device, shape, dtype, op)?);
+            }
+            let out: [Tensor; N] = made.try_into().map_err(|_| Error::Internal {
+                message: format!("{op}: output count"),
+            })?;
+            if !empty {
+                gpu(g, &out)?;
+            }
+            Ok(out)
+        }
+        Backend::Cpu => {
+            let storage = if empty {
+                outputs.map(|(_, dtype)| CpuStorage::zeros(dtype, 0))
+            } else {
+                cpu()?
+            };
+            let mut i = 0;
+            Ok(storage.map(|s| {
+                let t = Tensor::from_cpu(device, s, outputs[i].0);
+                i += 1;
+                t
+            }))
+        }
+    }
+}
+
+/// [`run`] for the common case of one output.
+pub(crate) fn run1(
+    op: &'static str,
+    device: &Device,
+    shape: &[usize],
+    dtype: DType,
+    gpu: impl FnOnce(&GpuContext, &Tensor) -> Result<()>,
+    cpu: impl FnOnce() -> Result<CpuStorage>,
+) -> Result<Tensor> {
+    let [out] = run(
+        op,
+        device,
+        [(shape, dtype)],
+        |g, [out]| gpu(g, out),
+        || cpu().map(|s| [s]),
+    )?;
+    Ok(out)
+}
