@@ -12,6 +12,7 @@ pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod softmax;
+pub(crate) mod unary;
 
 use crate::device::{DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType};
 use crate::dtype::{DType, Element};

@@ -19,6 +19,7 @@ pub mod shader;
 pub(crate) mod softmax;
 pub(crate) mod stream;
 pub mod timing;
+pub(crate) mod unary;
 
 use crate::device::{
     Backend, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceInner, DeviceLimits,
@@ -48,6 +49,7 @@ pub fn kernels() -> Vec<&'static shader::KernelSource> {
         &reduce::REDUCE,
         &reduce::REDUCE_SUBGROUP,
         &layout::LAYOUT,
+        &unary::UNARY,
     ];
     v.extend(matmul::KERNELS);
     v

@@ -11,57 +11,145 @@ use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The two results of a fused residual add and norm: the new residual stream and its
+/// normalisation. Named so the two tensors cannot be swapped silently.
+#[derive(Debug, Clone)]
+pub struct AddNorm {
+    /// `x + residual`, in x's dtype: the residual stream a pre-norm block carries on.
+    pub sum: Tensor,
+    /// The norm of the f32 sum (taken before `sum` is rounded to the storage dtype).
+    pub normed: Tensor,
+}
+
 /// `y = x / sqrt(mean(x²) + eps) · weight` over the last dimension.
-/// `weight` has shape `[n]` for rows of `n`; `eps` must be finite and ≥ 0.
+/// `weight` has shape `[n]` for rows of `n` (f32 or x's dtype); `eps` must be finite and
+/// ≥ 0.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-    let (y, _) = run("rms_norm", x, None, weight, None, eps)?;
+    let (y, _) = run("rms_norm", x, None, weight, None, eps, false)?;
     Ok(y)
 }
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias` over the last dimension
-/// (biased variance, as PyTorch). `weight` and `bias` have shape `[n]`.
+/// (biased variance, as PyTorch). `weight` and `bias` have shape `[n]` (f32 or x's
+/// dtype).
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
-    let (y, _) = run("layer_norm", x, None, weight, Some(bias), eps)?;
+    let (y, _) = run("layer_norm", x, None, weight, Some(bias), eps, false)?;
     Ok(y)
 }
 
 /// The residual add and RMS norm of a pre-norm transformer block in one pass over
-/// memory: returns `(h, rms_norm(h, weight, eps))` with `h = x + residual` (the new
-/// residual stream, in x's dtype). The norm is taken of the f32 sum, before `h` is
-/// rounded to the storage dtype.
-pub fn add_rms_norm(
-    x: &Tensor,
-    residual: &Tensor,
-    weight: &Tensor,
-    eps: f32,
-) -> Result<(Tensor, Tensor)> {
-    let (y, h) = run("add_rms_norm", x, Some(residual), weight, None, eps)?;
-    Ok((h.expect("the residual form returns the sum"), y))
+/// memory: `sum = x + residual` (the new residual stream, in x's dtype) and
+/// `normed = rms_norm(sum, weight, eps)`, taken of the f32 sum before it is rounded.
+pub fn add_rms_norm(x: &Tensor, residual: &Tensor, weight: &Tensor, eps: f32) -> Result<AddNorm> {
+    let (normed, sum) = run("add_rms_norm", x, Some(residual), weight, None, eps, true)?;
+    Ok(AddNorm {
+        sum: sum.expect("the residual form returns the sum"),
+        normed,
+    })
 }
 
-/// `h = x + residual` and `layer_norm(h, weight, bias, eps)` in one pass; returns
-/// `(h, normed)`.
+/// `sum = x + residual` and `normed = layer_norm(sum, weight, bias, eps)` in one pass.
 pub fn add_layer_norm(
     x: &Tensor,
     residual: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f32,
-) -> Result<(Tensor, Tensor)> {
-    let (y, h) = run("add_layer_norm", x, Some(residual), weight, Some(bias), eps)?;
-    Ok((h.expect("the residual form returns the sum"), y))
+) -> Result<AddNorm> {
+    let (normed, sum) = run(
+        "add_layer_norm",
+        x,
+        Some(residual),
+        weight,
+        Some(bias),
+        eps,
+        true,
+    )?;
+    Ok(AddNorm {
+        sum: sum.expect("the residual form returns the sum"),
+        normed,
+    })
 }
 
-fn same(op: &'static str, x: &Tensor, other: &Tensor) -> Result<()> {
-    x.device().same(op, other.device())?;
-    if other.dtype() != x.dtype() {
-        return Err(Error::DTypeMismatch {
+/// Post-norm form (BERT): `layer_norm(x + residual, weight, bias, eps)` in one pass,
+/// without writing the sum (post-LN blocks carry the normed tensor on, never the sum).
+pub fn add_layer_norm_post(
+    x: &Tensor,
+    residual: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (y, _) = run(
+        "add_layer_norm_post",
+        x,
+        Some(residual),
+        weight,
+        Some(bias),
+        eps,
+        false,
+    )?;
+    Ok(y)
+}
+
+/// Post-norm form: `rms_norm(x + residual, weight, eps)` in one pass, without writing the
+/// sum.
+pub fn add_rms_norm_post(
+    x: &Tensor,
+    residual: &Tensor,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (y, _) = run(
+        "add_rms_norm_post",
+        x,
+        Some(residual),
+        weight,
+        None,
+        eps,
+        false,
+    )?;
+    Ok(y)
+}
+
+/// `y = x / max(‖x‖₂, eps)` over the last dimension (PyTorch's `F.normalize(x, dim=-1)`;
+/// `eps` is typically 1e-12 and must be finite and ≥ 0). The norm is computed in f32.
+/// On the CPU one fused pass; on the GPU composed from existing kernels for now
+/// (square, row sum, sqrt, clamp, divide, in f32).
+pub fn l2_normalize(x: &Tensor, eps: f32) -> Result<Tensor> {
+    let op = "l2_normalize";
+    x.expect_float(op)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::Argument {
             op,
-            lhs: x.dtype(),
-            rhs: other.dtype(),
+            name: "eps",
+            value: eps.to_string(),
+            expected: "a finite number >= 0 (PyTorch's default is 1e-12)",
         });
     }
-    Ok(())
+    if x.rank() == 0 {
+        return Err(Error::shape(
+            op,
+            "x is a scalar; it needs a last dimension to normalise over: reshape x to [1]",
+        ));
+    }
+    let n = x.shape()[x.rank() - 1];
+    if x.is_empty() {
+        return Ok(x.clone());
+    }
+    match &x.device().inner.backend {
+        Backend::Gpu(_) => {
+            let x32 = x.cast(crate::DType::F32)?;
+            let ss = super::sum_dim(&super::mul(&x32, &x32)?, x.rank() - 1, true)?;
+            let norm = super::clamp(&super::sqrt(&ss)?, eps, f32::INFINITY)?;
+            super::div(&x32, &norm)?.cast(x.dtype())
+        }
+        Backend::Cpu => Ok(Tensor::from_cpu(
+            x.device(),
+            crate::cpu::norm::l2_normalize(x.cpu_storage(), eps, n),
+            x.shape(),
+        )),
+    }
 }
 
 fn run(
@@ -71,6 +159,7 @@ fn run(
     w: &Tensor,
     b: Option<&Tensor>,
     eps: f32,
+    write_sum: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     x.expect_float(op)?;
     if !(eps.is_finite() && eps >= 0.0) {
@@ -91,9 +180,13 @@ fn run(
         ));
     }
     let n = x.shape()[x.rank() - 1];
-    for (name, t) in [("weight", Some(w)), ("bias", b)] {
+    let w = super::params::param(op, "weight", x, w)?;
+    let b = match b {
+        Some(b) => Some(super::params::param(op, "bias", x, b)?),
+        None => None,
+    };
+    for (name, t) in [("weight", Some(&w)), ("bias", b.as_ref())] {
         let Some(t) = t else { continue };
-        same(op, x, t)?;
         if t.shape() != [n] {
             return Err(Error::shape(
                 op,
@@ -105,7 +198,14 @@ fn run(
         }
     }
     if let Some(r) = res {
-        same(op, x, r)?;
+        x.device().same(op, r.device())?;
+        if r.dtype() != x.dtype() {
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: x.dtype(),
+                rhs: r.dtype(),
+            });
+        }
         if r.shape() != x.shape() {
             return Err(Error::shape(
                 op,
@@ -121,10 +221,10 @@ fn run(
         Backend::Gpu(g) => {
             let y = Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?;
             let h = match res {
-                Some(_) => Some(Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?),
-                None => None,
+                Some(_) if write_sum => Some(Tensor::uninit(x.device(), x.shape(), x.dtype(), op)?),
+                _ => None,
             };
-            crate::gpu::norm::norm(g, x, res, w, b, eps, &y, h.as_ref())?;
+            crate::gpu::norm::norm(g, x, res, &w, b.as_ref(), eps, &y, h.as_ref())?;
             Ok((y, h))
         }
         Backend::Cpu => {
@@ -132,9 +232,10 @@ fn run(
                 x.cpu_storage(),
                 res.map(|r| r.cpu_storage()),
                 w.cpu_storage(),
-                b.map(|b| b.cpu_storage()),
+                b.as_ref().map(|b| b.cpu_storage()),
                 eps,
                 n,
+                write_sum,
             );
             Ok((
                 Tensor::from_cpu(x.device(), y, x.shape()),
