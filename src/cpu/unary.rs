@@ -2,7 +2,7 @@
 //! widened into an f32 buffer in L1, mapped by a loop specialised per op (no function
 //! pointer per element), and narrowed once.
 
-use super::math::{exp, narrow, widen};
+use super::math::{each, exp, narrow, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::unary::UnaryOp;
@@ -37,13 +37,6 @@ pub(crate) fn map_blocks<T: Element + Pooled>(x: &[T], f: impl Fn(&mut [f32]) + 
             narrow(buf, o);
         });
     out
-}
-
-#[inline(always)]
-fn each(b: &mut [f32], f: impl Fn(f32) -> f32) {
-    for v in b.iter_mut() {
-        *v = f(*v);
-    }
 }
 
 fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {

@@ -318,6 +318,8 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
                 &plan,
                 a.cpu_storage(),
                 b.cpu_storage(),
+                // a rank-2 second operand is a weight: its widened copy is cached
+                (b.rank() == 2).then_some(&b.storage),
                 o.bias.as_ref().map(|t| t.cpu_storage()),
             );
             Ok(Tensor::from_cpu(a.device(), storage, &out_shape))
