@@ -116,7 +116,8 @@ fn decoder_layer(
     let attn = ops::linear(&attn, &t(&w.wo, &[D_MODEL, D_MODEL])?, None, None)?;
 
     // MLP: the residual add and the norm are one pass
-    let (x, h) = ops::add_rms_norm(&attn, &x, &t(&w.ffn_norm, &[D_MODEL])?, EPS)?;
+    let ops::AddNorm { sum: x, normed: h } =
+        ops::add_rms_norm(&attn, &x, &t(&w.ffn_norm, &[D_MODEL])?, EPS)?;
     let gate = ops::linear(&h, &t(&w.w_gate, &[FFN, D_MODEL])?, None, None)?;
     let up = ops::linear(&h, &t(&w.w_up, &[FFN, D_MODEL])?, None, None)?;
     let mlp = ops::swiglu(&gate, &up)?;

@@ -42,6 +42,8 @@ struct Params {
 
 override LAYER: bool = false;
 override RESIDUAL: bool = false;
+// false for the post-norm forms, which need only the normed sum, not the sum itself
+override WRITE_SUM: bool = true;
 override WORKGROUP: u32 = 256u;
 
 // #piece row_reduce
@@ -164,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     var acc = 0.0;
     for (var w = w0 + lid; w < w1; w += WORKGROUP) {
         let v = value2(w);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store2_h(w, v);
         }
         if (LAYER) {
@@ -175,14 +177,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     if (lid == 0u && head == 1u) {
         let v = value(row_base);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store_h(row_base, v);
         }
         acc += select(v * v, v, LAYER);
     }
     if (lid == tail_lane && tail == 1u) {
         let v = value(last);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store_h(last, v);
         }
         acc += select(v * v, v, LAYER);
@@ -245,21 +247,21 @@ fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
     var acc = 0.0;
     if (head == 1u) {
         let v = value(row_base);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store_h(row_base, v);
         }
         acc += select(v * v, v, LAYER);
     }
     for (var w = w0; w < w1; w++) {
         let v = value2(w);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store2_h(w, v);
         }
         acc += select(v.x * v.x + v.y * v.y, v.x + v.y, LAYER);
     }
     if (tail == 1u) {
         let v = value(last);
-        if (RESIDUAL) {
+        if (RESIDUAL && WRITE_SUM) {
             store_h(last, v);
         }
         acc += select(v * v, v, LAYER);

@@ -20,6 +20,22 @@ pub enum Error {
         /// Elements given.
         got: usize,
     },
+    /// Raw bytes whose length does not fill the shape and dtype asked for.
+    #[error("{got} bytes given but a {dtype} tensor of shape {shape:?} needs {expected} ({elements} elements of {elem_bytes} bytes); check the dtype and shape against the file")]
+    ByteLength {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The dtype asked for.
+        dtype: DType,
+        /// Elements the shape needs.
+        elements: usize,
+        /// Bytes per element of the dtype.
+        elem_bytes: usize,
+        /// Bytes the shape and dtype need.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
     /// A reshape to a shape with another element count.
     #[error("cannot reshape {from:?} ({from_len} elements) to {to:?} ({to_len} elements); the element count must stay the same")]
     ReshapeCount {
@@ -57,7 +73,7 @@ pub enum Error {
         message: String,
     },
     /// Operands of different dtypes where the op needs them equal.
-    #[error("{op}: operands have dtypes {lhs} and {rhs}; cast one with `.cast({lhs})` first")]
+    #[error("{op}: operands have dtypes {lhs} and {rhs}; cast the second with `.cast(DType::{})` first", .lhs.variant_name())]
     DTypeMismatch {
         /// The op that was called.
         op: &'static str,
@@ -65,6 +81,19 @@ pub enum Error {
         lhs: DType,
         /// Second dtype.
         rhs: DType,
+    },
+    /// A parameter (norm weight or bias, linear bias, softmax mask) whose dtype is
+    /// neither f32 nor the activation's dtype.
+    #[error("{op}: {param} is {dtype} but x is {activation}; parameters must be f32 or x's dtype: cast it with `.cast(DType::F32)` or `.cast(DType::{})`", .activation.variant_name())]
+    ParamDType {
+        /// The op that was called.
+        op: &'static str,
+        /// Which parameter (`weight`, `bias`, `mask`).
+        param: &'static str,
+        /// Its dtype.
+        dtype: DType,
+        /// The activation's (x's) dtype.
+        activation: DType,
     },
     /// A host type that does not match the tensor's dtype.
     #[error("tensor holds {tensor} but {requested} was requested; call `.cast(DType::{requested_variant})` first or read it as {tensor}")]

@@ -18,6 +18,18 @@
 //!
 //! Ops record into the device's stream and return at once; work is submitted when data is
 //! read back, on [`Device::sync`], or when a batch grows large.
+//!
+//! ## Dtypes
+//!
+//! Activations (the tensors an op transforms: `x`, matmul operands, residuals, the two
+//! halves of SwiGLU) must share one dtype; the result has it too, and arithmetic is f32
+//! whatever the storage. **Parameters** — norm weights and biases, the linear / matmul
+//! bias, the softmax mask — may be **f32 or the activation dtype**, for every op that
+//! takes them (an f16 model may keep f32 LayerNorm weights). Any other combination is a
+//! typed error naming the cast to make: [`Error::ParamDType`] for a parameter,
+//! [`Error::DTypeMismatch`] for activations, each with the `.cast(DType::F32)`-style call
+//! in its message. The CPU backend reads an f32 parameter at full precision; the GPU
+//! backend rounds it to the activation dtype first (a cast of its few elements).
 #![warn(missing_docs)]
 
 pub mod autotune;

@@ -106,6 +106,112 @@ impl Tensor {
         })
     }
 
+    /// A tensor of `shape` with every element `value` (rounded to `dtype`; for
+    /// [`DType::U32`] the value must be a whole number in range).
+    pub fn full(device: &Device, shape: &[usize], value: f32, dtype: DType) -> Result<Self> {
+        let n = element_count(shape);
+        if dtype == DType::U32 {
+            if !(value >= 0.0 && value <= u32::MAX as f32 && value.fract() == 0.0) {
+                return Err(Error::Argument {
+                    op: "Tensor::full",
+                    name: "value",
+                    value: value.to_string(),
+                    expected: "a whole number in 0..2^32 for a u32 tensor",
+                });
+            }
+            return Self::from_slice(device, &vec![value as u32; n], shape);
+        }
+        Self::from_f32(device, &vec![value; n], shape, dtype)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(device: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
+        Self::full(device, shape, 1.0, dtype)
+    }
+
+    /// The 1-D tensor `start, start + step, ...` up to but excluding `end` (PyTorch's
+    /// `arange`): `ceil((end − start) / step)` elements, each computed in f64 and rounded
+    /// once to `dtype`. `step` must be finite and nonzero; for [`DType::U32`] every value
+    /// must be a whole number ≥ 0 (positions, ids).
+    pub fn arange(device: &Device, start: f64, end: f64, step: f64, dtype: DType) -> Result<Self> {
+        let op = "Tensor::arange";
+        if !(step.is_finite() && step != 0.0 && start.is_finite() && end.is_finite()) {
+            return Err(Error::Argument {
+                op,
+                name: "start, end, step",
+                value: format!("({start}, {end}, {step})"),
+                expected: "finite numbers with step != 0",
+            });
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let values = (0..n).map(|i| start + i as f64 * step);
+        if dtype == DType::U32 {
+            let v: Vec<u32> = values
+                .map(|x| {
+                    if x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f64 {
+                        Ok(x as u32)
+                    } else {
+                        Err(Error::Argument {
+                            op,
+                            name: "start, step",
+                            value: format!("({start}, {step}), giving {x}"),
+                            expected:
+                                "whole numbers >= 0 for a u32 tensor; use a float dtype otherwise",
+                        })
+                    }
+                })
+                .collect::<Result<_>>()?;
+            return Self::from_slice(device, &v, &[n]);
+        }
+        let v: Vec<f32> = values.map(|x| x as f32).collect();
+        // f32 → f16/bf16 after an f64 → f32 step can double-round; values small enough
+        // to matter are exact in f32 anyway (integers below 2^24)
+        Self::from_f32(device, &v, &[n], dtype)
+    }
+
+    /// A tensor from raw little-endian element bytes (a checkpoint's tensor data, e.g.
+    /// a safetensors entry): `bytes.len()` must equal the element count of `shape` times
+    /// `dtype`'s size, else [`Error::ByteLength`]. The bytes need no alignment.
+    pub fn from_bytes(
+        device: &Device,
+        bytes: &[u8],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Self> {
+        let elements = element_count(shape);
+        let elem_bytes = dtype.size_in_bytes();
+        if bytes.len() != elements * elem_bytes {
+            return Err(Error::ByteLength {
+                shape: shape.to_vec(),
+                dtype,
+                elements,
+                elem_bytes,
+                expected: elements * elem_bytes,
+                got: bytes.len(),
+            });
+        }
+        fn words<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+            bytes
+                .chunks_exact(N)
+                .map(|c| f(c.try_into().expect("chunks_exact gives N bytes")))
+                .collect()
+        }
+        match dtype {
+            DType::F32 => Self::from_slice(device, &words(bytes, f32::from_le_bytes), shape),
+            DType::U32 => Self::from_slice(device, &words(bytes, u32::from_le_bytes), shape),
+            DType::F16 => Self::from_slice(
+                device,
+                &words(bytes, |b| half::f16::from_bits(u16::from_le_bytes(b))),
+                shape,
+            ),
+            DType::BF16 => Self::from_slice(
+                device,
+                &words(bytes, |b| half::bf16::from_bits(u16::from_le_bytes(b))),
+                shape,
+            ),
+        }
+    }
+
     /// A tensor whose contents the caller will overwrite entirely (GPU: not cleared).
     pub(crate) fn uninit(
         device: &Device,
@@ -193,6 +299,53 @@ impl Tensor {
             shape: shape.to_vec(),
             ..self.clone()
         })
+    }
+
+    /// [`reshape`](Self::reshape) with at most one dimension given as `-1`, inferred from
+    /// the element count (PyTorch's `view(4, -1, 64)`): `x.reshape_infer(&[4, -1, 64])`.
+    /// Other negative sizes, two `-1`s, or a count the known dimensions do not divide
+    /// are errors.
+    pub fn reshape_infer(&self, shape: &[isize]) -> Result<Self> {
+        let op = "reshape_infer";
+        let bad = |why: &str| {
+            Error::shape(
+                op,
+                format!(
+                    "cannot reshape {:?} ({} elements) to {shape:?}: {why}",
+                    self.shape,
+                    self.len()
+                ),
+            )
+        };
+        let holes = shape.iter().filter(|&&d| d == -1).count();
+        if holes > 1 || shape.iter().any(|&d| d < -1) {
+            return Err(bad("give every size as a count >= 0 and at most one as -1"));
+        }
+        let known: usize = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
+        let resolved: Vec<usize> = if holes == 1 {
+            if known == 0 || self.len() % known != 0 {
+                return Err(bad(&format!(
+                    "the known sizes multiply to {known}, which does not divide the element count"
+                )));
+            }
+            shape
+                .iter()
+                .map(|&d| {
+                    if d == -1 {
+                        self.len() / known
+                    } else {
+                        d as usize
+                    }
+                })
+                .collect()
+        } else {
+            shape.iter().map(|&d| d as usize).collect()
+        };
+        self.reshape(&resolved)
     }
 
     /// Converts to another dtype (a new tensor; the same tensor when the dtype matches).

@@ -103,7 +103,7 @@ fn run_case(device: &Device, dtype: DType, rows: usize, n: usize, offset: f32, s
         atol,
         rtol,
     );
-    let (hs, y) = ops::add_rms_norm(&tx, &tr, &tw, eps).unwrap();
+    let ops::AddNorm { sum: hs, normed: y } = ops::add_rms_norm(&tx, &tr, &tw, eps).unwrap();
     assert_close(
         &what("add_rms_norm h"),
         &hs.to_f32_vec().unwrap(),
@@ -118,7 +118,7 @@ fn run_case(device: &Device, dtype: DType, rows: usize, n: usize, offset: f32, s
         atol_r,
         rtol_r,
     );
-    let (hs, y) = ops::add_layer_norm(&tx, &tr, &tw, &tb, eps).unwrap();
+    let ops::AddNorm { sum: hs, normed: y } = ops::add_layer_norm(&tx, &tr, &tw, &tb, eps).unwrap();
     assert_close(
         &what("add_layer_norm h"),
         &hs.to_f32_vec().unwrap(),
@@ -196,7 +196,7 @@ fn mistakes_are_typed_errors(device: &Device) {
     let wh = tensor(device, &random(4, 2), &[4], DType::BF16);
     assert!(matches!(
         ops::layer_norm(&x, &w, &wh, 1e-5).unwrap_err(),
-        Error::DTypeMismatch { .. }
+        Error::ParamDType { param: "bias", .. }
     ));
     let r = tensor(device, &random(4, 2), &[4], DType::F32);
     assert!(matches!(
@@ -205,7 +205,7 @@ fn mistakes_are_typed_errors(device: &Device) {
     ));
     let none = tensor(device, &[], &[0, 4], DType::F32);
     assert_eq!(ops::rms_norm(&none, &w, 1e-5).unwrap().shape(), &[0, 4]);
-    let (h, y) = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
+    let ops::AddNorm { sum: h, normed: y } = ops::add_rms_norm(&none, &none, &w, 1e-5).unwrap();
     assert_eq!((h.shape(), y.shape()), (&[0, 4][..], &[0, 4][..]));
     let empty = tensor(device, &[], &[3, 0], DType::F32);
     assert!(matches!(
@@ -244,3 +244,118 @@ fn reused_host_buffers_carry_no_stale_values() {
     }
     device.trim_pool();
 }
+
+fn f64_layer_norm(h: &[f64], n: usize, w: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
+    h.chunks(n)
+        .flat_map(|r| {
+            let mean = r.iter().sum::<f64>() / n as f64;
+            let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let rstd = 1.0 / (var + eps).sqrt();
+            r.iter()
+                .zip(w.iter().zip(b))
+                .map(move |(v, (wj, bj))| (v - mean) * rstd * wj + bj)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Parameters may be f32 or x's dtype; the post-norm forms equal the normed half of
+/// the fused forms; other parameter dtypes are typed errors naming the cast.
+fn params_f32_or_activation_dtype(device: &Device) {
+    for dtype in DType::ALL {
+        let (rows, n) = (5, 67);
+        let x = quantize(&random(rows * n, 1), dtype);
+        let r = quantize(&random(rows * n, 2), dtype);
+        let w: Vec<f32> = random(n, 3).iter().map(|v| 1.0 + v).collect();
+        let b = random(n, 4);
+        let tx = tensor(device, &x, &[rows, n], dtype);
+        let tr = tensor(device, &r, &[rows, n], dtype);
+        let h: Vec<f64> = x
+            .iter()
+            .zip(&r)
+            .map(|(&a, &c)| a as f64 + c as f64)
+            .collect();
+        for pdt in [DType::F32, dtype] {
+            let wq = quantize(&w, pdt);
+            let bq = quantize(&b, pdt);
+            let tw = tensor(device, &wq, &[n], pdt);
+            let tb = tensor(device, &bq, &[n], pdt);
+            let want = f64_layer_norm(&h, n, &f64s(&wq), &f64s(&bq), 1e-5);
+            // the GPU rounds an f32 parameter to x's dtype: one more rounding
+            let (atol, rtol) = (4.0 * dtype.epsilon() + 1e-5, 3.0 * dtype.epsilon());
+            let what = format!("add_layer_norm_post {dtype} x, {pdt} params on {device:?}");
+            let post = ops::add_layer_norm_post(&tx, &tr, &tw, &tb, 1e-5).unwrap();
+            assert_close(&what, &post.to_f32_vec().unwrap(), &want, atol, rtol);
+            let fused = ops::add_layer_norm(&tx, &tr, &tw, &tb, 1e-5).unwrap();
+            assert_eq!(
+                fused.normed.to_f32_vec().unwrap(),
+                post.to_f32_vec().unwrap(),
+                "{what}: post form equals the fused form's normed half"
+            );
+            let rms = ops::add_rms_norm_post(&tx, &tr, &tw, 1e-5).unwrap();
+            let fused = ops::add_rms_norm(&tx, &tr, &tw, 1e-5).unwrap();
+            assert_eq!(
+                rms.to_f32_vec().unwrap(),
+                fused.normed.to_f32_vec().unwrap()
+            );
+            assert_eq!(rms.dtype(), dtype);
+        }
+        for other in DType::ALL {
+            if other == dtype || other == DType::F32 {
+                continue;
+            }
+            let tw = tensor(device, &w, &[n], other);
+            let e = ops::rms_norm(&tx, &tw, 1e-5).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::ParamDType {
+                        param: "weight",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert!(e.to_string().contains(".cast(DType::F32)"), "{e}");
+        }
+    }
+}
+backend_tests!(params_f32_or_activation_dtype => params_f32_or_activation_dtype_cpu, params_f32_or_activation_dtype_gpu, params_f32_or_activation_dtype_gpu_nosubgroups);
+
+/// `x / max(‖x‖, eps)` against f64, odd lengths, zero rows, every dtype.
+fn l2_normalize_rows(device: &Device) {
+    for dtype in DType::ALL {
+        for &n in &[1usize, 3, 17, 384, 1000] {
+            let rows = 4;
+            let mut x = quantize(&random(rows * n, n as u64), dtype);
+            for v in &mut x[..n] {
+                *v = 0.0; // an all-zero row: divided by eps, stays 0
+            }
+            let t = tensor(device, &x, &[2, 2, n], dtype);
+            let got = ops::l2_normalize(&t, 1e-12).unwrap();
+            assert_eq!(got.shape(), &[2, 2, n]);
+            let want: Vec<f64> = x
+                .chunks(n)
+                .flat_map(|r| {
+                    let norm = r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+                    r.iter()
+                        .map(move |&v| v as f64 / norm.max(1e-12))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_close(
+                &format!("l2_normalize [{rows}, {n}] {dtype} on {device:?}"),
+                &got.to_f32_vec().unwrap(),
+                &want,
+                1e-6,
+                dtype.epsilon() * 1.01 + 1e-6,
+            );
+        }
+    }
+    let t = tensor(device, &[1.0], &[1], DType::F32);
+    assert!(matches!(
+        ops::l2_normalize(&t, -1.0).unwrap_err(),
+        Error::Argument { name: "eps", .. }
+    ));
+}
+backend_tests!(l2_normalize_rows => l2_normalize_rows_cpu, l2_normalize_rows_gpu, l2_normalize_rows_gpu_nosubgroups);

@@ -146,3 +146,89 @@ fn mistakes_are_typed_errors(device: &Device) {
     assert_eq!(ops::sum(&none).unwrap().shape(), &[0]);
 }
 backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu);
+
+/// sum, mean, max, min, argmax over every dimension of a rank-3 tensor, with and
+/// without keepdim, against f64; NaN and ties along a strided axis.
+fn reductions_over_any_dim(device: &Device) {
+    let shape = [3usize, 17, 5];
+    for dtype in DType::ALL {
+        let x = quantize(
+            &random(3 * 17 * 5, 11)
+                .iter()
+                .map(|v| (v * 8.0).round())
+                .collect::<Vec<_>>(),
+            dtype,
+        );
+        let t = tensor(device, &x, &shape, dtype);
+        let at = |i: usize, j: usize, k: usize| x[(i * 17 + j) * 5 + k] as f64;
+        for dim in 0..3 {
+            let n = shape[dim];
+            let mut out_shape = shape.to_vec();
+            out_shape[dim] = 1;
+            let (o1, o2) = (out_shape[1], out_shape[2]);
+            let outs: Vec<[usize; 3]> = (0..out_shape[0])
+                .flat_map(|i| (0..o1).flat_map(move |j| (0..o2).map(move |k| [i, j, k])))
+                .collect();
+            let line = |o: &[usize; 3]| -> Vec<f64> {
+                (0..n)
+                    .map(|r| {
+                        let mut c = *o;
+                        c[dim] = r;
+                        at(c[0], c[1], c[2])
+                    })
+                    .collect()
+            };
+            let what = |op: &str| format!("{op} dim {dim} {dtype} on {device:?}");
+            let sums: Vec<f64> = outs.iter().map(|o| line(o).iter().sum()).collect();
+            let means: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+            let maxes: Vec<f64> = outs
+                .iter()
+                .map(|o| line(o).into_iter().fold(f64::MIN, f64::max))
+                .collect();
+            let mins: Vec<f64> = outs
+                .iter()
+                .map(|o| line(o).into_iter().fold(f64::MAX, f64::min))
+                .collect();
+            let args: Vec<u32> = outs
+                .iter()
+                .map(|o| {
+                    let l = line(o);
+                    let m = l.iter().cloned().fold(f64::MIN, f64::max);
+                    l.iter().position(|&v| v == m).unwrap() as u32
+                })
+                .collect();
+            let got = ops::sum_dim(&t, dim, true).unwrap();
+            assert_eq!(got.shape(), &out_shape[..]);
+            let tol = dtype.epsilon() * 1.01;
+            assert_close(&what("sum"), &got.to_f32_vec().unwrap(), &sums, 1e-5, tol);
+            let got = ops::mean_dim(&t, dim, false).unwrap();
+            let mut dropped = shape.to_vec();
+            dropped.remove(dim);
+            assert_eq!(got.shape(), &dropped[..]);
+            assert_close(&what("mean"), &got.to_f32_vec().unwrap(), &means, 1e-6, tol);
+            let got = ops::max_dim(&t, dim, false).unwrap().to_f32_vec().unwrap();
+            assert_close(&what("max"), &got, &maxes, 0.0, 0.0);
+            let got = ops::min_dim(&t, dim, true).unwrap().to_f32_vec().unwrap();
+            assert_close(&what("min"), &got, &mins, 0.0, 0.0);
+            let got = ops::argmax_dim(&t, dim, false).unwrap();
+            assert_eq!(got.dtype(), DType::U32);
+            assert_eq!(got.to_vec::<u32>().unwrap(), args, "{}", what("argmax"));
+        }
+        // NaN along a strided axis: max/min NaN, argmax the first NaN
+        let mut y = vec![1.0f32, 2.0, 3.0, 3.0, 0.0, 5.0];
+        y[3] = f32::NAN; // row 1, column 1 of [3, 2]
+        let t = tensor(device, &y, &[3, 2], dtype);
+        let mx = ops::max_dim(&t, 0, false).unwrap().to_f32_vec().unwrap();
+        assert_eq!(mx[0], 3.0);
+        assert!(mx[1].is_nan());
+        let mn = ops::min_dim(&t, 0, false).unwrap().to_f32_vec().unwrap();
+        assert_eq!(mn[0], 0.0);
+        assert!(mn[1].is_nan());
+        let am = ops::argmax_dim(&t, 0, false).unwrap();
+        assert_eq!(am.to_vec::<u32>().unwrap(), vec![1, 1]);
+    }
+    let t = tensor(device, &random(6, 1), &[2, 3], DType::F32);
+    let e = ops::sum_dim(&t, 2, false).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+}
+backend_tests!(reductions_over_any_dim => reductions_over_any_dim_cpu, reductions_over_any_dim_gpu, reductions_over_any_dim_gpu_nosubgroups);

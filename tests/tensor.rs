@@ -162,3 +162,92 @@ fn tensors_move_between_devices(device: &Device) {
     assert_eq!(moved.to_vec::<f32>().unwrap(), v);
 }
 backend_tests!(tensors_move_between_devices => tensors_move_between_devices_cpu, tensors_move_between_devices_gpu);
+
+fn constructors(device: &Device) {
+    for dtype in DType::ALL {
+        let t = Tensor::full(device, &[3, 5], -2.5, dtype).unwrap();
+        assert_eq!((t.shape(), t.dtype()), (&[3usize, 5][..], dtype));
+        assert_eq!(t.to_f32_vec().unwrap(), vec![-2.5; 15]);
+        assert_eq!(
+            Tensor::ones(device, &[7], dtype)
+                .unwrap()
+                .to_f32_vec()
+                .unwrap(),
+            vec![1.0; 7]
+        );
+        let a = Tensor::arange(device, 0.0, 5.0, 1.0, dtype).unwrap();
+        assert_eq!(a.to_f32_vec().unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        let a = Tensor::arange(device, 1.0, -0.5, -0.5, dtype).unwrap();
+        assert_eq!(a.to_f32_vec().unwrap(), vec![1.0, 0.5, 0.0]);
+        let e = Tensor::arange(device, 0.0, 1.0, 0.0, dtype).unwrap_err();
+        assert!(matches!(e, Error::Argument { .. }), "{e}");
+    }
+    let ids = Tensor::arange(device, 2.0, 6.0, 1.0, DType::U32).unwrap();
+    assert_eq!(ids.to_vec::<u32>().unwrap(), vec![2, 3, 4, 5]);
+    assert!(Tensor::arange(device, 0.5, 3.0, 1.0, DType::U32).is_err());
+    assert_eq!(
+        Tensor::full(device, &[2], 7.0, DType::U32)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap(),
+        vec![7, 7]
+    );
+    assert!(Tensor::full(device, &[2], -1.0, DType::U32).is_err());
+    assert_eq!(
+        Tensor::full(device, &[0, 3], 1.0, DType::F32)
+            .unwrap()
+            .len(),
+        0
+    );
+}
+backend_tests!(constructors => constructors_cpu, constructors_gpu);
+
+fn from_bytes_little_endian(device: &Device) {
+    let v = [1.5f32, -0.0, f32::INFINITY, 3.25e-3, 65504.0, -7.0];
+    for dtype in DType::ALL_WITH_INDEX {
+        let q: Vec<f32> = if dtype == DType::U32 {
+            vec![0.0, 1.0, 2.0, 70000.0, 5.0, 9.0]
+        } else {
+            quantize(&v, dtype)
+        };
+        let bytes: Vec<u8> = q
+            .iter()
+            .flat_map(|&x| match dtype {
+                DType::F32 => x.to_le_bytes().to_vec(),
+                DType::F16 => f16::from_f32(x).to_bits().to_le_bytes().to_vec(),
+                DType::BF16 => bf16::from_f32(x).to_bits().to_le_bytes().to_vec(),
+                DType::U32 => (x as u32).to_le_bytes().to_vec(),
+            })
+            .collect();
+        // an odd offset: checkpoint bytes need not be aligned
+        let mut buf = vec![0u8];
+        buf.extend_from_slice(&bytes);
+        let t = Tensor::from_bytes(device, &buf[1..], &[2, 3], dtype).unwrap();
+        assert_eq!((t.shape(), t.dtype()), (&[2usize, 3][..], dtype));
+        assert_eq!(t.to_f32_vec().unwrap(), q, "{dtype}");
+        let e = Tensor::from_bytes(device, &bytes[1..], &[2, 3], dtype).unwrap_err();
+        let size = dtype.size_in_bytes();
+        assert!(
+            matches!(e, Error::ByteLength { expected, got, .. } if expected == 6 * size && got == 6 * size - 1),
+            "{e}"
+        );
+    }
+}
+backend_tests!(from_bytes_little_endian => from_bytes_little_endian_cpu, from_bytes_little_endian_gpu);
+
+fn reshape_infers_one_dimension(device: &Device) {
+    let t = Tensor::from_slice(device, &random(24, 1), &[2, 3, 4]).unwrap();
+    assert_eq!(t.reshape_infer(&[4, -1]).unwrap().shape(), &[4, 6]);
+    assert_eq!(t.reshape_infer(&[-1]).unwrap().shape(), &[24]);
+    assert_eq!(
+        t.reshape_infer(&[2, -1, 3, 1]).unwrap().shape(),
+        &[2, 4, 3, 1]
+    );
+    assert_eq!(t.reshape_infer(&[6, 4]).unwrap().shape(), &[6, 4]);
+    for bad in [&[-1, -1][..], &[5, -1], &[0, -1], &[-2, 12], &[5, 5]] {
+        assert!(t.reshape_infer(bad).is_err(), "{bad:?}");
+    }
+    let e = t.reshape_infer(&[5, -1]).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+}
+backend_tests!(reshape_infers_one_dimension => reshape_infers_one_dimension_cpu, reshape_infers_one_dimension_gpu);

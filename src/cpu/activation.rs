@@ -1,6 +1,7 @@
 //! CPU twin of `shaders/activation.wgsl` (same formulas, same special values).
 
-use super::math::{exp, narrow, widen};
+use super::math::{each, each2, exp, narrow, widen};
+use super::unary::{map_blocks, BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::activation::Activation;
@@ -56,23 +57,8 @@ fn silu(a: f32) -> f32 {
     a / (1.0 + exp_full(-a))
 }
 
-/// Elements per rayon task: widened into an f32 block that stays in L1.
-const BLOCK: usize = 4096;
-
-fn map_unary<T: Element + Pooled>(x: &[T], f: impl Fn(f32) -> f32 + Sync) -> Vec<T> {
-    let mut out = take::<T>(x.len());
-    out.par_chunks_mut(BLOCK)
-        .zip(x.par_chunks(BLOCK))
-        .for_each(|(o, xs)| {
-            let mut buf = [0f32; BLOCK];
-            let buf = &mut buf[..xs.len()];
-            widen(xs, buf);
-            for v in buf.iter_mut() {
-                *v = f(*v);
-            }
-            narrow(buf, o);
-        });
-    out
+fn map_unary<T: Element + Pooled>(x: &[T], f: impl Fn(f32) -> f32 + Copy + Sync) -> Vec<T> {
+    map_blocks(x, |b| each(b, f))
 }
 
 fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
@@ -84,9 +70,7 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
             let (a, b) = (&mut a[..gs.len()], &mut b[..gs.len()]);
             widen(gs, a);
             widen(us, b);
-            for (v, &w) in a.iter_mut().zip(b.iter()) {
-                *v = silu(*v) * w;
-            }
+            each2(a, b, |v, w| silu(v) * w);
             narrow(a, o);
         });
     out
@@ -102,15 +86,20 @@ fn relu(a: f32) -> f32 {
     }
 }
 
-/// A one-input activation of one value (the matmul epilogue's twin). SwiGLU, which
-/// takes two, is refused before a plan reaches a backend.
-pub(crate) fn one_input(act: Activation) -> fn(f32) -> f32 {
+/// `v[i] = act(v[i] + bias[i])` over one f32 row (the matmul epilogue), each activation
+/// its own vectorised loop. SwiGLU, which takes two inputs, is refused before a plan
+/// reaches a backend.
+pub(crate) fn epilogue(v: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>) {
+    if let Some(b) = bias {
+        each2(v, b, |x, y| x + y);
+    }
     match act {
-        Activation::Gelu => gelu,
-        Activation::GeluTanh => gelu_tanh,
-        Activation::Silu => silu,
-        Activation::Relu => relu,
-        Activation::SwiGlu => unreachable!("swiglu takes two inputs; ops refuse it here"),
+        None => {}
+        Some(Activation::Gelu) => each(v, gelu),
+        Some(Activation::GeluTanh) => each(v, gelu_tanh),
+        Some(Activation::Silu) => each(v, silu),
+        Some(Activation::Relu) => each(v, relu),
+        Some(Activation::SwiGlu) => unreachable!("swiglu takes two inputs; ops refuse it here"),
     }
 }
 
@@ -118,7 +107,10 @@ fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T>
     match (act, b) {
         (Activation::SwiGlu, Some(b)) => map_swiglu(a, b),
         (Activation::SwiGlu, None) => unreachable!("swiglu is called with both operands"),
-        (act, _) => map_unary(a, one_input(act)),
+        (Activation::Gelu, _) => map_unary(a, gelu),
+        (Activation::GeluTanh, _) => map_unary(a, gelu_tanh),
+        (Activation::Silu, _) => map_unary(a, silu),
+        (Activation::Relu, _) => map_unary(a, relu),
     }
 }
 

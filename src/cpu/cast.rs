@@ -1,8 +1,40 @@
-//! CPU twin of `shaders/cast.wgsl`.
+//! CPU twin of `shaders/cast.wgsl`: blocks widened to f32 and narrowed to the target in
+//! L1-sized pieces (half's slice conversions, F16C where the CPU has it).
 
-use super::CpuStorage;
-use crate::dtype::DType;
+use super::math::{narrow, widen};
+use super::unary::BLOCK;
+use super::{take, CpuStorage, Pooled};
+use crate::dtype::{DType, Element};
+use half::{bf16, f16};
+use rayon::prelude::*;
 
-pub(crate) fn cast(src: &CpuStorage, to: DType) -> CpuStorage {
-    CpuStorage::from_f32(to, src.to_f32().into_owned())
+fn convert<S: Element, D: Element + Pooled>(src: &[S]) -> Vec<D> {
+    let mut out = take::<D>(src.len());
+    out.par_chunks_mut(BLOCK)
+        .zip(src.par_chunks(BLOCK))
+        .for_each(|(o, s)| {
+            let mut buf = [0f32; BLOCK];
+            let buf = &mut buf[..s.len()];
+            widen(s, buf);
+            narrow(buf, o);
+        });
+    out
+}
+
+fn to<D: Element + Pooled>(src: &CpuStorage) -> Vec<D> {
+    match src {
+        CpuStorage::F32(v) => convert(v),
+        CpuStorage::F16(v) => convert(v),
+        CpuStorage::BF16(v) => convert(v),
+        CpuStorage::U32(v) => convert(v),
+    }
+}
+
+pub(crate) fn cast(src: &CpuStorage, dtype: DType) -> CpuStorage {
+    match dtype {
+        DType::F32 => CpuStorage::F32(to::<f32>(src)),
+        DType::F16 => CpuStorage::F16(to::<f16>(src)),
+        DType::BF16 => CpuStorage::BF16(to::<bf16>(src)),
+        DType::U32 => CpuStorage::U32(to::<u32>(src)),
+    }
 }

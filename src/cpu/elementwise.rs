@@ -1,9 +1,36 @@
-//! CPU twin of `shaders/elementwise.wgsl`.
+//! CPU twin of `shaders/elementwise.wgsl`. Blocks of the output are computed in f32
+//! buffers that stay in L1 (16-bit inputs widened, the result narrowed, once per block),
+//! with one vectorised loop per op. A right operand that repeats along the leading
+//! dimensions (a bias row, a scalar) is walked row by row, without index arithmetic per
+//! element; only general broadcasting computes a strided index per element.
 
-use super::{CpuStorage, PARALLEL_MIN};
+use super::math::{each, each2, narrow, widen};
+use super::unary::BLOCK;
+use super::{take, CpuStorage, Pooled};
+use crate::dtype::Element;
 use crate::ops::elementwise::BinaryOp;
 use crate::shape::{broadcast_strides, contiguous_strides};
 use rayon::prelude::*;
+
+#[inline(always)]
+fn apply_slices(op: BinaryOp, a: &mut [f32], b: &[f32]) {
+    match op {
+        BinaryOp::Add => each2(a, b, |x, y| x + y),
+        BinaryOp::Sub => each2(a, b, |x, y| x - y),
+        BinaryOp::Mul => each2(a, b, |x, y| x * y),
+        BinaryOp::Div => each2(a, b, |x, y| x / y),
+    }
+}
+
+#[inline(always)]
+fn apply_scalar(op: BinaryOp, a: &mut [f32], s: f32) {
+    match op {
+        BinaryOp::Add => each(a, |x| x + s),
+        BinaryOp::Sub => each(a, |x| x - s),
+        BinaryOp::Mul => each(a, |x| x * s),
+        BinaryOp::Div => each(a, |x| x / s),
+    }
+}
 
 fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
     match op {
@@ -14,47 +41,117 @@ fn apply(op: BinaryOp, a: f32, b: f32) -> f32 {
     }
 }
 
-/// `lhs op rhs` broadcast to `out_shape`; `rhs` is None for a scalar operand.
-pub(crate) fn binary(
+/// True when `small`, without its leading 1s, equals the trailing dimensions of `out`:
+/// then element i of `out` pairs with element i % len(small).
+fn repeats_along_leading_dims(small: &[usize], out: &[usize]) -> bool {
+    let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
+    let core = &small[first..];
+    core.len() <= out.len() && out[out.len() - core.len()..] == *core
+}
+
+fn run<T: Element + Pooled>(
     op: BinaryOp,
-    lhs: (&CpuStorage, &[usize]),
+    a: &[T],
+    lshape: &[usize],
     rhs: Result<(&CpuStorage, &[usize]), f32>,
     out_shape: &[usize],
-) -> CpuStorage {
-    let a = lhs.0.to_f32();
+) -> Vec<T> {
     let n: usize = out_shape.iter().product();
-    let mut out = vec![0f32; n];
+    let mut out = take::<T>(n);
+    if n == 0 {
+        return out;
+    }
+    let same_lhs = lshape == out_shape;
     match rhs {
         Err(s) => out
-            .par_iter_mut()
-            .with_min_len(PARALLEL_MIN)
-            .zip(a.par_iter())
-            .for_each(|(o, &x)| *o = apply(op, x, s)),
-        Ok((r, rshape)) if rshape == lhs.1 => {
-            let b = r.to_f32();
-            out.par_iter_mut()
-                .with_min_len(PARALLEL_MIN)
-                .zip(a.par_iter().zip(b.par_iter()))
-                .for_each(|(o, (&x, &y))| *o = apply(op, x, y));
+            .par_chunks_mut(BLOCK)
+            .zip(a.par_chunks(BLOCK))
+            .for_each(|(o, xs)| {
+                let mut buf = [0f32; BLOCK];
+                let buf = &mut buf[..xs.len()];
+                widen(xs, buf);
+                apply_scalar(op, buf, s);
+                narrow(buf, o);
+            }),
+        Ok((r, rshape)) if rshape == lshape => {
+            let b = r.as_slice::<T>();
+            out.par_chunks_mut(BLOCK)
+                .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
+                .for_each(|(o, (xs, ys))| {
+                    let (mut p, mut q) = ([0f32; BLOCK], [0f32; BLOCK]);
+                    let (p, q) = (&mut p[..xs.len()], &mut q[..xs.len()]);
+                    widen(xs, p);
+                    widen(ys, q);
+                    apply_slices(op, p, q);
+                    narrow(p, o);
+                });
+        }
+        Ok((r, rshape)) if same_lhs && repeats_along_leading_dims(rshape, out_shape) => {
+            // a row of `len` repeated: widen it once, then whole rows in blocks
+            let row = r.to_f32();
+            let len = row.len().max(1);
+            let rows_per = (BLOCK / len).max(1);
+            out.par_chunks_mut(rows_per * len)
+                .zip(a.par_chunks(rows_per * len))
+                .for_each(|(o, xs)| {
+                    let mut buf = [0f32; BLOCK];
+                    for (or, xr) in o.chunks_mut(len).zip(xs.chunks(len)) {
+                        for ((oc, xc), rc) in or
+                            .chunks_mut(BLOCK)
+                            .zip(xr.chunks(BLOCK))
+                            .zip(row.chunks(BLOCK))
+                        {
+                            let p = &mut buf[..xc.len()];
+                            widen(xc, p);
+                            apply_slices(op, p, rc);
+                            narrow(p, oc);
+                        }
+                    }
+                });
         }
         Ok((r, rshape)) => {
+            let av = widen_all(a);
             let b = r.to_f32();
-            let ls = broadcast_strides(lhs.1, out_shape);
+            let ls = broadcast_strides(lshape, out_shape);
             let rs = broadcast_strides(rshape, out_shape);
             let os = contiguous_strides(out_shape);
-            out.par_iter_mut()
-                .with_min_len(PARALLEL_MIN)
-                .enumerate()
-                .for_each(|(i, o)| {
+            out.par_chunks_mut(BLOCK).enumerate().for_each(|(blk, o)| {
+                let mut buf = [0f32; BLOCK];
+                let buf = &mut buf[..o.len()];
+                for (k, v) in buf.iter_mut().enumerate() {
+                    let i = blk * BLOCK + k;
                     let (mut li, mut ri) = (0, 0);
                     for d in 0..out_shape.len() {
                         let c = (i / os[d]) % out_shape[d];
                         li += c * ls[d];
                         ri += c * rs[d];
                     }
-                    *o = apply(op, a[li], b[ri]);
-                });
+                    *v = apply(op, av[li], b[ri]);
+                }
+                narrow(buf, o);
+            });
         }
     }
-    CpuStorage::from_f32(lhs.0.dtype(), out)
+    out
+}
+
+fn widen_all<T: Element>(a: &[T]) -> Vec<f32> {
+    let mut v = vec![0f32; a.len()];
+    widen(a, &mut v);
+    v
+}
+
+/// `lhs op rhs` broadcast to `out_shape`; `rhs` is `Err(scalar)` for a scalar operand.
+pub(crate) fn binary(
+    op: BinaryOp,
+    lhs: (&CpuStorage, &[usize]),
+    rhs: Result<(&CpuStorage, &[usize]), f32>,
+    out_shape: &[usize],
+) -> CpuStorage {
+    match lhs.0 {
+        CpuStorage::F32(v) => CpuStorage::F32(run(op, v, lhs.1, rhs, out_shape)),
+        CpuStorage::F16(v) => CpuStorage::F16(run(op, v, lhs.1, rhs, out_shape)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(run(op, v, lhs.1, rhs, out_shape)),
+        CpuStorage::U32(_) => unreachable!("elementwise ops refuse u32 before dispatch"),
+    }
 }

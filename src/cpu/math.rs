@@ -86,6 +86,56 @@ pub(crate) fn exp_in_place(v: &mut [f32], m: f32) {
     body(v, m)
 }
 
+/// `v[i] = f(v[i])`, compiled for AVX2+FMA where the CPU has them (8 lanes) and for the
+/// portable baseline otherwise. `f` is a closure, monomorphised into both, so the loop
+/// vectorises with the op inlined (no call per element).
+#[inline(always)]
+pub(crate) fn each(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+    #[inline(always)]
+    fn body(v: &mut [f32], f: impl Fn(f32) -> f32) {
+        for x in v.iter_mut() {
+            *x = f(*x);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(v: &mut [f32], f: impl Fn(f32) -> f32) {
+            body(v, f)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected on this CPU just above.
+            return unsafe { avx2(v, f) };
+        }
+    }
+    body(v, f)
+}
+
+/// `a[i] = f(a[i], b[i])`, vectorised as [`each`].
+#[inline(always)]
+pub(crate) fn each2(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    #[inline(always)]
+    fn body(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = f(*x, y);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+            body(a, b, f)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected on this CPU just above.
+            return unsafe { avx2(a, b, f) };
+        }
+    }
+    body(a, b, f)
+}
+
 /// Σ f(v[i]) in f32 over eight interleaved partial sums (vectorises, and rounds better
 /// than one running sum).
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! microkernels, multithreaded on rayon). 16-bit inputs are widened to f32 first, so
 //! accumulation is f32 as on the GPU; bias and activation run on the f32 result.
 
-use super::activation::one_input;
+use super::activation::epilogue;
 use super::CpuStorage;
 use crate::ops::matmul::MatmulPlan;
 use gemm::Parallelism;
@@ -182,6 +182,7 @@ pub(crate) fn matmul(
     plan: &MatmulPlan,
     a: &CpuStorage,
     b: &CpuStorage,
+    b_weight: Option<&std::sync::Arc<crate::tensor::Storage>>,
     bias: Option<&CpuStorage>,
 ) -> CpuStorage {
     let (m, n) = (plan.m, plan.n);
@@ -197,7 +198,17 @@ pub(crate) fn matmul(
         gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
     } else if m * n > 0 {
         let a = widen(a);
-        let b = widen(b);
+        // a 16-bit weight is widened once and reused (see cpu/weights.rs)
+        let cached = match (b_weight, b) {
+            (Some(key), CpuStorage::F16(_) | CpuStorage::BF16(_)) => {
+                Some(super::weights::widened(key, || widen(b).into_owned()))
+            }
+            _ => None,
+        };
+        let b = match &cached {
+            Some(c) => Cow::Borrowed(c.as_slice()),
+            None => widen(b),
+        };
         let threads = rayon::current_num_threads();
         let per_matrix = 2 * m * n * plan.k;
         let one = |(i, c): (usize, &mut [f32]), par| {
@@ -218,21 +229,10 @@ pub(crate) fn matmul(
     }
     if bias.is_some() || plan.activation.is_some() {
         let bias = bias.map(|b| b.to_f32());
-        let act = plan
-            .activation
-            .map_or(identity as fn(f32) -> f32, one_input);
+        let act = plan.activation;
         out.par_chunks_mut(n.max(1))
             .with_min_len((super::PARALLEL_MIN / n.max(1)).max(1))
-            .for_each(|row| {
-                for (j, v) in row.iter_mut().enumerate() {
-                    let x = *v + bias.as_ref().map_or(0.0, |b| b[j]);
-                    *v = act(x);
-                }
-            });
+            .for_each(|row| epilogue(row, bias.as_deref(), act));
     }
     CpuStorage::from_f32(plan.out_dtype, out)
-}
-
-fn identity(x: f32) -> f32 {
-    x
 }

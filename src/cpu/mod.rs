@@ -12,6 +12,8 @@ pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod softmax;
+pub(crate) mod unary;
+pub(crate) mod weights;
 
 use crate::device::{DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType};
 use crate::dtype::{DType, Element};
@@ -134,11 +136,22 @@ impl CpuStorage {
     pub(crate) fn from_f32(dtype: DType, v: Vec<f32>) -> Self {
         match dtype {
             DType::F32 => CpuStorage::F32(v),
-            DType::F16 => CpuStorage::F16(v.into_iter().map(f16::from_f32).collect()),
-            DType::BF16 => CpuStorage::BF16(v.into_iter().map(bf16::from_f32).collect()),
+            DType::F16 => CpuStorage::F16(narrowed(&v)),
+            DType::BF16 => CpuStorage::BF16(narrowed(&v)),
             DType::U32 => CpuStorage::U32(v.into_iter().map(|x| x as u32).collect()),
         }
     }
+}
+
+/// `v` rounded to a 16-bit type in parallel blocks (half's slice conversion: F16C where
+/// the CPU has it, not one software conversion per element).
+fn narrowed<T: Pooled + Element>(v: &[f32]) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = take::<T>(v.len());
+    out.par_chunks_mut(unary::BLOCK)
+        .zip(v.par_chunks(unary::BLOCK))
+        .for_each(|(o, s)| math::narrow(s, o));
+    out
 }
 
 /// Recycled host buffers for large CPU op outputs.
@@ -231,4 +244,5 @@ pub(crate) fn trim_pool() {
     clear::<f16>();
     clear::<bf16>();
     clear::<u32>();
+    weights::clear();
 }

@@ -19,6 +19,7 @@ pub(crate) fn norm(
     b: Option<&CpuStorage>,
     eps: f32,
     n: usize,
+    write_sum: bool,
 ) -> Pair {
     let w = w.to_f32();
     let b = b.map(|b| b.to_f32());
@@ -26,7 +27,7 @@ pub(crate) fn norm(
     macro_rules! go {
         ($v:expr, $variant:ident, $t:ty) => {{
             let r = res.map(|r| r.as_slice::<$t>());
-            let (y, h) = run::<$t>($v, r, &w, b, eps, n);
+            let (y, h) = run::<$t>($v, r, &w, b, eps, n, write_sum);
             (CpuStorage::$variant(y), h.map(CpuStorage::$variant))
         }};
     }
@@ -45,9 +46,10 @@ fn run<T: Element + Pooled>(
     b: Option<&[f32]>,
     eps: f32,
     n: usize,
+    write_sum: bool,
 ) -> (Vec<T>, Option<Vec<T>>) {
     let mut y = take::<T>(x.len());
-    let mut h = res.map(|_| take::<T>(x.len()));
+    let mut h = res.filter(|_| write_sum).map(|_| take::<T>(x.len()));
     let per = rows_per_task(n) * n;
     let inv_n = 1.0 / n as f32;
     let body = |(ys, hs, xs, rs): Task<'_, T>| {
@@ -97,10 +99,45 @@ fn run<T: Element + Pooled>(
             .zip(h.par_chunks_mut(per))
             .zip(x.par_chunks(per).zip(r.par_chunks(per)))
             .for_each(|((ys, hs), (xs, rs))| body((ys, Some(hs), xs, Some(rs)))),
+        (None, Some(r)) => y
+            .par_chunks_mut(per)
+            .zip(x.par_chunks(per).zip(r.par_chunks(per)))
+            .for_each(|(ys, (xs, rs))| body((ys, None, xs, Some(rs)))),
         _ => y
             .par_chunks_mut(per)
             .zip(x.par_chunks(per))
             .for_each(|(ys, xs)| body((ys, None, xs, None))),
     }
     (y, h)
+}
+
+/// `y = x / max(‖x‖₂, eps)` per row of `n`, the norm in f32.
+pub(crate) fn l2_normalize(x: &CpuStorage, eps: f32, n: usize) -> CpuStorage {
+    fn go<T: Element + Pooled>(x: &[T], eps: f32, n: usize) -> Vec<T> {
+        let mut y = take::<T>(x.len());
+        let per = rows_per_task(n) * n;
+        y.par_chunks_mut(per)
+            .zip(x.par_chunks(per))
+            .for_each(|(ys, xs)| {
+                let mut buf = vec![0f32; n];
+                for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
+                    widen(xr, &mut buf);
+                    let norm = lanes_sum(&buf, |v| v * v).sqrt();
+                    let inv = 1.0 / if norm > eps { norm } else { eps };
+                    // a NaN norm passes through (NaN > eps is false, so guard it)
+                    let inv = if norm.is_nan() { norm } else { inv };
+                    for v in buf.iter_mut() {
+                        *v *= inv;
+                    }
+                    narrow(&buf, yr);
+                }
+            });
+        y
+    }
+    match x {
+        CpuStorage::F32(v) => CpuStorage::F32(go(v, eps, n)),
+        CpuStorage::F16(v) => CpuStorage::F16(go(v, eps, n)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(go(v, eps, n)),
+        CpuStorage::U32(_) => unreachable!("l2_normalize refuses u32 before dispatch"),
+    }
 }

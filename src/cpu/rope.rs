@@ -1,7 +1,7 @@
 //! CPU twin of `shaders/rope.wgsl`: a cos/sin table per position (f32 angle, f64
 //! sin/cos), then rows in parallel.
 
-use super::math::rows_per_task;
+use super::math::{narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::rope::Plan;
@@ -34,19 +34,29 @@ fn run<T: Element + Pooled>(x: &[T], plan: &Plan) -> Vec<T> {
         .zip(x.par_chunks(per))
         .enumerate()
         .for_each(|(task, (ys, xs))| {
+            // rows widened into f32 buffers (16-bit through half's slice conversion),
+            // rotated, and narrowed once
+            let (mut src, mut dst) = (vec![0f32; d], vec![0f32; d]);
             for (r, (y, xr)) in ys.chunks_mut(d).zip(xs.chunks(d)).enumerate() {
                 let row = task * (per / d) + r;
                 let cs = &table[(plan.position(row) - plan.offset) * h..][..h];
-                for (i, &(c, s)) in cs.iter().enumerate() {
-                    let (a, b) = if plan.halves {
-                        (i, i + h)
-                    } else {
-                        (2 * i, 2 * i + 1)
-                    };
-                    let (u, v) = (xr[a].to_f32(), xr[b].to_f32());
-                    y[a] = T::from_f32(u * c - v * s);
-                    y[b] = T::from_f32(v * c + u * s);
+                widen(xr, &mut src);
+                if plan.halves {
+                    let (u, v) = src[..2 * h].split_at(h);
+                    let (du, dv) = dst[..2 * h].split_at_mut(h);
+                    for i in 0..h {
+                        let (c, s) = cs[i];
+                        du[i] = u[i] * c - v[i] * s;
+                        dv[i] = v[i] * c + u[i] * s;
+                    }
+                } else {
+                    for (i, &(c, s)) in cs.iter().enumerate() {
+                        let (u, v) = (src[2 * i], src[2 * i + 1]);
+                        dst[2 * i] = u * c - v * s;
+                        dst[2 * i + 1] = v * c + u * s;
+                    }
                 }
+                narrow(&dst[..plan.rot], &mut y[..plan.rot]);
                 y[plan.rot..].copy_from_slice(&xr[plan.rot..]);
             }
         });

@@ -19,6 +19,7 @@ pub mod shader;
 pub(crate) mod softmax;
 pub(crate) mod stream;
 pub mod timing;
+pub(crate) mod unary;
 
 use crate::device::{
     CoopMatrixConfig, DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType, StreamStats,

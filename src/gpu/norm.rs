@@ -28,6 +28,12 @@ const NORM_FILE: KernelSource = KernelSource {
         &[("LAYER", 0.0), ("RESIDUAL", 1.0), ("WORKGROUP", 128.0)],
         &[("LAYER", 1.0), ("RESIDUAL", 0.0), ("WORKGROUP", 64.0)],
         &[("LAYER", 1.0), ("RESIDUAL", 1.0), ("WORKGROUP", 256.0)],
+        &[
+            ("LAYER", 1.0),
+            ("RESIDUAL", 1.0),
+            ("WRITE_SUM", 0.0),
+            ("WORKGROUP", 64.0),
+        ],
     ],
     pieces: &[&pieces::ROW_REDUCE],
     swaps: &[],
@@ -85,11 +91,12 @@ pub(crate) fn norm(
         &[
             ("LAYER", b.is_some() as u32 as f64),
             ("RESIDUAL", res.is_some() as u32 as f64),
+            ("WRITE_SUM", h.is_some() as u32 as f64),
             ("WORKGROUP", wg as f64),
         ],
     )?;
     // Unused bindings still need a buffer: inputs alias x, the unused output a scratch
-    // word the kernel never touches (its stores sit behind RESIDUAL = false).
+    // word the kernel never touches (its stores sit behind RESIDUAL && WRITE_SUM).
     let scratch;
     let h_buf = match h {
         Some(h) => h.gpu_buffer(),

@@ -75,7 +75,8 @@ pub struct MatmulOptions {
     pub trans_b: bool,
     /// Output dtype; `None` keeps the input dtype. Accumulation is f32 either way.
     pub out_dtype: Option<DType>,
-    /// A bias of shape `[N]` (any dtype) added to every output row before the activation.
+    /// A bias of shape `[N]` (f32 or the operands' dtype) added to every output row
+    /// before the activation.
     pub bias: Option<Tensor>,
     /// Activation applied last, in the kernel's epilogue: GELU (both forms), SiLU or
     /// ReLU. [`Activation::SwiGlu`] takes two inputs and is refused here; run two
@@ -192,6 +193,14 @@ fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
     check_float(op, out_dtype, "f32, f16 or bf16 outputs")?;
     if let Some(bias) = &o.bias {
         check_float(op, bias.dtype(), "an f32, f16 or bf16 bias; cast it first")?;
+        if bias.dtype() != a.dtype() && bias.dtype() != DType::F32 {
+            return Err(Error::ParamDType {
+                op,
+                param: "bias",
+                dtype: bias.dtype(),
+                activation: a.dtype(),
+            });
+        }
     }
     if o.activation == Some(Activation::SwiGlu) {
         return Err(Error::Argument {
@@ -298,6 +307,8 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
                 &plan,
                 a.cpu_storage(),
                 b.cpu_storage(),
+                // a rank-2 second operand is a weight: its widened copy is cached
+                (b.rank() == 2).then_some(&b.storage),
                 o.bias.as_ref().map(|t| t.cpu_storage()),
             ))
         },

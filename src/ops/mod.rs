@@ -11,9 +11,11 @@ pub mod embedding;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
+pub(crate) mod params;
 pub mod reduce;
 pub mod rope;
 pub mod softmax;
+pub mod unary;
 
 pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
 pub use elementwise::{
@@ -23,10 +25,20 @@ pub use elementwise::{
 pub use embedding::embedding;
 pub use layout::{concat, permute, transpose};
 pub use matmul::{linear, matmul, matmul_with, MatmulKernel, MatmulOptions};
-pub use norm::{add_layer_norm, add_rms_norm, layer_norm, rms_norm};
-pub use reduce::{argmax, max, mean, reduce, sum, Reduction};
+pub use norm::{
+    add_layer_norm, add_layer_norm_post, add_rms_norm, add_rms_norm_post, l2_normalize, layer_norm,
+    rms_norm, AddNorm,
+};
+pub use reduce::{
+    argmax, argmax_dim, max, max_dim, mean, mean_dim, min, min_dim, reduce, reduce_dim, sum,
+    sum_dim, Reduction,
+};
 pub use rope::{rope, RopeAxes, RopeLayout, RopeOptions};
 pub use softmax::{log_softmax, log_softmax_with, softmax, softmax_with, SoftmaxOptions};
+pub use unary::{
+    abs, additive_mask, additive_mask_from_lengths, clamp, exp, log, neg, rsqrt, sigmoid, sqrt,
+    tanh, unary, UnaryOp,
+};
 
 /// One op family: the name `openkern bench` and `openkern check` use for it, and the GPU
 /// kernels it runs. A new family is added here once: [`crate::gpu::kernels`] (and so the
@@ -79,6 +91,10 @@ pub static FAMILIES: &[OpFamily] = &[
             &crate::gpu::reduce::REDUCE,
             &crate::gpu::reduce::REDUCE_SUBGROUP,
         ],
+    },
+    OpFamily {
+        name: "unary",
+        kernels: &[&crate::gpu::unary::UNARY],
     },
     OpFamily {
         name: "layout",

@@ -8,48 +8,149 @@
 //! 0 by 0 and gives NaN; use the model's eps (1e-5, 1e-6).
 
 use super::dispatch;
+use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The two results of a fused residual add and norm: the new residual stream and its
+/// normalisation. Named so the two tensors cannot be swapped silently.
+#[derive(Debug, Clone)]
+pub struct AddNorm {
+    /// `x + residual`, in x's dtype: the residual stream a pre-norm block carries on.
+    pub sum: Tensor,
+    /// The norm of the f32 sum (taken before `sum` is rounded to the storage dtype).
+    pub normed: Tensor,
+}
+
 /// `y = x / sqrt(mean(x²) + eps) · weight` over the last dimension.
-/// `weight` has shape `[n]` for rows of `n`; `eps` must be finite and ≥ 0.
+/// `weight` has shape `[n]` for rows of `n` (f32 or x's dtype); `eps` must be finite and
+/// ≥ 0.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-    let (y, _) = run("rms_norm", x, None, weight, None, eps)?;
+    let (y, _) = run("rms_norm", x, None, weight, None, eps, false)?;
     Ok(y)
 }
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias` over the last dimension
-/// (biased variance, as PyTorch). `weight` and `bias` have shape `[n]`.
+/// (biased variance, as PyTorch). `weight` and `bias` have shape `[n]` (f32 or x's
+/// dtype).
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
-    let (y, _) = run("layer_norm", x, None, weight, Some(bias), eps)?;
+    let (y, _) = run("layer_norm", x, None, weight, Some(bias), eps, false)?;
     Ok(y)
 }
 
 /// The residual add and RMS norm of a pre-norm transformer block in one pass over
-/// memory: returns `(h, rms_norm(h, weight, eps))` with `h = x + residual` (the new
-/// residual stream, in x's dtype). The norm is taken of the f32 sum, before `h` is
-/// rounded to the storage dtype.
-pub fn add_rms_norm(
-    x: &Tensor,
-    residual: &Tensor,
-    weight: &Tensor,
-    eps: f32,
-) -> Result<(Tensor, Tensor)> {
-    let (y, h) = run("add_rms_norm", x, Some(residual), weight, None, eps)?;
-    Ok((h.expect("the residual form returns the sum"), y))
+/// memory: `sum = x + residual` (the new residual stream, in x's dtype) and
+/// `normed = rms_norm(sum, weight, eps)`, taken of the f32 sum before it is rounded.
+pub fn add_rms_norm(x: &Tensor, residual: &Tensor, weight: &Tensor, eps: f32) -> Result<AddNorm> {
+    let (normed, sum) = run("add_rms_norm", x, Some(residual), weight, None, eps, true)?;
+    Ok(AddNorm {
+        sum: sum.expect("the residual form returns the sum"),
+        normed,
+    })
 }
 
-/// `h = x + residual` and `layer_norm(h, weight, bias, eps)` in one pass; returns
-/// `(h, normed)`.
+/// `sum = x + residual` and `normed = layer_norm(sum, weight, bias, eps)` in one pass.
 pub fn add_layer_norm(
     x: &Tensor,
     residual: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f32,
-) -> Result<(Tensor, Tensor)> {
-    let (y, h) = run("add_layer_norm", x, Some(residual), weight, Some(bias), eps)?;
-    Ok((h.expect("the residual form returns the sum"), y))
+) -> Result<AddNorm> {
+    let (normed, sum) = run(
+        "add_layer_norm",
+        x,
+        Some(residual),
+        weight,
+        Some(bias),
+        eps,
+        true,
+    )?;
+    Ok(AddNorm {
+        sum: sum.expect("the residual form returns the sum"),
+        normed,
+    })
+}
+
+/// Post-norm form (BERT): `layer_norm(x + residual, weight, bias, eps)` in one pass,
+/// without writing the sum (post-LN blocks carry the normed tensor on, never the sum).
+pub fn add_layer_norm_post(
+    x: &Tensor,
+    residual: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (y, _) = run(
+        "add_layer_norm_post",
+        x,
+        Some(residual),
+        weight,
+        Some(bias),
+        eps,
+        false,
+    )?;
+    Ok(y)
+}
+
+/// Post-norm form: `rms_norm(x + residual, weight, eps)` in one pass, without writing the
+/// sum.
+pub fn add_rms_norm_post(
+    x: &Tensor,
+    residual: &Tensor,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let (y, _) = run(
+        "add_rms_norm_post",
+        x,
+        Some(residual),
+        weight,
+        None,
+        eps,
+        false,
+    )?;
+    Ok(y)
+}
+
+/// `y = x / max(‖x‖₂, eps)` over the last dimension (PyTorch's `F.normalize(x, dim=-1)`;
+/// `eps` is typically 1e-12 and must be finite and ≥ 0). The norm is computed in f32.
+/// On the CPU one fused pass; on the GPU composed from existing kernels for now
+/// (square, row sum, sqrt, clamp, divide, in f32).
+pub fn l2_normalize(x: &Tensor, eps: f32) -> Result<Tensor> {
+    let op = "l2_normalize";
+    x.expect_float(op)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::Argument {
+            op,
+            name: "eps",
+            value: eps.to_string(),
+            expected: "a finite number >= 0 (PyTorch's default is 1e-12)",
+        });
+    }
+    if x.rank() == 0 {
+        return Err(Error::shape(
+            op,
+            "x is a scalar; it needs a last dimension to normalise over: reshape x to [1]",
+        ));
+    }
+    let n = x.shape()[x.rank() - 1];
+    if x.is_empty() {
+        return Ok(x.clone());
+    }
+    match &x.device().inner.backend {
+        Backend::Gpu(_) => {
+            let x32 = x.cast(crate::DType::F32)?;
+            let ss = super::sum_dim(&super::mul(&x32, &x32)?, x.rank() - 1, true)?;
+            let norm = super::clamp(&super::sqrt(&ss)?, eps, f32::INFINITY)?;
+            super::div(&x32, &norm)?.cast(x.dtype())
+        }
+        Backend::Cpu => Ok(Tensor::from_cpu(
+            x.device(),
+            crate::cpu::norm::l2_normalize(x.cpu_storage(), eps, n),
+            x.shape(),
+        )),
+    }
 }
 
 fn run(
@@ -59,6 +160,7 @@ fn run(
     w: &Tensor,
     b: Option<&Tensor>,
     eps: f32,
+    write_sum: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     x.expect_float(op)?;
     if !(eps.is_finite() && eps >= 0.0) {
@@ -79,9 +181,13 @@ fn run(
         ));
     }
     let n = x.shape()[x.rank() - 1];
-    for (name, t) in [("weight", Some(w)), ("bias", b)] {
+    let w = super::params::param(op, "weight", x, w)?;
+    let b = match b {
+        Some(b) => Some(super::params::param(op, "bias", x, b)?),
+        None => None,
+    };
+    for (name, t) in [("weight", Some(&w)), ("bias", b.as_ref())] {
         let Some(t) = t else { continue };
-        dispatch::same_device_and_dtype(op, x, [t])?;
         if t.shape() != [n] {
             return Err(Error::LastDimMismatch {
                 op,
@@ -109,19 +215,20 @@ fn run(
             x.cpu_storage(),
             res.map(|r| r.cpu_storage()),
             w.cpu_storage(),
-            b.map(|b| b.cpu_storage()),
+            b.as_ref().map(|b| b.cpu_storage()),
             eps,
             n,
+            write_sum,
         )
     };
     let out = (x.shape(), x.dtype());
-    match res {
+    match res.filter(|_| write_sum) {
         None => {
             let [y] = dispatch::run(
                 op,
                 x.device(),
                 [out],
-                |g, [y]| crate::gpu::norm::norm(g, x, None, w, b, eps, y, None),
+                |g, [y]| crate::gpu::norm::norm(g, x, res, &w, b.as_ref(), eps, y, None),
                 || Ok([cpu().0]),
             )?;
             Ok((y, None))
@@ -131,7 +238,7 @@ fn run(
                 op,
                 x.device(),
                 [out, out],
-                |g, [y, h]| crate::gpu::norm::norm(g, x, Some(r), w, b, eps, y, Some(h)),
+                |g, [y, h]| crate::gpu::norm::norm(g, x, Some(r), &w, b.as_ref(), eps, y, Some(h)),
                 || match cpu() {
                     (y, Some(h)) => Ok([y, h]),
                     (_, None) => Err(crate::Error::Internal {

@@ -1,5 +1,11 @@
-//! Reductions over the last dimension: sum, mean, max, argmax. The result drops the
-//! last dimension (`[.., n]` → `[..]`); sums accumulate in f32.
+//! Reductions: sum, mean, max, min, argmax, over the last dimension ([`reduce`], [`sum`],
+//! ...) or over any dimension with or without keeping it ([`reduce_dim`], [`sum_dim`],
+//! ...). Without keepdim the result drops the reduced dimension (`[.., n]` → `[..]`);
+//! with it the dimension stays as 1. Sums accumulate in f32.
+//!
+//! Over a dimension other than the last, the CPU backend reduces in place (strided
+//! rows, vectorised along the contiguous inner dimension); the GPU backend first moves
+//! the dimension last with one copy pass ([`permute`](super::permute)).
 //!
 //! Special values: sum and mean follow IEEE arithmetic (a NaN gives NaN, +∞ and −∞ give
 //! NaN together). max returns NaN when the row holds a NaN; argmax returns the index of
@@ -23,6 +29,8 @@ pub enum Reduction {
     Max = 2,
     /// index of the max (u32 output)
     ArgMax = 3,
+    /// min x
+    Min = 4,
 }
 
 impl Reduction {
@@ -33,6 +41,7 @@ impl Reduction {
             Reduction::Mean => "mean",
             Reduction::Max => "max",
             Reduction::ArgMax => "argmax",
+            Reduction::Min => "min",
         }
     }
 }
@@ -52,28 +61,111 @@ pub fn max(x: &Tensor) -> Result<Tensor> {
     reduce(Reduction::Max, x)
 }
 
+/// Minimum over the last dimension.
+pub fn min(x: &Tensor) -> Result<Tensor> {
+    reduce(Reduction::Min, x)
+}
+
 /// Index of the maximum over the last dimension, as a u32 tensor (greedy decoding).
 pub fn argmax(x: &Tensor) -> Result<Tensor> {
     reduce(Reduction::ArgMax, x)
 }
 
-/// A reduction over the last dimension; the output drops it. Sum, mean and max keep
-/// x's dtype; argmax gives u32.
+/// A reduction over the last dimension; the output drops it. Sum, mean, max and min
+/// keep x's dtype; argmax gives u32.
 pub fn reduce(op: Reduction, x: &Tensor) -> Result<Tensor> {
+    if x.rank() == 0 {
+        return Err(Error::shape(
+            op.name(),
+            "x is a scalar; reducing over the last dimension needs it to be at least 1: reshape x to [1]",
+        ));
+    }
+    reduce_dim(op, x, x.rank() - 1, false)
+}
+
+/// Sum over dimension `dim`; `keepdim` keeps it as size 1.
+pub fn sum_dim(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+    reduce_dim(Reduction::Sum, x, dim, keepdim)
+}
+
+/// Mean over dimension `dim`; `keepdim` keeps it as size 1.
+pub fn mean_dim(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+    reduce_dim(Reduction::Mean, x, dim, keepdim)
+}
+
+/// Maximum over dimension `dim`; `keepdim` keeps it as size 1.
+pub fn max_dim(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+    reduce_dim(Reduction::Max, x, dim, keepdim)
+}
+
+/// Minimum over dimension `dim`; `keepdim` keeps it as size 1.
+pub fn min_dim(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+    reduce_dim(Reduction::Min, x, dim, keepdim)
+}
+
+/// Index (u32) of the maximum over dimension `dim`; `keepdim` keeps it as size 1.
+pub fn argmax_dim(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+    reduce_dim(Reduction::ArgMax, x, dim, keepdim)
+}
+
+/// A reduction over dimension `dim` of `x`. The output has x's shape without `dim`
+/// (or with it as 1 under `keepdim`); sum, mean, max and min keep x's dtype, argmax
+/// gives u32. `dim` must exist and have at least one element.
+pub fn reduce_dim(op: Reduction, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
     let name = op.name();
     x.expect_float(name)?;
-    if x.rank() == 0 || x.shape()[x.rank() - 1] == 0 {
+    if dim >= x.rank() {
         return Err(Error::shape(
             name,
             format!(
-                "x has shape {:?}; reducing over the last dimension needs it to be at least 1",
+                "dimension {dim} does not exist in x of shape {:?} (rank {}); pick one of 0..{}",
+                x.shape(),
+                x.rank(),
+                x.rank()
+            ),
+        ));
+    }
+    let n = x.shape()[dim];
+    if n == 0 {
+        return Err(Error::shape(
+            name,
+            format!(
+                "x has shape {:?}; dimension {dim} has no elements to reduce over",
                 x.shape()
             ),
         ));
     }
-    let n = x.shape()[x.rank() - 1];
-    let shape = &x.shape()[..x.rank() - 1];
-    let cpu = || Ok(crate::cpu::reduce::reduce(op, x.cpu_storage(), n));
+    let outer: usize = x.shape()[..dim].iter().product();
+    let inner: usize = x.shape()[dim + 1..].iter().product();
+    let mut shape = x.shape().to_vec();
+    if keepdim {
+        shape[dim] = 1;
+    } else {
+        shape.remove(dim);
+    }
+    if !x.device().is_cpu() {
+        if inner != 1 {
+            // the row kernels reduce the last dimension: move `dim` last (one copy)
+            let mut perm: Vec<usize> = (0..x.rank()).filter(|&d| d != dim).collect();
+            perm.push(dim);
+            let moved = super::permute(x, &perm)?;
+            return reduce_dim(op, &moved, x.rank() - 1, false)?.reshape(&shape);
+        }
+        if op == Reduction::Min {
+            // min x = −max(−x): exact, NaN kept
+            let m = reduce_dim(Reduction::Max, &super::neg(x)?, dim, keepdim)?;
+            return super::neg(&m);
+        }
+    }
+    let cpu = || {
+        Ok(crate::cpu::reduce::reduce(
+            op,
+            x.cpu_storage(),
+            outer,
+            n,
+            inner,
+        ))
+    };
     if op == Reduction::ArgMax {
         // The kernel writes the row maxima beside the indices; only the indices return.
         // The maxima's buffer goes back to the pool on drop, and the pool hands it only to
@@ -81,10 +173,10 @@ pub fn reduce(op: Reduction, x: &Tensor) -> Result<Tensor> {
         return dispatch::run1(
             name,
             x.device(),
-            shape,
+            &shape,
             DType::U32,
             |g, idx| {
-                let maxima = Tensor::uninit(x.device(), shape, x.dtype(), name)?;
+                let maxima = Tensor::uninit(x.device(), &shape, x.dtype(), name)?;
                 crate::gpu::reduce::reduce(g, op, x, n, &maxima, Some(idx))
             },
             cpu,
@@ -93,7 +185,7 @@ pub fn reduce(op: Reduction, x: &Tensor) -> Result<Tensor> {
     dispatch::run1(
         name,
         x.device(),
-        shape,
+        &shape,
         x.dtype(),
         |g, y| crate::gpu::reduce::reduce(g, op, x, n, y, None),
         cpu,

@@ -36,8 +36,10 @@ pub struct SoftmaxOptions<'a> {
     /// sees columns `j ≤ i + (k − q)`. Prefill (`q = k`) gives the usual lower
     /// triangle; decode (`q = 1`) sees every column.
     pub causal: bool,
-    /// Additive mask (0 to keep, −∞ or a large negative value to hide), same dtype as
-    /// `x`, broadcast to `x`'s shape; its last dimension must equal `x`'s.
+    /// Additive mask (0 to keep, −∞ or a large negative value to hide), f32 or x's
+    /// dtype, broadcast to `x`'s shape; its last dimension must equal `x`'s. See
+    /// [`additive_mask`](super::additive_mask) and
+    /// [`additive_mask_from_lengths`](super::additive_mask_from_lengths) to build one.
     pub mask: Option<&'a Tensor>,
 }
 
@@ -131,8 +133,11 @@ fn run(x: &Tensor, o: &SoftmaxOptions<'_>, log: bool) -> Result<Tensor> {
         1
     };
     let mut mask_strides = vec![0; lead.len()];
-    if let Some(m) = o.mask {
-        dispatch::same_device_and_dtype(op, x, [m])?;
+    let mask = match o.mask {
+        Some(m) => Some(super::params::param(op, "mask", x, m)?),
+        None => None,
+    };
+    if let Some(m) = &mask {
         let ok = m.rank() >= 1
             && m.rank() <= x.rank()
             && m.shape()[m.rank() - 1] == n
@@ -158,7 +163,7 @@ fn run(x: &Tensor, o: &SoftmaxOptions<'_>, log: bool) -> Result<Tensor> {
         causal_offset: n as i64 - q as i64,
         scale: o.scale,
         log,
-        mask: o.mask.cloned(),
+        mask,
         lead_shape: lead.to_vec(),
         mask_strides,
     };

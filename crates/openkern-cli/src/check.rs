@@ -142,8 +142,8 @@ fn check_inference_ops(device: &Device, cpu: &Device, dtype: DType) -> openkern:
     all &= compare(
         "add_rms_norm (7x257)",
         dtype,
-        &ops::add_rms_norm(&gx, &gr, &gw, 1e-6)?.1,
-        &ops::add_rms_norm(&cx, &cr, &cw, 1e-6)?.1,
+        &ops::add_rms_norm(&gx, &gr, &gw, 1e-6)?.normed,
+        &ops::add_rms_norm(&cx, &cr, &cw, 1e-6)?.normed,
     )?;
     all &= compare(
         "swiglu (7x257)",

@@ -1,0 +1,381 @@
+//! A BERT-style sentence encoder built from openkern's public ops: the template a model
+//! author copies.
+//!
+//! 6 layers, hidden 384, 12 heads, FFN 1536, GELU, post-LayerNorm, mean pooling (the
+//! shape of all-MiniLM-L6-v2). Random weights are first written to a safetensors file,
+//! then loaded from it as a real checkpoint would be (`Tensor::from_bytes`), so the
+//! loading code is the code a real model needs. The batch is padded: each sequence has
+//! its own length, an additive mask hides the padding from attention, and the pooling
+//! averages only the real tokens.
+//!
+//! ```text
+//! cargo run --release --example encoder -- --device cpu --dtype f32 --seq 18
+//! cargo run --release --example encoder -- --device gpu --dtype f16 --seq 128 --iters 5
+//! ```
+//!
+//! Attention is composed from matmul + masked softmax + matmul for now; a fused
+//! `ops::attention` will replace those three calls.
+//!
+//! `benches/peers/torch_encoder.py` runs the same computation on the same file in
+//! PyTorch and prints its embeddings and time per batch, for comparison.
+
+use openkern::{ops, DType, Device, Tensor};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use std::time::Instant;
+
+const LAYERS: usize = 6;
+const HIDDEN: usize = 384;
+const HEADS: usize = 12;
+const HEAD_DIM: usize = HIDDEN / HEADS;
+const FFN: usize = 1536;
+const VOCAB: usize = 30522;
+const MAX_POS: usize = 512;
+const EPS: f32 = 1e-12;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    device: String,
+    dtype: DType,
+    batch: usize,
+    seq: usize,
+    iters: usize,
+    file: std::path::PathBuf,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut a = Args {
+        device: "cpu".into(),
+        dtype: DType::F32,
+        batch: 4,
+        seq: 18,
+        iters: 10,
+        file: std::env::temp_dir().join("openkern_encoder_random.safetensors"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--device" => a.device = value()?,
+            "--dtype" => {
+                a.dtype = match value()?.as_str() {
+                    "f32" => DType::F32,
+                    "f16" => DType::F16,
+                    "bf16" => DType::BF16,
+                    other => return Err(format!("unknown dtype {other}; f32, f16 or bf16").into()),
+                }
+            }
+            "--batch" => a.batch = value()?.parse()?,
+            "--seq" => a.seq = value()?.parse()?,
+            "--iters" => a.iters = value()?.parse()?,
+            "--file" => a.file = value()?.into(),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; use --device cpu|gpu --dtype f32|f16|bf16 --batch N --seq L --iters N --file PATH"
+                )
+                .into())
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// Deterministic values in [-1, 1) (a 64-bit LCG; no rand dependency needed).
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+/// The checkpoint's tensor names and shapes, in Hugging Face BERT naming.
+fn layout() -> Vec<(String, Vec<usize>)> {
+    let mut v = vec![
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![VOCAB, HIDDEN],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![MAX_POS, HIDDEN],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![2, HIDDEN],
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![HIDDEN]),
+        ("embeddings.LayerNorm.bias".into(), vec![HIDDEN]),
+    ];
+    for l in 0..LAYERS {
+        let p = format!("encoder.layer.{l}");
+        for (name, shape) in [
+            ("attention.self.query.weight", vec![HIDDEN, HIDDEN]),
+            ("attention.self.query.bias", vec![HIDDEN]),
+            ("attention.self.key.weight", vec![HIDDEN, HIDDEN]),
+            ("attention.self.key.bias", vec![HIDDEN]),
+            ("attention.self.value.weight", vec![HIDDEN, HIDDEN]),
+            ("attention.self.value.bias", vec![HIDDEN]),
+            ("attention.output.dense.weight", vec![HIDDEN, HIDDEN]),
+            ("attention.output.dense.bias", vec![HIDDEN]),
+            ("attention.output.LayerNorm.weight", vec![HIDDEN]),
+            ("attention.output.LayerNorm.bias", vec![HIDDEN]),
+            ("intermediate.dense.weight", vec![FFN, HIDDEN]),
+            ("intermediate.dense.bias", vec![FFN]),
+            ("output.dense.weight", vec![HIDDEN, FFN]),
+            ("output.dense.bias", vec![HIDDEN]),
+            ("output.LayerNorm.weight", vec![HIDDEN]),
+            ("output.LayerNorm.bias", vec![HIDDEN]),
+        ] {
+            v.push((format!("{p}.{name}"), shape));
+        }
+    }
+    v
+}
+
+/// Writes random f32 weights (LayerNorm weights near 1), plus the padded batch of token
+/// ids and lengths the example runs, so the PyTorch peer can run the very same input.
+fn write_checkpoint(path: &std::path::Path, batch: usize, seq: usize) -> Res<Vec<u32>> {
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>, StDtype)> = Vec::new();
+    for (i, (name, shape)) in layout().into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let scale = if name.contains("LayerNorm") {
+            0.1
+        } else {
+            0.05
+        };
+        let offset = if name.ends_with("LayerNorm.weight") {
+            1.0
+        } else {
+            0.0
+        };
+        let v: Vec<u8> = random(n, i as u64 + 1)
+            .iter()
+            .flat_map(|x| (offset + scale * x).to_le_bytes())
+            .collect();
+        data.push((name, shape, v, StDtype::F32));
+    }
+    // lengths from seq down to about a third of it: a padded batch
+    let lengths: Vec<u32> = (0..batch)
+        .map(|b| (seq - b * (seq - seq.div_ceil(3)) / (batch - 1).max(1)).max(1) as u32)
+        .collect();
+    let ids: Vec<i64> = random(batch * seq, 7)
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (b, j) = (i / seq, i % seq);
+            if j < lengths[b] as usize {
+                ((r + 1.0) * 0.5 * (VOCAB - 1) as f32) as i64
+            } else {
+                0 // [PAD]
+            }
+        })
+        .collect();
+    data.push((
+        "input_ids".into(),
+        vec![batch, seq],
+        ids.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        StDtype::I64,
+    ));
+    data.push((
+        "lengths".into(),
+        vec![batch],
+        lengths
+            .iter()
+            .flat_map(|&x| (x as i64).to_le_bytes())
+            .collect(),
+        StDtype::I64,
+    ));
+    let views: Vec<(String, TensorView<'_>)> = data
+        .iter()
+        .map(|(name, shape, bytes, dt)| {
+            Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?))
+        })
+        .collect::<Res<_>>()?;
+    safetensors::serialize_to_file(views, &None, path)?;
+    Ok(lengths)
+}
+
+struct Layer {
+    q: (Tensor, Tensor),
+    k: (Tensor, Tensor),
+    v: (Tensor, Tensor),
+    o: (Tensor, Tensor),
+    ln1: (Tensor, Tensor),
+    ffn_in: (Tensor, Tensor),
+    ffn_out: (Tensor, Tensor),
+    ln2: (Tensor, Tensor),
+}
+
+struct Encoder {
+    word: Tensor,
+    pos: Tensor,
+    token_type: Tensor,
+    ln: (Tensor, Tensor),
+    layers: Vec<Layer>,
+}
+
+impl Encoder {
+    /// Loads the checkpoint: matrices in the activation dtype, LayerNorm parameters and
+    /// biases kept in f32 (parameters may be f32 or the activation dtype).
+    fn load(device: &Device, st: &SafeTensors<'_>, dtype: DType) -> Res<Self> {
+        let get = |name: &str, keep_f32: bool| -> Res<Tensor> {
+            let view = st.tensor(name)?;
+            if view.dtype() != StDtype::F32 {
+                return Err(format!("{name}: expected F32 in the checkpoint").into());
+            }
+            let t = Tensor::from_bytes(device, view.data(), view.shape(), DType::F32)?;
+            Ok(if keep_f32 { t } else { t.cast(dtype)? })
+        };
+        let pair = |p: &str, f32_weight: bool| -> Res<(Tensor, Tensor)> {
+            Ok((
+                get(&format!("{p}.weight"), f32_weight)?,
+                get(&format!("{p}.bias"), true)?,
+            ))
+        };
+        let layers = (0..LAYERS)
+            .map(|l| {
+                let p = format!("encoder.layer.{l}");
+                Ok(Layer {
+                    q: pair(&format!("{p}.attention.self.query"), false)?,
+                    k: pair(&format!("{p}.attention.self.key"), false)?,
+                    v: pair(&format!("{p}.attention.self.value"), false)?,
+                    o: pair(&format!("{p}.attention.output.dense"), false)?,
+                    ln1: pair(&format!("{p}.attention.output.LayerNorm"), true)?,
+                    ffn_in: pair(&format!("{p}.intermediate.dense"), false)?,
+                    ffn_out: pair(&format!("{p}.output.dense"), false)?,
+                    ln2: pair(&format!("{p}.output.LayerNorm"), true)?,
+                })
+            })
+            .collect::<Res<_>>()?;
+        Ok(Encoder {
+            word: get("embeddings.word_embeddings.weight", false)?,
+            pos: get("embeddings.position_embeddings.weight", false)?,
+            token_type: get("embeddings.token_type_embeddings.weight", false)?,
+            ln: pair("embeddings.LayerNorm", true)?,
+            layers,
+        })
+    }
+
+    /// Sentence embeddings `[batch, HIDDEN]` (f32) of a padded batch of ids `[batch, seq]`.
+    fn forward(&self, ids: &Tensor, lengths: &[u32]) -> openkern::Result<Tensor> {
+        let device = ids.device();
+        let (batch, seq) = (ids.shape()[0], ids.shape()[1]);
+        let dtype = self.word.dtype();
+        // embeddings: word + position + token type 0, then LayerNorm
+        let positions = Tensor::arange(device, 0.0, seq as f64, 1.0, DType::U32)?;
+        let x = ops::embedding(&ids.reshape(&[batch * seq])?, &self.word)?
+            .reshape(&[batch, seq, HIDDEN])?;
+        let x = ops::add(&x, &ops::embedding(&positions, &self.pos)?)?;
+        let type0 = Tensor::from_slice(device, &[0u32], &[1])?;
+        let x = ops::add(
+            &x,
+            &ops::embedding(&type0, &self.token_type)?.reshape(&[HIDDEN])?,
+        )?;
+        let mut x = ops::layer_norm(&x, &self.ln.0, &self.ln.1, EPS)?;
+        // padding mask: 0 for real tokens, -inf for padding, broadcast over heads and rows
+        let mask = ops::additive_mask_from_lengths(device, lengths, seq, DType::F32)?
+            .reshape(&[batch, 1, 1, seq])?;
+        let heads = |t: &Tensor| -> openkern::Result<Tensor> {
+            // [batch, seq, HIDDEN] -> [batch, HEADS, seq, HEAD_DIM]
+            ops::permute(&t.reshape(&[batch, seq, HEADS, HEAD_DIM])?, &[0, 2, 1, 3])
+        };
+        for l in &self.layers {
+            let q = heads(&ops::linear(&x, &l.q.0, Some(&l.q.1), None)?)?;
+            let k = heads(&ops::linear(&x, &l.k.0, Some(&l.k.1), None)?)?;
+            let v = heads(&ops::linear(&x, &l.v.0, Some(&l.v.1), None)?)?;
+            let scores = ops::matmul_with(
+                &q,
+                &k,
+                &ops::MatmulOptions {
+                    trans_b: true,
+                    ..Default::default()
+                },
+            )?;
+            let probs = ops::softmax_with(
+                &scores,
+                &ops::SoftmaxOptions {
+                    scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+                    mask: Some(&mask),
+                    ..Default::default()
+                },
+            )?;
+            let ctx = ops::permute(&ops::matmul(&probs, &v)?, &[0, 2, 1, 3])?
+                .reshape(&[batch, seq, HIDDEN])?;
+            let attn = ops::linear(&ctx, &l.o.0, Some(&l.o.1), None)?;
+            x = ops::add_layer_norm_post(&attn, &x, &l.ln1.0, &l.ln1.1, EPS)?;
+            let h = ops::linear(
+                &x,
+                &l.ffn_in.0,
+                Some(&l.ffn_in.1),
+                Some(ops::Activation::Gelu),
+            )?;
+            let h = ops::linear(&h, &l.ffn_out.0, Some(&l.ffn_out.1), None)?;
+            x = ops::add_layer_norm_post(&h, &x, &l.ln2.0, &l.ln2.1, EPS)?;
+        }
+        // mean pooling over the real tokens: zero the padding, sum over seq, divide
+        let keep: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..seq).map(move |j| if j < n as usize { 1.0 } else { 0.0 }))
+            .collect();
+        let keep = Tensor::from_f32(device, &keep, &[batch, seq, 1], dtype)?;
+        let summed = ops::sum_dim(&ops::mul(&x, &keep)?.cast(DType::F32)?, 1, false)?;
+        let counts: Vec<f32> = lengths.iter().map(|&n| n as f32).collect();
+        let counts = Tensor::from_slice(device, &counts, &[batch, 1])?;
+        ops::div(&summed, &counts)
+    }
+}
+
+fn main() -> Res<()> {
+    let args = parse_args()?;
+    let device = match args.device.as_str() {
+        "cpu" => Device::cpu(),
+        "gpu" => Device::gpu()?,
+        other => return Err(format!("unknown device {other}; cpu or gpu").into()),
+    };
+    let lengths = write_checkpoint(&args.file, args.batch, args.seq)?;
+    let bytes = std::fs::read(&args.file)?;
+    let st = SafeTensors::deserialize(&bytes)?;
+    let model = Encoder::load(&device, &st, args.dtype)?;
+    let ids_view = st.tensor("input_ids")?;
+    let ids: Vec<u32> = ids_view
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u32)
+        .collect();
+    let ids = Tensor::from_slice(&device, &ids, &[args.batch, args.seq])?;
+    println!(
+        "encoder: {LAYERS} layers, hidden {HIDDEN}, {HEADS} heads, FFN {FFN}; batch {} x {} tokens (lengths {lengths:?}), {} on {}",
+        args.batch,
+        args.seq,
+        args.dtype,
+        device.info().name
+    );
+    println!("weights: {}", args.file.display());
+    let emb = model.forward(&ids, &lengths)?;
+    let values = emb.to_vec::<f32>()?;
+    for (b, row) in values.chunks(HIDDEN).enumerate() {
+        let head: Vec<String> = row[..6].iter().map(|v| format!("{v:+.5}")).collect();
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        println!(
+            "embedding[{b}] = [{}, ...]  |e| = {norm:.5}",
+            head.join(", ")
+        );
+    }
+    let start = Instant::now();
+    for _ in 0..args.iters {
+        let e = model.forward(&ids, &lengths)?;
+        device.sync()?;
+        drop(e);
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3 / args.iters.max(1) as f64;
+    println!(
+        "time per batch: {ms:.2} ms ({} x {} tokens, {}, {} iterations)",
+        args.batch, args.seq, args.dtype, args.iters
+    );
+    Ok(())
+}
