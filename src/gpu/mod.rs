@@ -2,11 +2,13 @@
 //! launcher per op family.
 
 pub(crate) mod activation;
+pub(crate) mod attention;
 pub mod autotune;
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod kv_cache;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -48,6 +50,9 @@ pub fn kernels() -> Vec<&'static shader::KernelSource> {
         &reduce::REDUCE,
         &reduce::REDUCE_SUBGROUP,
         &layout::LAYOUT,
+        &attention::ATTENTION,
+        &attention::ATTENTION_MERGE,
+        &kv_cache::KV_CACHE,
     ];
     v.extend(matmul::KERNELS);
     v
@@ -95,6 +100,10 @@ const FAULT_BYTES: u64 = 16;
 
 /// `kind` values in the fault word.
 const FAULT_INDEX_OUT_OF_RANGE: u32 = 1;
+/// A KV-cache append past the cache: `[2, end row, batch entry, max_len]`.
+const FAULT_CACHE_OVERFLOW: u32 = 2;
+/// An attention valid length past the keys: `[3, length, batch entry, kv_len]`.
+const FAULT_KV_LENGTH: u32 = 3;
 
 /// Features openkern asks for when the adapter has them.
 fn wanted_features() -> wgpu::Features {
@@ -437,6 +446,16 @@ impl GpuContext {
                 index: u64::from(value),
                 position: position as usize,
                 bound: bound as usize,
+            }),
+            FAULT_CACHE_OVERFLOW => Err(Error::CacheOverflow {
+                batch: position as usize,
+                end: u64::from(value),
+                capacity: bound as usize,
+            }),
+            FAULT_KV_LENGTH => Err(Error::KvLength {
+                batch: position as usize,
+                length: u64::from(value),
+                kv_len: bound as usize,
             }),
             other => Err(Error::Gpu {
                 device: self.name.clone(),

@@ -2,9 +2,11 @@
 //! GPU launcher in `gpu/` or the CPU twin in `cpu/`. One file per op family.
 
 pub mod activation;
+pub mod attention;
 pub mod cast;
 pub mod elementwise;
 pub mod embedding;
+pub mod kv_cache;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
@@ -13,6 +15,7 @@ pub mod rope;
 pub mod softmax;
 
 pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
+pub use attention::{attention, AttentionLayout, AttentionOptions};
 pub use elementwise::{
     add, add_scalar, binary, binary_scalar, div, div_scalar, mul, mul_scalar, sub, sub_scalar,
     BinaryOp,
