@@ -610,3 +610,44 @@ fn long_prefill_32k_gpu() {
         assert_close(&format!("32k row {i}"), &out[i * d..(i + 1) * d], &want, 2e-5, 1e-3);
     }
 }
+
+/// Appends and attention in the `[batch, len, heads, dim]` layout.
+fn cache_seq_first(device: &Device) {
+    let (b, hq, hk, n, d) = (2, 4, 2, 9, 32);
+    let q = random(b * hq * n * d, 90);
+    let k = random(b * hk * n * d, 91);
+    let v = random(b * hk * n * d, 92);
+    let causal = AttentionOptions {
+        causal: true,
+        ..Default::default()
+    };
+    let full = ops::attention(
+        &tensor(device, &q, &[b, hq, n, d], DType::F32),
+        &tensor(device, &k, &[b, hk, n, d], DType::F32),
+        &tensor(device, &v, &[b, hk, n, d], DType::F32),
+        &causal,
+    )
+    .unwrap()
+    .to_vec::<f32>()
+    .unwrap();
+    let mut cache = KvCache::new(device, b, hk, 16, d, d, DType::F32).unwrap();
+    let kt = tensor(device, &to_seq_first(&k, b, hk, n, d), &[b, n, hk, d], DType::F32);
+    let vt = tensor(device, &to_seq_first(&v, b, hk, n, d), &[b, n, hk, d], DType::F32);
+    cache
+        .append(&kt, &vt, CachePosition::Host(0), AttentionLayout::SeqFirst)
+        .unwrap();
+    let qt = tensor(device, &to_seq_first(&q, b, hq, n, d), &[b, n, hq, d], DType::F32);
+    let o = AttentionOptions {
+        causal: true,
+        layout: AttentionLayout::SeqFirst,
+        ..Default::default()
+    };
+    let out = cache.attention(&qt, &o).unwrap().to_vec::<f32>().unwrap();
+    let want: Vec<f64> = to_seq_first(&full, b, hq, n, d)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    assert_close("seq-first cache", &out, &want, 1e-5, 1e-5);
+    assert_eq!(cache.len(), Some(n));
+}
+backend_tests!(cache_seq_first => cache_seq_first_cpu, cache_seq_first_gpu);
