@@ -189,7 +189,9 @@ pub enum Error {
         kv_heads: usize,
     },
     /// q and k with different head dimensions.
-    #[error("attention: q has head_dim {q} but k has {k}; the scores q·kᵀ need equal head dimensions")]
+    #[error(
+        "attention: q has head_dim {q} but k has {k}; the scores q·kᵀ need equal head dimensions"
+    )]
     HeadDim {
         /// q's head dimension.
         q: usize,

@@ -72,15 +72,20 @@ fn mask_values(n: usize, seed: u64) -> Vec<f32> {
     random(n, seed)
         .into_iter()
         .enumerate()
-        .map(|(i, x)| if i % 7 == 3 { f32::NEG_INFINITY } else { x - 1.0 })
+        .map(|(i, x)| {
+            if i % 7 == 3 {
+                f32::NEG_INFINITY
+            } else {
+                x - 1.0
+            }
+        })
         .collect()
 }
 
 /// The documented semantics in f64 (heads-first inputs, already rounded to the dtype).
 fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Vec<f64> {
-    let (b_, hq, hk, ql, kl, d, dv) = (
-        c.batch, c.q_heads, c.kv_heads, c.q_len, c.kv_len, c.d, c.dv,
-    );
+    let (b_, hq, hk, ql, kl, d, dv) =
+        (c.batch, c.q_heads, c.kv_heads, c.q_len, c.kv_len, c.d, c.dv);
     let group = hq / hk;
     let scale = c.scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
     let full = [b_, hq, ql, kl];
@@ -168,15 +173,19 @@ fn check(device: &Device, dtype: DType, c: &Case, seed: u64) {
         c.layout
     );
     let q = quantize(&random(c.batch * c.q_heads * c.q_len * c.d, seed), dtype);
-    let k = quantize(&random(c.batch * c.kv_heads * c.kv_len * c.d, seed + 1), dtype);
-    let v = quantize(&random(c.batch * c.kv_heads * c.kv_len * c.dv, seed + 2), dtype);
+    let k = quantize(
+        &random(c.batch * c.kv_heads * c.kv_len * c.d, seed + 1),
+        dtype,
+    );
+    let v = quantize(
+        &random(c.batch * c.kv_heads * c.kv_len * c.dv, seed + 2),
+        dtype,
+    );
     let mdt = if c.mask_f32 { DType::F32 } else { dtype };
-    let mask = c.mask.as_ref().map(|s| {
-        quantize(
-            &mask_values(s.iter().product(), seed + 3),
-            mdt,
-        )
-    });
+    let mask = c
+        .mask
+        .as_ref()
+        .map(|s| quantize(&mask_values(s.iter().product(), seed + 3), mdt));
     let want = reference(c, &q, &k, &v, mask.as_deref());
     let (qs, ks, vs) = match c.layout {
         AttentionLayout::HeadsFirst => (q, k, v),
@@ -301,7 +310,12 @@ fn mask_kinds(device: &Device) {
     cases.push(c.clone());
     c.causal = true;
     cases.push(c.clone());
-    for shape in [vec![63, 65], vec![3, 1, 63, 65], vec![3, 4, 63, 65], vec![4, 1, 65]] {
+    for shape in [
+        vec![63, 65],
+        vec![3, 1, 63, 65],
+        vec![3, 4, 63, 65],
+        vec![4, 1, 65],
+    ] {
         let mut m = c.clone();
         m.causal = false;
         m.lengths = None;
@@ -373,9 +387,16 @@ fn fully_masked_rows(device: &Device) {
         kv_lengths: Some(&lens),
         ..Default::default()
     };
-    let out = ops::attention(&q, &k, &v, &o).unwrap().to_vec::<f32>().unwrap();
+    let out = ops::attention(&q, &k, &v, &o)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     assert!(out.iter().all(|x| x.is_finite()));
-    assert!(out[..2 * d].iter().all(|&x| x == 0.0), "{:?}", &out[..2 * d]);
+    assert!(
+        out[..2 * d].iter().all(|&x| x == 0.0),
+        "{:?}",
+        &out[..2 * d]
+    );
     assert!(out[2 * d..5 * d].iter().any(|&x| x != 0.0));
     assert!(out[5 * d..].iter().all(|&x| x == 0.0));
     // an all −∞ additive mask
@@ -384,7 +405,10 @@ fn fully_masked_rows(device: &Device) {
         mask: Some(&m),
         ..Default::default()
     };
-    let out = ops::attention(&q, &k, &v, &o).unwrap().to_vec::<f32>().unwrap();
+    let out = ops::attention(&q, &k, &v, &o)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     assert!(out.iter().all(|&x| x == 0.0));
 }
 backend_tests!(fully_masked_rows => fully_masked_rows_cpu, fully_masked_rows_gpu);
@@ -406,7 +430,13 @@ fn bad_inputs(device: &Device) {
     let v = t(&[1, 4, 4, 32], DType::F32);
     let d = AttentionOptions::default();
     is_err(ops::attention(&q, &k, &v, &d), |e| {
-        matches!(e, Error::AttentionHeads { q_heads: 6, kv_heads: 4 })
+        matches!(
+            e,
+            Error::AttentionHeads {
+                q_heads: 6,
+                kv_heads: 4
+            }
+        )
     });
     let q = t(&[1, 4, 4, 32], DType::F32);
     let k16 = t(&[1, 4, 4, 16], DType::F32);
@@ -418,17 +448,25 @@ fn bad_inputs(device: &Device) {
         matches!(e, Error::DTypeMismatch { .. })
     });
     let v5 = t(&[1, 4, 5, 32], DType::F32);
-    is_err(ops::attention(&q, &k, &v5, &d), |e| matches!(e, Error::Shape { .. }));
+    is_err(ops::attention(&q, &k, &v5, &d), |e| {
+        matches!(e, Error::Shape { .. })
+    });
     let q3 = t(&[4, 4, 32], DType::F32);
-    is_err(ops::attention(&q3, &k, &v, &d), |e| matches!(e, Error::Shape { .. }));
+    is_err(ops::attention(&q3, &k, &v, &d), |e| {
+        matches!(e, Error::Shape { .. })
+    });
     let kb = t(&[2, 4, 4, 32], DType::F32);
-    is_err(ops::attention(&q, &kb, &kb, &d), |e| matches!(e, Error::Shape { .. }));
+    is_err(ops::attention(&q, &kb, &kb, &d), |e| {
+        matches!(e, Error::Shape { .. })
+    });
     let bad_mask = t(&[4, 5], DType::F32);
     let o = AttentionOptions {
         mask: Some(&bad_mask),
         ..Default::default()
     };
-    is_err(ops::attention(&q, &k, &v, &o), |e| matches!(e, Error::Shape { .. }));
+    is_err(ops::attention(&q, &k, &v, &o), |e| {
+        matches!(e, Error::Shape { .. })
+    });
     let u = Tensor::from_slice(device, &[0u32; 16], &[4, 4]).unwrap();
     let o = AttentionOptions {
         mask: Some(&u),
@@ -449,12 +487,16 @@ fn bad_inputs(device: &Device) {
         scale: Some(f32::NAN),
         ..Default::default()
     };
-    is_err(ops::attention(&q, &k, &v, &o), |e| matches!(e, Error::Argument { .. }));
+    is_err(ops::attention(&q, &k, &v, &o), |e| {
+        matches!(e, Error::Argument { .. })
+    });
     let o = AttentionOptions {
         softcap: Some(-1.0),
         ..Default::default()
     };
-    is_err(ops::attention(&q, &k, &v, &o), |e| matches!(e, Error::Argument { .. }));
+    is_err(ops::attention(&q, &k, &v, &o), |e| {
+        matches!(e, Error::Argument { .. })
+    });
     let ui = Tensor::from_slice(device, &[0u32; 4 * 4 * 32], &[1, 4, 4, 32]).unwrap();
     is_err(ops::attention(&ui, &ui, &ui, &d), |e| {
         matches!(e, Error::UnsupportedDType { .. })
@@ -468,7 +510,14 @@ fn bad_inputs(device: &Device) {
     };
     let r = ops::attention(&q, &k, &v, &o).and_then(|out| out.to_vec::<f32>());
     is_err(r, |e| {
-        matches!(e, Error::KvLength { batch: 0, length: 9, kv_len: 4 })
+        matches!(
+            e,
+            Error::KvLength {
+                batch: 0,
+                length: 9,
+                kv_len: 4
+            }
+        )
     });
     if !device.is_cpu() {
         let big = t(&[1, 1, 4, 264], DType::F32);
@@ -477,7 +526,10 @@ fn bad_inputs(device: &Device) {
         });
     }
     // the device is healthy afterwards
-    ops::attention(&q, &k, &v, &d).unwrap().to_vec::<f32>().unwrap();
+    ops::attention(&q, &k, &v, &d)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
 }
 backend_tests!(bad_inputs => bad_inputs_cpu, bad_inputs_gpu);
 
@@ -496,7 +548,10 @@ fn cache_decode_matches_prefill(device: &Device) {
             causal: true,
             ..Default::default()
         };
-        let full = ops::attention(&qt, &kt, &vt, &causal).unwrap().to_f32_vec().unwrap();
+        let full = ops::attention(&qt, &kt, &vt, &causal)
+            .unwrap()
+            .to_f32_vec()
+            .unwrap();
         // rows [t0, t1) of a [b, h, n, d] tensor
         let slice = |x: &[f32], h: usize, t0: usize, t1: usize| {
             let mut out = Vec::new();
@@ -514,9 +569,24 @@ fn cache_decode_matches_prefill(device: &Device) {
             // a prefill chunk of 5 tokens, then single tokens
             while t < n {
                 let step = if t == 0 { 5 } else { 1 };
-                let kn = tensor(device, &slice(&k, hk, t, t + step), &[b, hk, step, d], dtype);
-                let vn = tensor(device, &slice(&v, hk, t, t + step), &[b, hk, step, d], dtype);
-                let qn = tensor(device, &slice(&q, hq, t, t + step), &[b, hq, step, d], dtype);
+                let kn = tensor(
+                    device,
+                    &slice(&k, hk, t, t + step),
+                    &[b, hk, step, d],
+                    dtype,
+                );
+                let vn = tensor(
+                    device,
+                    &slice(&v, hk, t, t + step),
+                    &[b, hk, step, d],
+                    dtype,
+                );
+                let qn = tensor(
+                    device,
+                    &slice(&q, hq, t, t + step),
+                    &[b, hq, step, d],
+                    dtype,
+                );
                 let pos_t;
                 let pos = if device_positions {
                     pos_t = Tensor::from_slice(device, &vec![t as u32; b], &[b]).unwrap();
@@ -547,20 +617,56 @@ fn cache_decode_matches_prefill(device: &Device) {
                 // found on the device: reported by the next read
                 let pos = Tensor::from_slice(device, &[40u32, 0], &[b]).unwrap();
                 let r = cache
-                    .append(&one, &one, CachePosition::Device(&pos), AttentionLayout::HeadsFirst)
+                    .append(
+                        &one,
+                        &one,
+                        CachePosition::Device(&pos),
+                        AttentionLayout::HeadsFirst,
+                    )
                     .and_then(|_| device.sync());
                 is_err(r, |e| {
-                    matches!(e, Error::CacheOverflow { batch: 0, end: 52, capacity: 48 })
+                    matches!(
+                        e,
+                        Error::CacheOverflow {
+                            batch: 0,
+                            end: 52,
+                            capacity: 48
+                        }
+                    )
                 });
                 let f = tensor(device, &[1.0, 2.0], &[b], DType::F32);
-                let r = cache.append(&one, &one, CachePosition::Device(&f), AttentionLayout::HeadsFirst);
+                let r = cache.append(
+                    &one,
+                    &one,
+                    CachePosition::Device(&f),
+                    AttentionLayout::HeadsFirst,
+                );
                 is_err(r, |e| matches!(e, Error::UnsupportedDType { .. }));
             } else {
-                let r = cache.append(&one, &one, CachePosition::Host(40), AttentionLayout::HeadsFirst);
-                is_err(r, |e| matches!(e, Error::CacheOverflow { end: 52, capacity: 48, .. }));
+                let r = cache.append(
+                    &one,
+                    &one,
+                    CachePosition::Host(40),
+                    AttentionLayout::HeadsFirst,
+                );
+                is_err(r, |e| {
+                    matches!(
+                        e,
+                        Error::CacheOverflow {
+                            end: 52,
+                            capacity: 48,
+                            ..
+                        }
+                    )
+                });
             }
             let wrong = tensor(device, &vec![0.0; b * 3 * d], &[b, 3, 1, d], dtype);
-            let r = cache.append(&wrong, &wrong, CachePosition::Host(0), AttentionLayout::HeadsFirst);
+            let r = cache.append(
+                &wrong,
+                &wrong,
+                CachePosition::Host(0),
+                AttentionLayout::HeadsFirst,
+            );
             is_err(r, |e| matches!(e, Error::Shape { .. }));
         }
     }
@@ -589,11 +695,19 @@ fn long_prefill_32k_gpu() {
         causal: true,
         ..Default::default()
     };
-    let out = ops::attention(&qt, &kt, &vt, &o).unwrap().to_vec::<f32>().unwrap();
+    let out = ops::attention(&qt, &kt, &vt, &o)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     let scale = 1.0 / (d as f64).sqrt();
     for &i in &[0usize, 1, 4095, 16384, 32766, 32767] {
         let logits: Vec<f64> = (0..=i)
-            .map(|j| (0..d).map(|t| q[i * d + t] as f64 * k[j * d + t] as f64).sum::<f64>() * scale)
+            .map(|j| {
+                (0..d)
+                    .map(|t| q[i * d + t] as f64 * k[j * d + t] as f64)
+                    .sum::<f64>()
+                    * scale
+            })
             .collect();
         let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = logits.iter().map(|l| (l - mx).exp()).sum();
@@ -607,7 +721,13 @@ fn long_prefill_32k_gpu() {
                     / sum
             })
             .collect();
-        assert_close(&format!("32k row {i}"), &out[i * d..(i + 1) * d], &want, 2e-5, 1e-3);
+        assert_close(
+            &format!("32k row {i}"),
+            &out[i * d..(i + 1) * d],
+            &want,
+            2e-5,
+            1e-3,
+        );
     }
 }
 
@@ -631,12 +751,27 @@ fn cache_seq_first(device: &Device) {
     .to_vec::<f32>()
     .unwrap();
     let mut cache = KvCache::new(device, b, hk, 16, d, d, DType::F32).unwrap();
-    let kt = tensor(device, &to_seq_first(&k, b, hk, n, d), &[b, n, hk, d], DType::F32);
-    let vt = tensor(device, &to_seq_first(&v, b, hk, n, d), &[b, n, hk, d], DType::F32);
+    let kt = tensor(
+        device,
+        &to_seq_first(&k, b, hk, n, d),
+        &[b, n, hk, d],
+        DType::F32,
+    );
+    let vt = tensor(
+        device,
+        &to_seq_first(&v, b, hk, n, d),
+        &[b, n, hk, d],
+        DType::F32,
+    );
     cache
         .append(&kt, &vt, CachePosition::Host(0), AttentionLayout::SeqFirst)
         .unwrap();
-    let qt = tensor(device, &to_seq_first(&q, b, hq, n, d), &[b, n, hq, d], DType::F32);
+    let qt = tensor(
+        device,
+        &to_seq_first(&q, b, hq, n, d),
+        &[b, n, hq, d],
+        DType::F32,
+    );
     let o = AttentionOptions {
         causal: true,
         layout: AttentionLayout::SeqFirst,

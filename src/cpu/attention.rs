@@ -30,6 +30,10 @@ use rayon::prelude::*;
 pub(crate) const ROWS: usize = 64;
 /// Keys per K/V tile.
 pub(crate) const KEYS: usize = 128;
+/// Tiles of at most this many rows (decode: a few tokens × the grouped heads) use the
+/// direct loops in [`small`] instead of gemm, whose packing dominates at such sizes and
+/// would keep decode far from the memory bandwidth it is bound by.
+const SMALL_ROWS: usize = 8;
 
 pub(crate) fn describe(plan: &Plan) -> String {
     format!(
@@ -224,25 +228,36 @@ fn task<T: Element>(
     let mut kt = lo;
     while kt < hi {
         let nk = KEYS.min(hi - kt);
-        let (kt_rows, ks) = rows_f32(k, kb + kt * plan.k_strides[2], plan.k_strides[2], nk, d, &mut sc.k);
-        // S = Q · Kᵀ
-        // SAFETY: S is nr×KEYS (we write nr×nk with row stride KEYS); Q is nr×d; the
-        // K rows lie in kt_rows (nk rows of d, stride ks).
-        unsafe {
-            gemm(
-                nr,
-                nk,
-                d,
-                sc.s.as_mut_ptr(),
-                KEYS,
-                false,
-                sc.q.as_ptr(),
-                d,
-                1,
-                kt_rows.as_ptr(),
-                1,
-                ks,
-            );
+        let (kt_rows, ks) = rows_f32(
+            k,
+            kb + kt * plan.k_strides[2],
+            plan.k_strides[2],
+            nk,
+            d,
+            &mut sc.k,
+        );
+        if nr <= SMALL_ROWS {
+            small::scores(&sc.q, d, kt_rows, ks, nk, &mut sc.s, KEYS);
+        } else {
+            // S = Q · Kᵀ
+            // SAFETY: S is nr×KEYS (we write nr×nk with row stride KEYS); Q is nr×d;
+            // the K rows lie in kt_rows (nk rows of d, stride ks).
+            unsafe {
+                gemm(
+                    nr,
+                    nk,
+                    d,
+                    sc.s.as_mut_ptr(),
+                    KEYS,
+                    false,
+                    sc.q.as_ptr(),
+                    d,
+                    1,
+                    kt_rows.as_ptr(),
+                    1,
+                    ks,
+                );
+            }
         }
         let mut any = false;
         for r in 0..nr {
@@ -303,8 +318,19 @@ fn task<T: Element>(
             }
         }
         if any {
-            let (vt_rows, vs) =
-                rows_f32(v, vb + kt * plan.v_strides[2], plan.v_strides[2], nk, dv, &mut sc.v);
+            let (vt_rows, vs) = rows_f32(
+                v,
+                vb + kt * plan.v_strides[2],
+                plan.v_strides[2],
+                nk,
+                dv,
+                &mut sc.v,
+            );
+            if nr <= SMALL_ROWS {
+                small::accumulate(&sc.s, KEYS, nr, nk, vt_rows, vs, &mut sc.o, dv);
+                kt += nk;
+                continue;
+            }
             // O += P · V
             // SAFETY: O is nr×dv, P is the nr×nk block of S (row stride KEYS), the V rows
             // lie in vt_rows (nk rows of dv, stride vs).
@@ -340,5 +366,200 @@ fn task<T: Element>(
         // within the output, whose strides come from its shape.
         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(s), dv) };
         narrow(&sc.row, dst);
+    }
+}
+
+/// Tile products for a few query rows, written so LLVM vectorises them: the scores as
+/// dot products four keys at a time (eight-lane partial sums, one pass over each Q row
+/// per four K rows), P·V as one axpy per (row, key). Compiled for AVX2+FMA where the CPU
+/// has them (the portable build assumes only SSE2).
+mod small {
+    /// `s[r·s_rs + j] = q_r · k_j` for r < q.len()/d, j < nk (k rows at stride ks).
+    pub(super) fn scores(
+        q: &[f32],
+        d: usize,
+        k: &[f32],
+        ks: usize,
+        nk: usize,
+        s: &mut [f32],
+        s_rs: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast(
+                q: &[f32],
+                d: usize,
+                k: &[f32],
+                ks: usize,
+                nk: usize,
+                s: &mut [f32],
+                s_rs: usize,
+            ) {
+                scores_body::<true>(q, d, k, ks, nk, s, s_rs)
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 and FMA were detected on this CPU just above.
+                return unsafe { fast(q, d, k, ks, nk, s, s_rs) };
+            }
+        }
+        scores_body::<false>(q, d, k, ks, nk, s, s_rs)
+    }
+
+    #[inline(always)]
+    fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+        if FMA {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
+
+    #[inline(always)]
+    fn lanes(x: &[f32], body: usize) -> std::slice::ChunksExact<'_, f32> {
+        x[..body].chunks_exact(8)
+    }
+
+    #[inline(always)]
+    fn hsum(a: &[f32; 8]) -> f32 {
+        ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+    }
+
+    #[inline(always)]
+    fn scores_body<const FMA: bool>(
+        q: &[f32],
+        d: usize,
+        k: &[f32],
+        ks: usize,
+        nk: usize,
+        s: &mut [f32],
+        s_rs: usize,
+    ) {
+        let nr = q.len() / d;
+        let body = d / 8 * 8;
+        for r in 0..nr {
+            let qr = &q[r * d..(r + 1) * d];
+            let sr = &mut s[r * s_rs..r * s_rs + nk];
+            let mut j = 0;
+            while j + 4 <= nk {
+                let k0 = &k[j * ks..j * ks + d];
+                let k1 = &k[(j + 1) * ks..(j + 1) * ks + d];
+                let k2 = &k[(j + 2) * ks..(j + 2) * ks + d];
+                let k3 = &k[(j + 3) * ks..(j + 3) * ks + d];
+                let (mut a0, mut a1, mut a2, mut a3) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
+                for ((((x, y0), y1), y2), y3) in lanes(qr, body)
+                    .zip(lanes(k0, body))
+                    .zip(lanes(k1, body))
+                    .zip(lanes(k2, body))
+                    .zip(lanes(k3, body))
+                {
+                    for t in 0..8 {
+                        a0[t] = fma::<FMA>(x[t], y0[t], a0[t]);
+                        a1[t] = fma::<FMA>(x[t], y1[t], a1[t]);
+                        a2[t] = fma::<FMA>(x[t], y2[t], a2[t]);
+                        a3[t] = fma::<FMA>(x[t], y3[t], a3[t]);
+                    }
+                }
+                let mut t4 = [hsum(&a0), hsum(&a1), hsum(&a2), hsum(&a3)];
+                for c in body..d {
+                    t4[0] += qr[c] * k0[c];
+                    t4[1] += qr[c] * k1[c];
+                    t4[2] += qr[c] * k2[c];
+                    t4[3] += qr[c] * k3[c];
+                }
+                sr[j..j + 4].copy_from_slice(&t4);
+                j += 4;
+            }
+            while j < nk {
+                let kj = &k[j * ks..j * ks + d];
+                let mut a = [0f32; 8];
+                for (x, y) in qr[..body].chunks_exact(8).zip(kj[..body].chunks_exact(8)) {
+                    for t in 0..8 {
+                        a[t] = fma::<FMA>(x[t], y[t], a[t]);
+                    }
+                }
+                let mut v = hsum(&a);
+                for c in body..d {
+                    v += qr[c] * kj[c];
+                }
+                sr[j] = v;
+                j += 1;
+            }
+        }
+    }
+
+    /// `o_r += Σ_j p[r·p_rs + j] · v_j` for r < nr, j < nk (v rows at stride vs, dv wide).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn accumulate(
+        p: &[f32],
+        p_rs: usize,
+        nr: usize,
+        nk: usize,
+        v: &[f32],
+        vs: usize,
+        o: &mut [f32],
+        dv: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn fast(
+                p: &[f32],
+                p_rs: usize,
+                nr: usize,
+                nk: usize,
+                v: &[f32],
+                vs: usize,
+                o: &mut [f32],
+                dv: usize,
+            ) {
+                accumulate_body::<true>(p, p_rs, nr, nk, v, vs, o, dv)
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 and FMA were detected on this CPU just above.
+                return unsafe { fast(p, p_rs, nr, nk, v, vs, o, dv) };
+            }
+        }
+        accumulate_body::<false>(p, p_rs, nr, nk, v, vs, o, dv)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate_body<const FMA: bool>(
+        p: &[f32],
+        p_rs: usize,
+        nr: usize,
+        nk: usize,
+        v: &[f32],
+        vs: usize,
+        o: &mut [f32],
+        dv: usize,
+    ) {
+        for r in 0..nr {
+            let orow = &mut o[r * dv..(r + 1) * dv];
+            let prow = &p[r * p_rs..r * p_rs + nk];
+            // two keys per pass over the output row halves its loads and stores
+            let mut j = 0;
+            while j + 2 <= nk {
+                let (w0, w1) = (prow[j], prow[j + 1]);
+                let v0 = &v[j * vs..j * vs + dv];
+                let v1 = &v[(j + 1) * vs..(j + 1) * vs + dv];
+                for ((x, &a), &b) in orow.iter_mut().zip(v0).zip(v1) {
+                    *x = fma::<FMA>(w1, b, fma::<FMA>(w0, a, *x));
+                }
+                j += 2;
+            }
+            if j < nk {
+                let w = prow[j];
+                for (x, &a) in orow.iter_mut().zip(&v[j * vs..j * vs + dv]) {
+                    *x = fma::<FMA>(w, a, *x);
+                }
+            }
+        }
     }
 }

@@ -125,11 +125,15 @@ impl AttentionLaunch {
                 ),
             ));
         }
-        let decode = plan.q_len <= 4 && plan.rows() <= DECODE_ROWS && plan.kv_len >= DECODE_MIN_KEYS;
+        let decode =
+            plan.q_len <= 4 && plan.rows() <= DECODE_ROWS && plan.kv_len >= DECODE_MIN_KEYS;
         let lanes = if decode {
             8
         } else {
-            [1usize, 2, 4, 8].into_iter().find(|l| 32 * l >= maxd).unwrap_or(8)
+            [1usize, 2, 4, 8]
+                .into_iter()
+                .find(|l| 32 * l >= maxd)
+                .unwrap_or(8)
         };
         let per = maxd.div_ceil(lanes);
         let keys = (2048 / (plan.head_dim + plan.v_dim)).min(32);
@@ -284,7 +288,8 @@ pub(crate) fn attention(
     )?;
     let rows = plan.rows();
     let part = if splits > 1 {
-        let bytes = (plan.batch * plan.kv_heads * rows * splits as usize * (plan.v_dim + 2) * 4) as u64;
+        let bytes =
+            (plan.batch * plan.kv_heads * rows * splits as usize * (plan.v_dim + 2) * 4) as u64;
         g.check_binding(|| "the split-KV partials of attention".into(), bytes)?;
         g.alloc(bytes)
     } else {

@@ -301,8 +301,7 @@ impl Plan {
             }
             let ok = (2..=4).contains(&m.rank())
                 && m.shape()[m.rank() - 1] == kv_len
-                && m
-                    .shape()
+                && m.shape()
                     .iter()
                     .rev()
                     .zip(full.iter().rev())
@@ -339,8 +338,7 @@ impl Plan {
             }
             if let Backend::Cpu = &q.device().inner.backend {
                 let v = l.cpu_storage().as_slice::<u32>();
-                if let Some((b, &len)) = v.iter().enumerate().find(|(_, &n)| n as usize > kv_len)
-                {
+                if let Some((b, &len)) = v.iter().enumerate().find(|(_, &n)| n as usize > kv_len) {
                     return Err(Error::KvLength {
                         batch: b,
                         length: len as u64,

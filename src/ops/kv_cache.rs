@@ -51,7 +51,9 @@
 //!
 //! [`Device::sync`]: crate::Device::sync
 
-use super::attention::{attention_over, describe_over, AttentionLayout, AttentionOptions, KvSource};
+use super::attention::{
+    attention_over, describe_over, AttentionLayout, AttentionOptions, KvSource,
+};
 use crate::cpu::CpuStorage;
 use crate::device::{Backend, Device};
 use crate::dtype::DType;
@@ -160,7 +162,10 @@ impl KvCache {
     ) -> Result<()> {
         let op = "kv_cache append";
         let device = self.k.device().clone();
-        for (t, dim, name) in [(k_new, self.head_dim, "k_new"), (v_new, self.v_dim, "v_new")] {
+        for (t, dim, name) in [
+            (k_new, self.head_dim, "k_new"),
+            (v_new, self.v_dim, "v_new"),
+        ] {
             device.same(op, t.device())?;
             if t.dtype() != self.k.dtype() {
                 return Err(Error::DTypeMismatch {
@@ -239,12 +244,24 @@ impl KvCache {
         };
         let (k_str, v_str) = match layout {
             AttentionLayout::HeadsFirst => (
-                [self.kv_heads * n * self.head_dim, n * self.head_dim, self.head_dim],
+                [
+                    self.kv_heads * n * self.head_dim,
+                    n * self.head_dim,
+                    self.head_dim,
+                ],
                 [self.kv_heads * n * self.v_dim, n * self.v_dim, self.v_dim],
             ),
             AttentionLayout::SeqFirst => (
-                [n * self.kv_heads * self.head_dim, self.head_dim, self.kv_heads * self.head_dim],
-                [n * self.kv_heads * self.v_dim, self.v_dim, self.kv_heads * self.v_dim],
+                [
+                    n * self.kv_heads * self.head_dim,
+                    self.head_dim,
+                    self.kv_heads * self.head_dim,
+                ],
+                [
+                    n * self.kv_heads * self.v_dim,
+                    self.v_dim,
+                    self.kv_heads * self.v_dim,
+                ],
             ),
         };
         let append = Append {

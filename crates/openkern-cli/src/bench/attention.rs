@@ -6,6 +6,9 @@
 //! unfused path (matmul + softmax + matmul) on the same device, and on the CPU device
 //! PyTorch's `scaled_dot_product_attention` (benches/peers/torch_sdpa.py), run right
 //! after the openkern row so the two are interleaved on a noisy machine.
+//!
+//! `OPENKERN_BENCH_ATTENTION=<text>` keeps only the cases whose label contains the text
+//! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group.
 
 use super::memory::{data, or_skip};
 use super::{BenchArgs, Bound, Row};
@@ -32,8 +35,18 @@ fn time(
 }
 
 /// PyTorch SDPA's seconds per call on this CPU (the peer script), or None without torch.
-fn torch_seconds(hq: usize, hk: usize, ql: usize, kl: usize, d: usize, causal: bool) -> Option<f64> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/peers/torch_sdpa.py");
+fn torch_seconds(
+    hq: usize,
+    hk: usize,
+    ql: usize,
+    kl: usize,
+    d: usize,
+    causal: bool,
+) -> Option<f64> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/peers/torch_sdpa.py"
+    );
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg("--one")
@@ -94,6 +107,11 @@ fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, s: &Shape) -> openkern::Result<()
     ops::matmul(&p.reshape(&[s.hk, g * s.ql, s.kl])?, &v).map(drop)
 }
 
+/// Whether the case labelled `label` is selected by `OPENKERN_BENCH_ATTENTION`.
+fn selected(label: &str) -> bool {
+    std::env::var("OPENKERN_BENCH_ATTENTION").map_or(true, |f| label.contains(f.as_str()))
+}
+
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     let quick = args.quick;
     let cpu = device.info().device_type == DeviceType::Cpu;
@@ -123,7 +141,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             prefill.push(("encoder", sh(12, 12, s, s, 64, false)));
         }
     }
-    for (label, s) in &prefill {
+    for (label, s) in prefill.iter().filter(|(l, _)| selected(l)) {
         let case = format!(
             "{label} h{}/{} s{} d{}{}",
             s.hq,
@@ -148,9 +166,8 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                     };
                     let what = describe(&q, &k, &v, &o)?;
                     let work = flops(s.hq, s.ql, s.kl, s.d, s.causal);
-                    let (fused, src) = time(device, quick, || {
-                        ops::attention(&q, &k, &v, &o).map(drop)
-                    })?;
+                    let (fused, src) =
+                        time(device, quick, || ops::attention(&q, &k, &v, &o).map(drop))?;
                     let mut rows = Vec::new();
                     // unfused beside it (its score matrix grows as s²: up to 2048 tokens)
                     let unfused_rate = if s.kl <= 2048 {
@@ -197,7 +214,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     } else {
         &[1024, 4096, 16384, 32768]
     };
-    for &kl in caches {
+    for &kl in caches.iter().filter(|_| selected("decode")) {
         let s = sh(32, 8, 1, kl, 128, true);
         let case = format!("decode h32/8 cache {kl} d128");
         for dtype in [DType::F32, DType::F16] {
@@ -211,9 +228,8 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                     };
                     let what = describe(&q, &k, &v, &o)?;
                     let bytes = (k.size_in_bytes() + v.size_in_bytes()) as f64;
-                    let (t, src) = time(device, quick, || {
-                        ops::attention(&q, &k, &v, &o).map(drop)
-                    })?;
+                    let (t, src) =
+                        time(device, quick, || ops::attention(&q, &k, &v, &o).map(drop))?;
                     let peer = if cpu && dtype == DType::F32 {
                         torch_seconds(32, 8, 1, kl, 128, true).map(|p| ("torch-sdpa", bytes / p))
                     } else {
