@@ -246,6 +246,44 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Attention query heads that are not a multiple of the key/value heads.
+    #[error("attention: {q_heads} query heads are not a multiple of {kv_heads} key/value heads; grouped-query attention needs q_heads % kv_heads == 0 (repeat or regroup the heads)")]
+    AttentionHeads {
+        /// Query heads.
+        q_heads: usize,
+        /// Key/value heads.
+        kv_heads: usize,
+    },
+    /// q and k with different head dimensions.
+    #[error(
+        "attention: q has head_dim {q} but k has {k}; the scores q·kᵀ need equal head dimensions"
+    )]
+    HeadDim {
+        /// q's head dimension.
+        q: usize,
+        /// k's head dimension.
+        k: usize,
+    },
+    /// A per-batch valid key length past the keys given.
+    #[error("attention: kv_lengths[{batch}] is {length} but only {kv_len} keys are given; every valid length must be at most the key count")]
+    KvLength {
+        /// The batch entry.
+        batch: usize,
+        /// The length given.
+        length: u64,
+        /// Keys in k and v.
+        kv_len: usize,
+    },
+    /// A KV-cache append that would end past the cache's capacity.
+    #[error("kv_cache append: batch entry {batch} would end at row {end}, past the cache's capacity of {capacity} rows; allocate a larger cache (max_len) or start a new sequence")]
+    CacheOverflow {
+        /// The batch entry.
+        batch: usize,
+        /// Row one past the last written (position + new tokens).
+        end: u64,
+        /// Rows the cache holds.
+        capacity: usize,
+    },
 }
 
 impl Error {

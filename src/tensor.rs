@@ -21,9 +21,10 @@ pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
-    /// The fault word of the op that wrote this tensor, for ops that can only find bad
-    /// input on the GPU: while set, every read is that op's typed error.
-    pub(crate) fault: Option<Arc<crate::gpu::FaultSlot>>,
+    /// The fault words of the ops that wrote this tensor or its GPU inputs, for ops that
+    /// can only find bad input on the GPU: while one is set, every read is that op's
+    /// typed error.
+    pub(crate) faults: Vec<Arc<crate::gpu::FaultSlot>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -62,7 +63,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype: T::DTYPE,
             device: device.clone(),
-            fault: None,
+            faults: Vec::new(),
         })
     }
 
@@ -102,7 +103,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             device: device.clone(),
-            fault: None,
+            faults: Vec::new(),
         })
     }
 
@@ -236,7 +237,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             device: device.clone(),
-            fault: None,
+            faults: Vec::new(),
         })
     }
 
@@ -246,7 +247,7 @@ impl Tensor {
             storage: Arc::new(Storage::Cpu(storage)),
             shape: shape.to_vec(),
             device: device.clone(),
-            fault: None,
+            faults: Vec::new(),
         }
     }
 
@@ -369,11 +370,7 @@ impl Tensor {
                     .device
                     .gpu_ctx()
                     .expect("GPU storage lives on a GPU device");
-                let bytes = g.read(
-                    buffer.buffer(),
-                    self.size_in_bytes() as u64,
-                    self.fault.as_deref(),
-                )?;
+                let bytes = g.read(buffer.buffer(), self.size_in_bytes() as u64, &self.faults)?;
                 Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
         }

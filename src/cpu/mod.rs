@@ -1,6 +1,7 @@
 //! The native CPU backend: the same ops in Rust, multithreaded with rayon.
 
 pub(crate) mod activation;
+pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;

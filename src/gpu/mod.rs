@@ -2,11 +2,12 @@
 //! launcher per op family.
 
 pub(crate) mod activation;
-
+pub(crate) mod attention;
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod kv_cache;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -83,18 +84,44 @@ pub(crate) struct GpuContext {
 /// from any thread, never see it.
 pub(crate) struct FaultSlot {
     buffer: PooledBuffer,
-    /// The word as read back the first time (it never changes after the op ran).
+    /// The word once read back set (it never clears after that).
     seen: std::sync::OnceLock<[u32; 4]>,
+}
+
+impl std::fmt::Debug for FaultSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FaultSlot({:?})", self.seen.get())
+    }
+}
+
+/// The fault words a tensor computed from `inputs` inherits (each once): reading it
+/// reports a fault recorded while its inputs were made.
+pub(crate) fn inherited_faults<'t>(
+    inputs: impl IntoIterator<Item = &'t crate::tensor::Tensor>,
+) -> Vec<Arc<FaultSlot>> {
+    let mut all: Vec<Arc<FaultSlot>> = Vec::new();
+    for t in inputs {
+        for f in &t.faults {
+            if !all.iter().any(|a| Arc::ptr_eq(a, f)) {
+                all.push(f.clone());
+            }
+        }
+    }
+    all
 }
 
 /// Size of the fault word: `[code, value, position, bound]`, u32 each.
 const FAULT_BYTES: u64 = 16;
 
-/// The fault word's first word names the op that recorded it: each kernel that reports
-/// bad input writes its own code (`fault[0]` via `atomicMax`, first writer wins), and the
-/// error names the op from this table. Every code so far is an index out of range:
-/// `[code, index, position, bound]`.
-pub(crate) const FAULT_OPS: &[(u32, &str)] = &[(1, "embedding")];
+/// The fault word's first word says which op recorded it and what went wrong (the
+/// first writer wins, through `atomicMax` from 0); the other three words carry the
+/// numbers its error reports.
+/// `embedding`: an id past the table, `[1, id, position, vocab]`.
+pub(crate) const FAULT_INDEX_OUT_OF_RANGE: u32 = 1;
+/// `KvCache::append`: an append past the cache, `[2, end row, batch entry, max_len]`.
+pub(crate) const FAULT_CACHE_OVERFLOW: u32 = 2;
+/// `attention`: a valid length past the keys, `[3, length, batch entry, kv_len]`.
+pub(crate) const FAULT_KV_LENGTH: u32 = 3;
 
 /// Features openkern asks for when the adapter has them.
 fn wanted_features() -> wgpu::Features {
@@ -397,15 +424,15 @@ impl GpuContext {
         &self,
         src: &wgpu::Buffer,
         bytes: u64,
-        fault: Option<&FaultSlot>,
+        faults: &[Arc<FaultSlot>],
     ) -> Result<Vec<u8>> {
-        if let Some(word) = fault.and_then(|f| f.seen.get()) {
+        for word in faults.iter().filter_map(|f| f.seen.get()) {
             self.report_fault(*word)?;
         }
         let padded = bytes.next_multiple_of(4).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("openkern readback"),
-            size: padded + FAULT_BYTES,
+            size: padded + FAULT_BYTES * faults.len() as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -413,25 +440,35 @@ impl GpuContext {
             let mut stream = self.lock_stream();
             let encoder = stream.encoder(&self.device);
             encoder.copy_buffer_to_buffer(src, 0, &staging, 0, padded);
-            if let Some(f) = fault {
-                encoder.copy_buffer_to_buffer(f.buffer.buffer(), 0, &staging, padded, FAULT_BYTES);
+            for (i, f) in faults.iter().enumerate() {
+                let at = padded + FAULT_BYTES * i as u64;
+                encoder.copy_buffer_to_buffer(f.buffer.buffer(), 0, &staging, at, FAULT_BYTES);
             }
             self.flush_locked(&mut stream)?;
         }
         staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         self.wait()?;
-        let (out, word) = {
+        let (out, words) = {
             let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
                 device: self.name.clone(),
                 message: e.to_string(),
             })?;
-            let word: [u32; 4] = bytemuck::pod_read_unaligned(&view[padded as usize..]);
-            (view[..bytes as usize].to_vec(), word)
+            let words: Vec<[u32; 4]> = (0..faults.len())
+                .map(|i| {
+                    let at = padded as usize + FAULT_BYTES as usize * i;
+                    bytemuck::pod_read_unaligned(&view[at..at + FAULT_BYTES as usize])
+                })
+                .collect();
+            (view[..bytes as usize].to_vec(), words)
         };
         staging.unmap();
         self.check_errors()?;
-        if let Some(f) = fault {
-            self.report_fault(*f.seen.get_or_init(|| word))?;
+        for (f, word) in faults.iter().zip(words) {
+            // a set word never clears (the first writer wins), so keep it; a clear one
+            // may still be set by later work that shares the word (a KV cache's appends)
+            if word[0] != 0 {
+                self.report_fault(*f.seen.get_or_init(|| word))?;
+            }
         }
         Ok(out)
     }
@@ -441,16 +478,26 @@ impl GpuContext {
         if kind == 0 {
             return Ok(());
         }
-        match FAULT_OPS.iter().find(|&&(code, _)| code == kind) {
-            Some(&(_, op)) => Err(Error::IndexOutOfRange {
-                op,
+        match kind {
+            FAULT_INDEX_OUT_OF_RANGE => Err(Error::IndexOutOfRange {
+                op: "embedding",
                 index: u64::from(value),
                 position: position as usize,
                 bound: bound as usize,
             }),
-            None => Err(Error::Internal {
+            FAULT_CACHE_OVERFLOW => Err(Error::CacheOverflow {
+                batch: position as usize,
+                end: u64::from(value),
+                capacity: bound as usize,
+            }),
+            FAULT_KV_LENGTH => Err(Error::KvLength {
+                batch: position as usize,
+                length: u64::from(value),
+                kv_len: bound as usize,
+            }),
+            other => Err(Error::Internal {
                 message: format!(
-                    "a kernel reported unknown fault code {kind} on {}",
+                    "a kernel reported unknown fault code {other} on {}",
                     self.name
                 ),
             }),

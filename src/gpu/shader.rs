@@ -166,6 +166,9 @@ pub mod pieces {
     /// f32 to bf16 bits with round-to-nearest-even, NaN kept (header writers).
     pub static PACK_BF16: Piece = piece!("pack_bf16");
 
+    /// Online-softmax state `(max, sum)` updates and merges (attention).
+    pub static ONLINE_SOFTMAX: Piece = piece!("online_softmax");
+
     /// All of them, for the drift test.
     pub static ALL: &[&Piece] = &[
         &ROW_REDUCE,
@@ -175,6 +178,7 @@ pub mod pieces {
         &MATMUL_BATCH_OFFSETS,
         &PACK_F16,
         &PACK_BF16,
+        &ONLINE_SOFTMAX,
     ];
 }
 

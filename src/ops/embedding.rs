@@ -13,8 +13,8 @@ use crate::tensor::Tensor;
 /// readback (they may have been made on the GPU, by argmax): the kernel records the bad
 /// id in the output's own fault word, and every read of the output (`to_vec`) returns
 /// the error; reads of other tensors, on any thread, are unaffected. The kernel never
-/// reads outside the table. (Tensors computed from a faulty output are not yet marked:
-/// read the embedding output, or check ids on the host, where that matters.)
+/// reads outside the table. (Ops that inherit fault words so far: embedding, attention
+/// and the KV cache; other ops computed from a faulty output do not yet carry it on.)
 ///
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let op = "embedding";
@@ -70,6 +70,7 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
             ))
         },
     )?;
-    out.fault = fault;
+    out.faults = crate::gpu::inherited_faults([ids, table]);
+    out.faults.extend(fault);
     Ok(out)
 }

@@ -4,10 +4,12 @@
 use crate::gpu::shader::KernelSource;
 
 pub mod activation;
+pub mod attention;
 pub mod cast;
 pub(crate) mod dispatch;
 pub mod elementwise;
 pub mod embedding;
+pub mod kv_cache;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
@@ -18,6 +20,7 @@ pub mod softmax;
 pub mod unary;
 
 pub use activation::{activation, gelu, gelu_tanh, relu, silu, swiglu, Activation};
+pub use attention::{attention, AttentionLayout, AttentionOptions};
 pub use elementwise::{
     add, add_scalar, binary, binary_scalar, div, div_scalar, mul, mul_scalar, sub, sub_scalar,
     BinaryOp,
@@ -99,6 +102,14 @@ pub static FAMILIES: &[OpFamily] = &[
     OpFamily {
         name: "layout",
         kernels: &[&crate::gpu::layout::LAYOUT],
+    },
+    OpFamily {
+        name: "attention",
+        kernels: &[
+            &crate::gpu::attention::ATTENTION,
+            &crate::gpu::attention::ATTENTION_MERGE,
+            &crate::gpu::kv_cache::KV_CACHE,
+        ],
     },
     OpFamily {
         name: "matmul",

@@ -4,6 +4,7 @@
 //! on the same device in the same run.
 
 mod activation;
+mod attention;
 mod elementwise;
 mod embedding;
 mod layout;
@@ -117,7 +118,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         "family", "case", "dtype", "time", "rate", "of limit"
     );
     type Family = fn(&Device, &BenchArgs) -> openkern::Result<Vec<Row>>;
-    let families: [(&str, Family); 9] = [
+    let families: [(&str, Family); 10] = [
         ("elementwise", elementwise::rows),
         ("softmax", softmax::rows),
         ("norm", norm::rows),
@@ -127,6 +128,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
         ("reduce", reduce::rows),
         ("layout", layout::rows),
         ("matmul", matmul::rows),
+        ("attention", attention::rows),
     ];
     for (name, family) in families {
         if args.filter.as_deref().is_some_and(|f| !name.contains(f)) {

@@ -1,0 +1,253 @@
+//! Benchmarks of fused attention: prefill (batch 1, 32 query heads over 8 kv heads,
+//! head_dim 128, causal) and an encoder shape (12 heads, head_dim 64, no mask) as FLOP/s
+//! counting only the unmasked work (4·head_dim per visible query-key pair), the issue's
+//! two CPU targets against PyTorch, and decode (one token against a 1k..32k cache) as
+//! bytes of K/V read per second against the copy probe. Beside each fused row: the
+//! unfused path (matmul + softmax + matmul) on the same device, and on the CPU device
+//! PyTorch's `scaled_dot_product_attention` (benches/peers/torch_sdpa.py), run right
+//! after the openkern row so the two are interleaved on a noisy machine.
+//!
+//! `OPENKERN_BENCH_ATTENTION=<text>` keeps only the cases whose label contains the text
+//! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group.
+
+use super::memory::{data, or_skip};
+use super::{BenchArgs, Bound, Row};
+use openkern::ops::attention::{describe, AttentionOptions};
+use openkern::ops::{self, MatmulOptions, SoftmaxOptions};
+use openkern::{DType, Device, DeviceType, Tensor};
+
+/// Seconds per run of `f`: one warm-up, then a loop sized to ~0.3 s (at least 2, at most
+/// 50; `quick`: 2).
+fn time(
+    device: &Device,
+    quick: bool,
+    mut f: impl FnMut() -> openkern::Result<()>,
+) -> openkern::Result<(f64, openkern::TimingSource)> {
+    f()?;
+    let probe = device.time(1, &mut f)?;
+    let iters = if quick {
+        2
+    } else {
+        (0.3 / probe.seconds.max(1e-6)).clamp(2.0, 50.0) as usize
+    };
+    let t = device.time(iters, f)?;
+    Ok((t.seconds, t.source))
+}
+
+/// PyTorch SDPA's seconds per call on this CPU (the peer script), or None without torch.
+fn torch_seconds(
+    hq: usize,
+    hk: usize,
+    ql: usize,
+    kl: usize,
+    d: usize,
+    causal: bool,
+) -> Option<f64> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/peers/torch_sdpa.py"
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--one")
+        .args([hq, hk, ql, kl, d, causal as usize].map(|x| x.to_string()))
+        .output()
+        .ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// FLOPs of the unmasked work: 2·d for q·k plus 2·d for p·v per visible pair.
+fn flops(hq: usize, ql: usize, kl: usize, d: usize, causal: bool) -> f64 {
+    let visible: usize = if causal {
+        (0..ql).map(|i| (i + kl - ql + 1).min(kl)).sum()
+    } else {
+        ql * kl
+    };
+    4.0 * (hq * visible * d) as f64
+}
+
+struct Shape {
+    hq: usize,
+    hk: usize,
+    ql: usize,
+    kl: usize,
+    d: usize,
+    causal: bool,
+}
+
+fn tensors(device: &Device, s: &Shape, dtype: DType) -> openkern::Result<[Tensor; 3]> {
+    let t = |h: usize, l: usize, seed: usize| {
+        Tensor::from_f32(device, &data(h * l * s.d, seed), &[1, h, l, s.d], dtype)
+    };
+    Ok([t(s.hq, s.ql, 1)?, t(s.hk, s.kl, 2)?, t(s.hk, s.kl, 3)?])
+}
+
+/// The unfused path: scores = q·kᵀ (grouped heads folded into rows), softmax, ·v.
+fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, s: &Shape) -> openkern::Result<()> {
+    let g = s.hq / s.hk;
+    let q = q.reshape(&[s.hk, g * s.ql, s.d])?;
+    let k = k.reshape(&[s.hk, s.kl, s.d])?;
+    let v = v.reshape(&[s.hk, s.kl, s.d])?;
+    let scores = ops::matmul_with(
+        &q,
+        &k,
+        &MatmulOptions {
+            trans_b: true,
+            ..Default::default()
+        },
+    )?;
+    let p = ops::softmax_with(
+        &scores.reshape(&[s.hk, g, s.ql, s.kl])?,
+        &SoftmaxOptions {
+            scale: 1.0 / (s.d as f32).sqrt(),
+            causal: s.causal,
+            mask: None,
+        },
+    )?;
+    ops::matmul(&p.reshape(&[s.hk, g * s.ql, s.kl])?, &v).map(drop)
+}
+
+/// Whether the case labelled `label` is selected by `OPENKERN_BENCH_ATTENTION`.
+fn selected(label: &str) -> bool {
+    std::env::var("OPENKERN_BENCH_ATTENTION").map_or(true, |f| label.contains(f.as_str()))
+}
+
+pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    let quick = args.quick;
+    let cpu = device.info().device_type == DeviceType::Cpu;
+    let mut out = Vec::new();
+    let sh = |hq, hk, ql, kl, d, causal| Shape {
+        hq,
+        hk,
+        ql,
+        kl,
+        d,
+        causal,
+    };
+    // (group label, shape)
+    let mut prefill: Vec<(&str, Shape)> = Vec::new();
+    if quick {
+        prefill.push(("prefill", sh(8, 2, 256, 256, 64, true)));
+        prefill.push(("encoder", sh(12, 12, 128, 128, 64, false)));
+    } else {
+        if cpu {
+            prefill.push(("target", sh(8, 8, 1024, 1024, 64, true)));
+            prefill.push(("target", sh(32, 32, 2048, 2048, 128, true)));
+        }
+        for s in [512, 1024, 2048, 4096, 8192] {
+            prefill.push(("prefill", sh(32, 8, s, s, 128, true)));
+        }
+        for s in [128, 256, 512] {
+            prefill.push(("encoder", sh(12, 12, s, s, 64, false)));
+        }
+    }
+    for (label, s) in prefill.iter().filter(|(l, _)| selected(l)) {
+        let case = format!(
+            "{label} h{}/{} s{} d{}{}",
+            s.hq,
+            s.hk,
+            s.kl,
+            s.d,
+            if s.causal { " causal" } else { "" }
+        );
+        let dtypes: &[DType] = if cpu || quick {
+            &[DType::F32]
+        } else {
+            &[DType::F32, DType::F16]
+        };
+        for &dtype in dtypes {
+            out.extend(or_skip(
+                &case,
+                (|| {
+                    let [q, k, v] = tensors(device, s, dtype)?;
+                    let o = AttentionOptions {
+                        causal: s.causal,
+                        ..Default::default()
+                    };
+                    let what = describe(&q, &k, &v, &o)?;
+                    let work = flops(s.hq, s.ql, s.kl, s.d, s.causal);
+                    let (fused, src) =
+                        time(device, quick, || ops::attention(&q, &k, &v, &o).map(drop))?;
+                    let mut rows = Vec::new();
+                    // unfused beside it (its score matrix grows as s²: up to 2048 tokens)
+                    let unfused_rate = if s.kl <= 2048 {
+                        let (t, _) = time(device, quick, || unfused(&q, &k, &v, s))?;
+                        Some(work / t)
+                    } else {
+                        None
+                    };
+                    let peer = if cpu && dtype == DType::F32 {
+                        torch_seconds(s.hq, s.hk, s.ql, s.kl, s.d, s.causal)
+                            .map(|t| ("torch-sdpa", work / t))
+                    } else {
+                        None
+                    };
+                    rows.push(Row {
+                        family: "attention",
+                        case: format!("{case} {what}"),
+                        dtype: dtype.name(),
+                        seconds: fused,
+                        work,
+                        bound: Bound::Compute,
+                        source: src,
+                        peer: peer.or(unfused_rate.map(|r| ("unfused", r))),
+                    });
+                    if let (Some(r), Some(_)) = (unfused_rate, peer) {
+                        rows.push(Row {
+                            family: "attention",
+                            case: format!("{case} unfused (matmul+softmax+matmul)"),
+                            dtype: dtype.name(),
+                            seconds: work / r,
+                            work,
+                            bound: Bound::Compute,
+                            source: src,
+                            peer: Some(("fused", work / fused)),
+                        });
+                    }
+                    Ok(rows)
+                })(),
+            )?);
+        }
+    }
+    let caches: &[usize] = if quick {
+        &[1024]
+    } else {
+        &[1024, 4096, 16384, 32768]
+    };
+    for &kl in caches.iter().filter(|_| selected("decode")) {
+        let s = sh(32, 8, 1, kl, 128, true);
+        let case = format!("decode h32/8 cache {kl} d128");
+        for dtype in [DType::F32, DType::F16] {
+            out.extend(or_skip(
+                &case,
+                (|| {
+                    let [q, k, v] = tensors(device, &s, dtype)?;
+                    let o = AttentionOptions {
+                        causal: true,
+                        ..Default::default()
+                    };
+                    let what = describe(&q, &k, &v, &o)?;
+                    let bytes = (k.size_in_bytes() + v.size_in_bytes()) as f64;
+                    let (t, src) =
+                        time(device, quick, || ops::attention(&q, &k, &v, &o).map(drop))?;
+                    let peer = if cpu && dtype == DType::F32 {
+                        torch_seconds(32, 8, 1, kl, 128, true).map(|p| ("torch-sdpa", bytes / p))
+                    } else {
+                        None
+                    };
+                    Ok(vec![Row {
+                        family: "attention",
+                        case: format!("{case} {what}"),
+                        dtype: dtype.name(),
+                        seconds: t,
+                        work: bytes,
+                        bound: Bound::Memory,
+                        source: src,
+                        peer,
+                    }])
+                })(),
+            )?);
+        }
+    }
+    Ok(out)
+}
