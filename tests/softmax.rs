@@ -131,7 +131,7 @@ fn rows_of_odd_lengths_against_f64(device: &Device) {
                 causal: false,
                 mask: None,
             };
-            check(&device, dtype, &x, &c, "");
+            check(device, dtype, &x, &c, "");
         }
     }
 }
@@ -152,10 +152,10 @@ fn large_logits_and_scale(device: &Device) {
                 causal: false,
                 mask: None,
             };
-            check(&device, dtype, &x, &c, " ±1e4");
+            check(device, dtype, &x, &c, " ±1e4");
             // nearly equal large logits: every term matters, the sum exceeds f16 range
             let flat: Vec<f32> = random(2 * n, 9).iter().map(|v| 1e4 + v * 4.0).collect();
-            check(&device, dtype, &flat, &c, " 1e4±4");
+            check(device, dtype, &flat, &c, " 1e4±4");
             let x: Vec<f32> = random(2 * n, 3).iter().map(|v| v * 30.0).collect();
             let c = Case {
                 shape: &shape,
@@ -163,7 +163,7 @@ fn large_logits_and_scale(device: &Device) {
                 causal: false,
                 mask: None,
             };
-            check(&device, dtype, &x, &c, " scale 0.125");
+            check(device, dtype, &x, &c, " scale 0.125");
         }
     }
 }
@@ -182,7 +182,7 @@ fn causal_and_additive_masks(device: &Device) {
                 causal: true,
                 mask: None,
             };
-            check(&device, dtype, &x, &c, " causal");
+            check(device, dtype, &x, &c, " causal");
         }
         // k = 63: one row per workgroup; k = 9: one row per invocation
         for k in [63usize, 9] {
@@ -199,7 +199,7 @@ fn causal_and_additive_masks(device: &Device) {
                 causal: false,
                 mask: Some((&qk, &[5, k])),
             };
-            check(&device, dtype, &x, &c, " mask[q,k]");
+            check(device, dtype, &x, &c, " mask[q,k]");
             let hk: Vec<f32> = random(3 * k, 13).iter().map(|v| v * 100.0).collect();
             let c = Case {
                 shape: &shape,
@@ -207,7 +207,7 @@ fn causal_and_additive_masks(device: &Device) {
                 causal: true,
                 mask: Some((&hk, &[3, 1, k])),
             };
-            check(&device, dtype, &x, &c, " mask[h,1,k]+causal");
+            check(device, dtype, &x, &c, " mask[h,1,k]+causal");
             // a mask that hides whole rows: their output is 0 (softmax) / -inf (log)
             let mut hide = vec![0f32; 5 * k];
             hide[k..2 * k].fill(f32::NEG_INFINITY);
@@ -218,7 +218,7 @@ fn causal_and_additive_masks(device: &Device) {
                 causal: false,
                 mask: Some((&hide, &[5, k])),
             };
-            check(&device, dtype, &x, &c, " fully masked rows");
+            check(device, dtype, &x, &c, " fully masked rows");
         }
     }
 }
@@ -238,8 +238,8 @@ fn nan_and_infinity_follow_the_documented_rules(device: &Device) {
             causal: false,
             mask: None,
         };
-        check(&device, dtype, &x, &c, " specials");
-        let y = ops::softmax(&tensor(&device, &quantize(&x, dtype), &[5, n], dtype))
+        check(device, dtype, &x, &c, " specials");
+        let y = ops::softmax(&tensor(device, &quantize(&x, dtype), &[5, n], dtype))
             .unwrap()
             .to_f32_vec()
             .unwrap();
@@ -259,10 +259,10 @@ fn vocabulary_sized_rows(device: &Device) {
         causal: false,
         mask: None,
     };
-    check(&device, DType::F32, &x, &c, " vocab");
+    check(device, DType::F32, &x, &c, " vocab");
     if large() {
         for dtype in [DType::F16, DType::BF16] {
-            check(&device, dtype, &x, &c, " vocab");
+            check(device, dtype, &x, &c, " vocab");
         }
     }
 }
@@ -281,12 +281,12 @@ fn many_rows_fold_the_grid(device: &Device) {
         causal: true,
         mask: None,
     };
-    check(&device, DType::F16, &x, &c, " folded grid");
+    check(device, DType::F16, &x, &c, " folded grid");
 }
 backend_tests!(many_rows_fold_the_grid => many_rows_fold_the_grid_cpu, many_rows_fold_the_grid_gpu, many_rows_fold_the_grid_gpu_nosubgroups);
 
 fn mistakes_are_typed_errors(device: &Device) {
-    let x = tensor(&device, &random(12, 1), &[3, 4], DType::F32);
+    let x = tensor(device, &random(12, 1), &[3, 4], DType::F32);
     for scale in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
         let e = ops::softmax_with(
             &x,
@@ -298,7 +298,7 @@ fn mistakes_are_typed_errors(device: &Device) {
         .unwrap_err();
         assert!(matches!(e, Error::Argument { name: "scale", .. }), "{e}");
     }
-    let bad = tensor(&device, &random(5, 1), &[5], DType::F32);
+    let bad = tensor(device, &random(5, 1), &[5], DType::F32);
     let e = ops::softmax_with(
         &x,
         &ops::SoftmaxOptions {
@@ -309,7 +309,7 @@ fn mistakes_are_typed_errors(device: &Device) {
     .unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e}");
     assert!(e.to_string().contains("last dimension must be 4"), "{e}");
-    let half = tensor(&device, &random(4, 1), &[4], DType::F16);
+    let half = tensor(device, &random(4, 1), &[4], DType::F16);
     let e = ops::softmax_with(
         &x,
         &ops::SoftmaxOptions {
@@ -319,17 +319,17 @@ fn mistakes_are_typed_errors(device: &Device) {
     )
     .unwrap_err();
     assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
-    let ids = Tensor::from_slice(&device, &[1u32, 2, 3], &[3]).unwrap();
+    let ids = Tensor::from_slice(device, &[1u32, 2, 3], &[3]).unwrap();
     assert!(matches!(
         ops::softmax(&ids).unwrap_err(),
         Error::UnsupportedDType { .. }
     ));
-    let scalar = tensor(&device, &[1.0], &[], DType::F32);
+    let scalar = tensor(device, &[1.0], &[], DType::F32);
     assert!(matches!(
         ops::softmax(&scalar).unwrap_err(),
         Error::Shape { .. }
     ));
-    let empty = tensor(&device, &[], &[2, 0], DType::F32);
+    let empty = tensor(device, &[], &[2, 0], DType::F32);
     assert_eq!(ops::softmax(&empty).unwrap().shape(), &[2, 0]);
 }
 backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu, mistakes_are_typed_errors_gpu_nosubgroups);
