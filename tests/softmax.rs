@@ -318,7 +318,8 @@ fn mistakes_are_typed_errors(device: &Device) {
         },
     )
     .unwrap_err();
-    assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
+    assert!(matches!(e, Error::ParamDType { param: "mask", .. }), "{e}");
+    assert!(e.to_string().contains("`.cast(DType::F32)`"), "{e}");
     let ids = Tensor::from_slice(device, &[1u32, 2, 3], &[3]).unwrap();
     assert!(matches!(
         ops::softmax(&ids).unwrap_err(),
