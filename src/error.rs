@@ -84,7 +84,7 @@ pub enum Error {
     },
     /// A parameter (norm weight or bias, linear bias, softmax mask) whose dtype is
     /// neither f32 nor the activation's dtype.
-    #[error("{op}: {param} is {dtype} but x is {activation}; parameters must be f32 or x's dtype: cast it with `.cast(DType::F32)` or `.cast(DType::{})`", .activation.variant_name())]
+    #[error("{op}: {param} is {dtype} but x is {activation}; parameters must be f32 or x's dtype: {}", param_hint(.activation))]
     ParamDType {
         /// The op that was called.
         op: &'static str,
@@ -284,6 +284,17 @@ pub enum Error {
         /// Rows the cache holds.
         capacity: usize,
     },
+}
+
+/// The cast that fixes a parameter for activations of `activation`.
+fn param_hint(activation: &DType) -> String {
+    match activation {
+        DType::F32 => "cast it with `.cast(DType::F32)`".into(),
+        a => format!(
+            "cast it with `.cast(DType::F32)` or `.cast(DType::{})`",
+            a.variant_name()
+        ),
+    }
 }
 
 impl Error {

@@ -328,7 +328,7 @@ impl Tensor {
             .map(|&d| d as usize)
             .product();
         let resolved: Vec<usize> = if holes == 1 {
-            if known == 0 || self.len() % known != 0 {
+            if known == 0 || !self.len().is_multiple_of(known) {
                 return Err(bad(&format!(
                     "the known sizes multiply to {known}, which does not divide the element count"
                 )));

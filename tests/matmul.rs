@@ -712,3 +712,47 @@ fn auto_picks_gemv_for_decode_and_split_k_for_skinny() {
     let d = ops::matmul::describe(&x, &x, &MatmulOptions::default()).unwrap();
     assert_eq!(d, "cpu gemm");
 }
+
+/// The CPU backend caches the widened copy of a 16-bit weight: repeated calls agree, and
+/// a new weight (possibly at a freed weight's address) never sees the old copy.
+fn weight_cache_follows_the_weight(device: &Device) {
+    let (m, k, n) = (40, 33, 21); // above the streaming-GEMV rows, so the GEMM path
+    let x = tensor(
+        device,
+        &quantize(&random(m * k, 1), DType::F16),
+        &[m, k],
+        DType::F16,
+    );
+    let mut last = None;
+    for seed in 0..4u64 {
+        let wv = quantize(&random(n * k, 10 + seed), DType::F16);
+        let w = tensor(device, &wv, &[n, k], DType::F16);
+        let a = ops::linear(&x, &w, None, None)
+            .unwrap()
+            .to_f32_vec()
+            .unwrap();
+        let b = ops::linear(&x, &w, None, None)
+            .unwrap()
+            .to_f32_vec()
+            .unwrap();
+        assert_eq!(a, b, "seed {seed}: a cached weight gives the same result");
+        let xs = quantize(&random(m * k, 1), DType::F16);
+        let want: Vec<f64> = (0..m * n)
+            .map(|i| {
+                let (r, c) = (i / n, i % n);
+                (0..k)
+                    .map(|p| xs[r * k + p] as f64 * wv[c * k + p] as f64)
+                    .sum()
+            })
+            .collect();
+        assert_close(&format!("seed {seed}"), &a, &want, 1e-3, 2e-3);
+        assert_ne!(
+            last.as_ref(),
+            Some(&a),
+            "seed {seed}: a new weight, a new result"
+        );
+        last = Some(a);
+        drop(w);
+    }
+}
+backend_tests!(weight_cache_follows_the_weight => weight_cache_follows_the_weight_cpu, weight_cache_follows_the_weight_gpu);
