@@ -214,8 +214,9 @@ static TIER: OnceLock<Tier> = OnceLock::new();
 
 /// Times `f` (which records one run of an op): one untimed warm-up (pipeline build,
 /// autotune), then 3 to 5 samples, each a window of enough runs for a few tens of
-/// milliseconds; returns their median and range. Slow rows (over half a second a run)
-/// take 3 single-run samples so the 70B prefill rows stay affordable on a CPU.
+/// milliseconds; returns their median and range. Slow rows (over a quarter second a
+/// run) take 3 single-run samples (2 in the quick tier), so large rows stay affordable on
+/// software adapters.
 pub fn measure(
     device: &Device,
     mut f: impl FnMut() -> openkern::Result<()>,
@@ -229,12 +230,15 @@ pub fn measure(
         Tier::Default => (5, 0.03),
         Tier::Full => (7, 0.1),
     };
-    let want = if first.seconds > 0.5 { 3 } else { want };
+    let slow = first.seconds > 0.25;
+    let want = match (slow, tier) {
+        (true, Tier::Quick) => 2,
+        (true, _) => 3,
+        _ => want,
+    };
     let iters = (window / first.seconds.max(1e-7)).clamp(1.0, 500.0) as usize;
-    let mut s = vec![first.seconds];
-    if iters > 1 {
-        s.clear();
-    }
+    // a single-run first timing is already a sample
+    let mut s = if iters == 1 { vec![first.seconds] } else { Vec::new() };
     while s.len() < want {
         s.push(device.time(iters, &mut f)?.seconds);
     }
@@ -275,7 +279,20 @@ pub fn run_list(
             "{} {} {} {:?} {}",
             case.model, case.phase, case.op, case.shape, case.dtype
         ));
-        match case_rows(&case) {
+        let t0 = std::time::Instant::now();
+        let result = case_rows(&case);
+        if std::env::var_os("OPENKERN_BENCH_TRACE").is_some() {
+            bar().suspend(|| {
+                eprintln!(
+                    "trace: {} {:?} {} took {:.2} s (setup + warm-up + samples)",
+                    case.op,
+                    case.shape,
+                    case.dtype,
+                    t0.elapsed().as_secs_f64()
+                )
+            });
+        }
+        match result {
             Err(openkern::Error::TooLarge { bytes, limit, .. }) => skip(&format!(
                 "{} {:?} {}: needs a {bytes}-byte binding, this device allows {limit}",
                 case.op, case.shape, case.dtype
