@@ -26,10 +26,10 @@ cargo test --release --workspace --no-run --message-format=json-render-diagnosti
     >.dist-test-messages.json
 rm -rf "$out"
 mkdir -p "$out/tests" "$out/peers"
-python3 - "$out/tests" <.dist-test-messages.json <<'PY'
+python3 - "$out/tests" .dist-test-messages.json <<'PY'
 import json, shutil, sys, os
 dest = sys.argv[1]
-for line in sys.stdin:
+for line in open(sys.argv[2]):
     try:
         m = json.loads(line)
     except ValueError:
