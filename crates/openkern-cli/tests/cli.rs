@@ -33,7 +33,10 @@ fn bench_prints_both_probes_and_kernel_rows() {
     assert!(text.contains("probe copy bandwidth"), "{text}");
     assert!(text.contains("probe fma throughput"), "{text}");
     assert!(text.contains("% copy"), "{text}");
-    assert!(text.contains("Llama-3.2-1B"), "the model dimensions are printed: {text}");
+    assert!(
+        text.contains("Llama-3.2-1B"),
+        "the model dimensions are printed: {text}"
+    );
     assert!(text.contains("geometric mean"), "{text}");
 }
 
@@ -67,14 +70,21 @@ fn bench_writes_json_and_a_roofline_and_compares_with_itself() {
     assert!(run["tool"]["git_commit"].as_str().unwrap().len() >= 7);
     assert!(run["probes"]["copy"]["per_second"].as_f64().unwrap() > 0.0);
     let rows = run["rows"].as_array().unwrap();
-    assert!(rows.iter().any(|r| r["op"] == "argmax" && r["model"] == "1b"));
-    assert!(rows.iter().any(|r| r["family"] == "gemm" && r["kernel"] == "cpu gemm"));
+    assert!(rows
+        .iter()
+        .any(|r| r["op"] == "argmax" && r["model"] == "1b"));
+    assert!(rows
+        .iter()
+        .any(|r| r["family"] == "gemm" && r["kernel"] == "cpu gemm"));
     for r in rows {
         assert!(r["median_s"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["min_s"].as_f64() <= r["max_s"].as_f64(), "{r}");
     }
     let picture = std::fs::read_to_string(&svg).unwrap();
-    assert!(picture.starts_with("<svg") && picture.contains("fma roof"), "{picture}");
+    assert!(
+        picture.starts_with("<svg") && picture.contains("fma roof"),
+        "{picture}"
+    );
     let (ok, text) = openkern(&["compare", json.to_str().unwrap(), json.to_str().unwrap()]);
     assert!(ok, "{text}");
     assert!(text.contains("geometric mean 1.00x"), "{text}");
@@ -90,10 +100,21 @@ fn list_shapes_exports_every_family_and_the_models() {
     assert_eq!(list["format"], "openkern-shapes");
     assert_eq!(list["models"].as_array().unwrap().len(), 3);
     let cases = list["cases"].as_array().unwrap();
-    for family in ["linear", "gemv", "gemm", "softmax", "norm", "activation", "rope", "embedding"] {
+    for family in [
+        "linear",
+        "gemv",
+        "gemm",
+        "softmax",
+        "norm",
+        "activation",
+        "rope",
+        "embedding",
+    ] {
         assert!(cases.iter().any(|c| c["family"] == family), "{family}");
     }
-    assert!(cases.iter().any(|c| c["model"] == "70b" && c["phase"] == "decode"));
+    assert!(cases
+        .iter()
+        .any(|c| c["model"] == "70b" && c["phase"] == "decode"));
 }
 
 #[test]

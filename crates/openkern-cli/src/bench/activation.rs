@@ -5,6 +5,7 @@ use super::memory::tensor;
 use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::{ops, Device};
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     run_cases(args, "activation", |case| {
         let dtype = parse_dtype(&case.dtype);
@@ -16,11 +17,27 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             "swiglu" => {
                 let u = tensor(device, &case.shape, dtype, 2)?;
                 let t = measure(device, || ops::swiglu(&x, &u).map(drop))?;
-                Row::new(case, "activation", kernel, &t, 6.0 * e, 3.0 * s, Bound::Memory)
+                Row::new(
+                    case,
+                    "activation",
+                    kernel,
+                    &t,
+                    6.0 * e,
+                    3.0 * s,
+                    Bound::Memory,
+                )
             }
             _ => {
                 let t = measure(device, || ops::silu(&x).map(drop))?;
-                Row::new(case, "activation", kernel, &t, 4.0 * e, 2.0 * s, Bound::Memory)
+                Row::new(
+                    case,
+                    "activation",
+                    kernel,
+                    &t,
+                    4.0 * e,
+                    2.0 * s,
+                    Bound::Memory,
+                )
             }
         }])
     })

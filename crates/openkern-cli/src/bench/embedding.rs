@@ -5,6 +5,7 @@ use super::memory::tensor;
 use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::{ops, Device, Tensor};
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     run_cases(args, "embedding", |case| {
         let dtype = parse_dtype(&case.dtype);

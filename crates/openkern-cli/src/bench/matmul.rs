@@ -37,6 +37,7 @@ fn tune(device: &Device) -> openkern::Result<()> {
     Ok(())
 }
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     tune(device)?;
     let trans_b = MatmulOptions {
@@ -73,7 +74,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             } else {
                 ("linear", Bound::Compute)
             };
-            Ok(vec![Row::new(case, family, kernel, &t, flops, bytes, bound)])
+            Ok(vec![Row::new(
+                case, family, kernel, &t, flops, bytes, bound,
+            )])
         })?);
     }
     drop(weight);

@@ -27,6 +27,7 @@ use shapes::{Case, Tier};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+/// The flags of `openkern bench`.
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Only run cases whose family, op, model (`1b`, `8b`, `70b`) or phase (`prefill`,
@@ -88,15 +89,19 @@ pub enum Bound {
 
 /// One line of the table.
 pub struct Row {
+    /// The family the row belongs to (the summary groups by it).
     pub family: &'static str,
     /// Label in the table (op and shape).
     pub case: String,
+    /// Element type of the inputs.
     pub dtype: &'static str,
     /// Median seconds per run.
     pub seconds: f64,
     /// Bytes moved or FLOPs done per run (the unit of `bound`).
     pub work: f64,
+    /// Which probe the row is compared with.
     pub bound: Bound,
+    /// GPU timestamps or wall clock.
     pub source: TimingSource,
     /// A peer measured in the same run, as (name, same unit per second).
     pub peer: Option<(&'static str, f64)>,
@@ -104,13 +109,15 @@ pub struct Row {
     pub spec: Option<Case>,
     /// The kernel that ran (the op's `describe` where it has one).
     pub kernel: String,
-    /// Fastest and slowest sample, seconds per run.
+    /// Fastest sample, seconds per run.
     pub min_seconds: f64,
+    /// Slowest sample, seconds per run.
     pub max_seconds: f64,
     /// Samples the median is taken over.
     pub samples: usize,
-    /// FLOPs and bytes per run, both, for the roofline (one of them is `work`).
+    /// FLOPs per run, for the roofline (`work` when compute-bound).
     pub flops: f64,
+    /// Bytes moved per run, for the roofline (`work` when memory-bound).
     pub bytes: f64,
 }
 
@@ -197,16 +204,23 @@ pub fn parse_dtype(s: &str) -> openkern::DType {
 
 /// The limits measured at the start of the run.
 pub struct Limits {
+    /// The copy probe, bytes per second.
     pub copy_bytes_per_s: f64,
+    /// The FMA probe, FLOPs per second.
     pub fma_flops_per_s: f64,
 }
 
 /// A time taken as several samples.
 pub struct Sampled {
+    /// Median seconds per run.
     pub median: f64,
+    /// Fastest sample.
     pub min: f64,
+    /// Slowest sample.
     pub max: f64,
+    /// How many samples.
     pub samples: usize,
+    /// How they were timed.
     pub source: TimingSource,
 }
 
@@ -238,7 +252,11 @@ pub fn measure(
     };
     let iters = (window / first.seconds.max(1e-7)).clamp(1.0, 500.0) as usize;
     // a single-run first timing is already a sample
-    let mut s = if iters == 1 { vec![first.seconds] } else { Vec::new() };
+    let mut s = if iters == 1 {
+        vec![first.seconds]
+    } else {
+        Vec::new()
+    };
     while s.len() < want {
         s.push(device.time(iters, &mut f)?.seconds);
     }
@@ -344,7 +362,10 @@ fn print_row(r: &Row, limits: &Limits) {
         None => (String::new(), String::new(), r.case.clone(), String::new()),
     };
     let spread = if r.samples > 1 {
-        format!("±{:.0}%", 50.0 * (r.max_seconds - r.min_seconds) / r.seconds)
+        format!(
+            "±{:.0}%",
+            50.0 * (r.max_seconds - r.min_seconds) / r.seconds
+        )
     } else {
         "-".into()
     };
@@ -421,6 +442,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
 ];
 
+/// `openkern bench`: probes, families, summary, then the file, the plot, the comparison.
 pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
     let tier = args.tier();
     let _ = TIER.set(tier);
@@ -440,11 +462,9 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
     let pb = BAR.get_or_init(|| {
         let pb = ProgressBar::new(total as u64 + 2);
         pb.set_style(
-            ProgressStyle::with_template(
-                "{elapsed:>4} [{bar:30}] {pos}/{len} {wide_msg}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {wide_msg}")
+                .expect("static template")
+                .progress_chars("=> "),
         );
         pb
     });
@@ -469,7 +489,12 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
             "times: median of the samples, spread = half their range; * marks wall clock \
              (no timestamp queries)\n"
         );
-        print_header(&shapes::models());
+        let all = shapes::cases(tier);
+        let used: Vec<shapes::Model> = shapes::models()
+            .into_iter()
+            .filter(|m| all.iter().any(|c| c.model == m.name))
+            .collect();
+        print_header(&used);
     });
     let limits = Limits {
         copy_bytes_per_s: copy.per_second,

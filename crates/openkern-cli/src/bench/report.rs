@@ -28,14 +28,21 @@ pub struct Tool {
 /// The machine the run was on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct DeviceFacts {
+    /// Adapter name (or the CPU model for peers).
     pub name: String,
+    /// `vulkan`, `metal`, `dx12`, `gl`, `cpu`, or the peer's (`cuda`, `torch-cpu`, `numpy`).
     pub backend: String,
+    /// `discrete`, `integrated`, `software`, `cpu`, ...
     pub device_type: String,
+    /// Driver name and version.
     pub driver: String,
+    /// CPU threads (CPU device and CPU peers).
     #[serde(default)]
     pub threads: usize,
+    /// Adapter features openkern uses.
     #[serde(default)]
     pub features: serde_json::Value,
+    /// Adapter limits openkern respects.
     #[serde(default)]
     pub limits: serde_json::Value,
 }
@@ -52,26 +59,35 @@ pub struct Probe {
 /// The two probes.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Probes {
+    /// Copy bandwidth, bytes/s.
     pub copy: Option<Probe>,
+    /// FMA throughput, FLOP/s.
     pub fma: Option<Probe>,
 }
 
 /// One row of the file.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct JsonRow {
+    /// The case (family, op, model, phase, shape, dtype): the key rows match by.
     #[serde(flatten)]
     pub case: Case,
     /// The kernel that ran (the op's `describe`, or the peer's function).
     pub kernel: String,
     /// `compute` (rate is FLOP/s) or `memory` (rate is bytes/s).
     pub bound: String,
+    /// Median seconds per run.
     pub median_s: f64,
+    /// Fastest sample.
     pub min_s: f64,
+    /// Slowest sample.
     pub max_s: f64,
+    /// Samples taken.
     pub samples: usize,
     /// `gpu-timestamps`, `wall-clock` or `cuda-events`.
     pub timing: String,
+    /// FLOPs per run.
     pub flops: f64,
+    /// Bytes moved per run.
     pub bytes: f64,
     /// FLOP/s (compute) or bytes/s (memory).
     pub rate: f64,
@@ -82,7 +98,9 @@ pub struct JsonRow {
 /// A per-family summary line.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct FamilySummary {
+    /// The family.
     pub family: String,
+    /// Rows in it.
     pub rows: usize,
     /// Geometric mean of the rows' fractions of limit.
     pub geomean_fraction_of_limit: f64,
@@ -93,16 +111,24 @@ pub struct FamilySummary {
 pub struct Run {
     /// Always `openkern-bench`.
     pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
     pub version: u32,
+    /// Who wrote it.
     pub tool: Tool,
     /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub date: String,
+    /// The tier run.
     pub tier: Tier,
+    /// The machine.
     pub device: DeviceFacts,
+    /// The limit probes (absent for peers).
     pub probes: Probes,
+    /// The model classes the rows mirror.
     #[serde(default)]
     pub models: Vec<shapes::Model>,
+    /// Every row.
     pub rows: Vec<JsonRow>,
+    /// Per-family geometric means.
     #[serde(default)]
     pub summary: Vec<FamilySummary>,
 }
@@ -323,7 +349,9 @@ pub fn print_comparison(old: &Run, new: &Run, threshold: f64) {
         );
     }
     if matched == 0 {
-        println!("no rows in common (different tiers or filters? the peer must run the same shape list)");
+        println!(
+            "no rows in common (different tiers or filters? the peer must run the same shape list)"
+        );
         return;
     }
     println!("\nper family: geometric mean of {b} / {a}");

@@ -8,6 +8,7 @@ use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row
 use openkern::ops::{self, RopeLayout, RopeOptions};
 use openkern::Device;
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     run_cases(args, "rope", |case| {
         let dtype = parse_dtype(&case.dtype);

@@ -101,10 +101,7 @@ impl Case {
     pub fn matches(&self, filter: Option<&str>) -> bool {
         filter.is_none_or(|f| {
             f.split(',').any(|f| {
-                self.family.contains(f)
-                    || self.op.contains(f)
-                    || self.model == f
-                    || self.phase == f
+                self.family.contains(f) || self.op.contains(f) || self.model == f || self.phase == f
             })
         })
     }
@@ -169,8 +166,20 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             ("ffn_down", m.hidden, m.ffn),
         ];
         for (what, n, k) in proj {
-            push("linear", &format!("linear.{what}"), name, "prefill", vec![t, n, k]);
-            push("gemv", &format!("gemv.{what}"), name, "decode", vec![1, n, k]);
+            push(
+                "linear",
+                &format!("linear.{what}"),
+                name,
+                "prefill",
+                vec![t, n, k],
+            );
+            push(
+                "gemv",
+                &format!("gemv.{what}"),
+                name,
+                "decode",
+                vec![1, n, k],
+            );
         }
         for (phase, rows) in [("prefill", t), ("decode", 1)] {
             push("norm", "rms_norm", name, phase, vec![rows, m.hidden]);
@@ -178,8 +187,20 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             push("activation", "swiglu", name, phase, vec![rows, m.ffn]);
             push("activation", "silu", name, phase, vec![rows, m.ffn]);
             push("elementwise", "add", name, phase, vec![rows, m.hidden]);
-            push("rope", "rope.q", name, phase, vec![rows, m.heads, m.head_dim]);
-            push("rope", "rope.k", name, phase, vec![rows, m.kv_heads, m.head_dim]);
+            push(
+                "rope",
+                "rope.q",
+                name,
+                phase,
+                vec![rows, m.heads, m.head_dim],
+            );
+            push(
+                "rope",
+                "rope.k",
+                name,
+                phase,
+                vec![rows, m.kv_heads, m.head_dim],
+            );
             push(
                 "embedding",
                 "embedding",
@@ -189,8 +210,20 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             );
         }
         // attention scores: [heads, q_len, kv_len], scaled, causal
-        push("softmax", "softmax.causal", name, "prefill", vec![m.heads, t, t]);
-        push("softmax", "softmax.causal", name, "decode", vec![m.heads, 1, ctx]);
+        push(
+            "softmax",
+            "softmax.causal",
+            name,
+            "prefill",
+            vec![m.heads, t, t],
+        );
+        push(
+            "softmax",
+            "softmax.causal",
+            name,
+            "decode",
+            vec![m.heads, 1, ctx],
+        );
         // sampling: the logits of the last token
         push("softmax", "softmax", name, "decode", vec![1, m.vocab]);
         push("reduce", "argmax", name, "decode", vec![1, m.vocab]);
