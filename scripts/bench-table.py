@@ -82,7 +82,8 @@ def main():
         pc = ""
         if peer:
             pr = peer.get(pk)
-            pc = f" {pr['rate'] / 1e9:.1f} |" if pr else " — |"
+            unit = "GFLOP/s" if pr and pr["bound"] == "compute" else "GB/s"
+            pc = f" {pr['rate'] / 1e9:.3g} {unit} |" if pr else " — |"
         print(f"| {phase} {op} {shape} {dtype} |" + "".join(f" {c} |" for c in cells) + pc)
 
 

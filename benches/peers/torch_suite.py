@@ -129,7 +129,11 @@ def cuda_clock(run, iters):
 if __name__ == "__main__":
     p = peer_suite.parser(__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="the CPU even where CUDA is available")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads on the CPU (an "
+                   "OpenMP pool as large as an oversubscribed machine's cores stalls for ms)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if torch.cuda.is_available() and not args.cpu:
         DEV = "cuda"
         torch.backends.cuda.matmul.allow_tf32 = False
