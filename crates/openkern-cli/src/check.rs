@@ -1,7 +1,97 @@
-//! `openkern check`: each op once on the chosen device against the CPU device, on odd
-//! shapes, so a user can see their adapter computes the right numbers.
+//! `openkern check`: each op family once on every adapter (or the chosen device) against
+//! the CPU device, on odd shapes, so a user can see their adapter computes the right
+//! numbers: one pass/fail table per adapter with the worst error per op, then a summary.
 
-use openkern::{ops, DType, Device, Tensor};
+use openkern::{ops, DType, Device, DeviceSelector, Tensor};
+use std::cell::RefCell;
+
+thread_local! {
+    /// (op, worst error, passed) of the adapter being checked, for its summary.
+    static RESULTS: RefCell<Vec<(String, f32, bool)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(name: &str, worst: f32, ok: bool) {
+    RESULTS.with(|r| r.borrow_mut().push((name.to_string(), worst, ok)));
+}
+
+/// Checks every adapter (`default`) or the one `selector` names, and prints a summary
+/// table per device; fails when any op failed anywhere.
+pub fn run_all(selector: &str) -> openkern::Result<()> {
+    let devices: Vec<(String, openkern::Result<Device>)> = if selector == "default" {
+        let adapters = Device::adapters();
+        if adapters.is_empty() {
+            println!("no wgpu adapter found; checking the CPU device against itself only");
+            vec![("cpu".into(), Ok(Device::cpu()))]
+        } else {
+            adapters
+                .iter()
+                .map(|a| {
+                    (
+                        format!("[{}] {} ({})", a.index, a.name, a.backend),
+                        Device::open(DeviceSelector::Adapter(a.index)),
+                    )
+                })
+                .collect()
+        }
+    } else {
+        vec![(selector.to_string(), crate::open(selector))]
+    };
+    let mut summary = Vec::new();
+    for (label, device) in devices {
+        let device = match device {
+            Ok(d) => d,
+            Err(e) => {
+                println!("{label}: could not open: {e}\n");
+                summary.push((label, 0, 1, Vec::new()));
+                continue;
+            }
+        };
+        RESULTS.with(|r| r.borrow_mut().clear());
+        let outcome = run(&device);
+        let results = RESULTS.with(|r| r.take());
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|(_, _, ok)| !ok)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        let errors = match outcome {
+            Err(openkern::Error::Gpu { .. }) | Ok(()) => 0,
+            Err(e) => {
+                println!("error while checking: {e}");
+                1
+            }
+        };
+        summary.push((
+            format!("{} ({})", device.info().name, device.info().backend),
+            results.len(),
+            failed.len() + errors,
+            failed,
+        ));
+        println!();
+    }
+    println!("{:<48} {:>6} {:>7}  result", "device", "checks", "failed");
+    let mut all = true;
+    for (label, n, bad, failed) in &summary {
+        all &= *bad == 0;
+        println!(
+            "{label:<48} {n:>6} {bad:>7}  {}",
+            if *bad == 0 {
+                "PASS".to_string()
+            } else {
+                format!("FAIL {}", failed.join(", "))
+            }
+        );
+    }
+    if all {
+        println!("\nall checks passed");
+        Ok(())
+    } else {
+        Err(openkern::Error::Gpu {
+            device: "check".into(),
+            message: "some checks failed (see the tables above)".into(),
+        })
+    }
+}
 
 fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -37,6 +127,7 @@ fn compare_tol(
         .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
         .fold(0f32, f32::max);
     let ok = g.len() == w.len() && worst <= tol;
+    record(&format!("{name} {}", dtype.name()), worst, ok);
     println!(
         "{:<28} {:<5} {:>10.2e}  {}",
         name,
@@ -47,9 +138,14 @@ fn compare_tol(
     Ok(ok)
 }
 
+/// Checks one device against the CPU device, printing one line per op and dtype.
 pub fn run(device: &Device) -> openkern::Result<()> {
     let cpu = Device::cpu();
-    println!("checking {} against the CPU device\n", device.info().name);
+    println!(
+        "checking {} ({}) against the CPU device\n",
+        device.info().name,
+        device.info().backend
+    );
     println!("{:<28} {:<5} {:>10}  result", "op", "dtype", "worst err");
     let mut all = true;
     for dtype in DType::ALL {
@@ -184,5 +280,74 @@ fn check_inference_ops(device: &Device, cpu: &Device, dtype: DType) -> openkern:
         "exact",
         if ok { "ok" } else { "FAIL" }
     );
-    Ok(all && ok)
+    record(&format!("argmax {}", dtype.name()), 0.0, ok);
+    all &= ok;
+    all &= check_matmul_and_layout(device, cpu, dtype)?;
+    Ok(all)
+}
+
+/// matmul (plain, batched, transposed, the linear layer with bias and activation), the
+/// elementwise ops not above, mean, and permute, on odd shapes.
+fn check_matmul_and_layout(device: &Device, cpu: &Device, dtype: DType) -> openkern::Result<bool> {
+    let on = |d: &Device, v: &[f32], s: &[usize]| Tensor::from_f32(d, v, s, dtype);
+    let (m, k, n) = (17, 65, 33);
+    let a = pseudo_random(3 * m * k, 7);
+    let b = pseudo_random(k * n, 8);
+    let bias = pseudo_random(n, 9);
+    let (ga, ca) = (on(device, &a, &[3, m, k])?, on(cpu, &a, &[3, m, k])?);
+    let (gb, cb) = (on(device, &b, &[k, n])?, on(cpu, &b, &[k, n])?);
+    let (gw, cw) = (on(device, &b, &[n, k])?, on(cpu, &b, &[n, k])?);
+    let (gbias, cbias) = (on(device, &bias, &[n])?, on(cpu, &bias, &[n])?);
+    // k products summed in another order (and f16 operands rounded once per product)
+    let tol = 8.0 * dtype.epsilon() as f32 + 1e-5;
+    let mut all = true;
+    all &= compare_tol(
+        "matmul batched (3x17x65·65x33)",
+        dtype,
+        &ops::matmul(&ga, &gb)?,
+        &ops::matmul(&ca, &cb)?,
+        tol,
+    )?;
+    let act = Some(ops::Activation::Silu);
+    all &= compare_tol(
+        "linear +bias silu (51x65·33x65ᵀ)",
+        dtype,
+        &ops::linear(&ga, &gw, Some(&gbias), act)?,
+        &ops::linear(&ca, &cw, Some(&cbias), act)?,
+        tol,
+    )?;
+    let x1 = pseudo_random(k, 10);
+    all &= compare_tol(
+        "gemv (1x65·33x65ᵀ)",
+        dtype,
+        &ops::linear(&on(device, &x1, &[1, k])?, &gw, None, None)?,
+        &ops::linear(&on(cpu, &x1, &[1, k])?, &cw, None, None)?,
+        tol,
+    )?;
+    all &= compare(
+        "sub (broadcast 3x17x65 - 65)",
+        dtype,
+        &ops::sub(&ga, &on(device, &a[..k], &[k])?)?,
+        &ops::sub(&ca, &on(cpu, &a[..k], &[k])?)?,
+    )?;
+    all &= compare(
+        "div_scalar (3x17x65)",
+        dtype,
+        &ops::div_scalar(&ga, 3.0)?,
+        &ops::div_scalar(&ca, 3.0)?,
+    )?;
+    all &= compare_tol(
+        "mean (3x17x65)",
+        dtype,
+        &ops::mean(&ga)?,
+        &ops::mean(&ca)?,
+        4.0 * dtype.epsilon() as f32 + 2e-6,
+    )?;
+    all &= compare(
+        "permute (3x17x65 [2,0,1])",
+        dtype,
+        &ops::permute(&ga, &[2, 0, 1])?,
+        &ops::permute(&ca, &[2, 0, 1])?,
+    )?;
+    Ok(all)
 }

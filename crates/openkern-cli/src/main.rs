@@ -28,8 +28,20 @@ enum Command {
     /// Run the benchmark suite on one device: limit probes, then kernels, each as a
     /// fraction of the limit measured in the same run.
     Bench(bench::BenchArgs),
-    /// Run every op once against the CPU reference on small odd shapes.
+    /// Run every op family once against the CPU reference on small odd shapes, on every
+    /// adapter (or the `--device` given); exits non-zero when any op fails.
     Check,
+    /// Print the ratio of each row of NEW.json to the same row of OLD.json (files from
+    /// `bench --json` or a peer script in benches/peers/).
+    Compare {
+        /// The earlier run, or the peer.
+        old: std::path::PathBuf,
+        /// The run to judge.
+        new: std::path::PathBuf,
+        /// Ratio below which a row is marked as a regression.
+        #[arg(long, default_value_t = 0.9)]
+        threshold: f64,
+    },
 }
 
 fn open(selector: &str) -> openkern::Result<Device> {
@@ -50,7 +62,16 @@ fn main() {
     let result = match cli.command {
         Command::Info => info::run(),
         Command::Bench(args) => open(&cli.device).and_then(|d| bench::run(&d, &args)),
-        Command::Check => open(&cli.device).and_then(|d| check::run(&d)),
+        Command::Check => check::run_all(&cli.device),
+        Command::Compare {
+            old,
+            new,
+            threshold,
+        } => bench::report::read_json(&old).and_then(|o| {
+            let n = bench::report::read_json(&new)?;
+            bench::report::print_comparison(&o, &n, threshold);
+            Ok(())
+        }),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

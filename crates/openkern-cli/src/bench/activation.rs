@@ -1,75 +1,44 @@
-//! Benchmarks of the activations: bytes read + written per second. SwiGLU is compared
-//! (peer) with silu then mul, same bytes counted.
+//! Activations on the model shapes, `[tokens, ffn]`: SwiGLU (gate and up in, one out) and
+//! SiLU. Bytes read + written per second against the copy probe.
 
-use super::memory::{row, sweep, tensor};
-use super::{BenchArgs, Row};
+use super::memory::tensor;
+use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::{ops, Device};
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let q = args.quick;
-    let shapes: &[[usize; 2]] = if q {
-        &[[64, 4096]]
-    } else {
-        &[[4096, 4096], [512, 14336]]
-    };
-    sweep(shapes, |m, n, dtype| {
-        let x = tensor(device, &[m, n], dtype, 1)?;
-        let u = tensor(device, &[m, n], dtype, 2)?;
+    run_cases(args, "activation", |case| {
+        let dtype = parse_dtype(&case.dtype);
+        let x = tensor(device, &case.shape, dtype, 1)?;
         let s = x.size_in_bytes() as f64;
-        let mut rows = Vec::new();
-        for act in [
-            ops::Activation::Gelu,
-            ops::Activation::GeluTanh,
-            ops::Activation::Silu,
-        ] {
-            rows.push(row(
-                device,
-                "activation",
-                format!("{} {m}x{n}", act.name()),
-                dtype,
-                2.0 * s,
-                q,
-                || ops::activation(act, &x).map(drop),
-            )?);
-        }
-        let unfused = row(
-            device,
-            "activation",
-            String::new(),
-            dtype,
-            3.0 * s,
-            q,
-            || ops::mul(&ops::silu(&x)?, &u).map(drop),
-        )?;
-        let mut fused = row(
-            device,
-            "activation",
-            format!("swiglu {m}x{n}"),
-            dtype,
-            3.0 * s,
-            q,
-            || ops::swiglu(&x, &u).map(drop),
-        )?;
-        fused.peer = Some(("unfused", unfused.work / unfused.seconds));
-        rows.push(fused);
-        rows.push(row(
-            device,
-            "activation",
-            format!("mul {m}x{n}"),
-            dtype,
-            3.0 * s,
-            q,
-            || ops::mul(&x, &u).map(drop),
-        )?);
-        rows.push(row(
-            device,
-            "activation",
-            format!("div_scalar {m}x{n}"),
-            dtype,
-            2.0 * s,
-            q,
-            || ops::div_scalar(&x, 3.0).map(drop),
-        )?);
-        Ok(rows)
+        let e = x.len() as f64;
+        let kernel = kernel_label(device, &case.op);
+        Ok(vec![match case.op.as_str() {
+            "swiglu" => {
+                let u = tensor(device, &case.shape, dtype, 2)?;
+                let t = measure(device, || ops::swiglu(&x, &u).map(drop))?;
+                Row::new(
+                    case,
+                    "activation",
+                    kernel,
+                    &t,
+                    6.0 * e,
+                    3.0 * s,
+                    Bound::Memory,
+                )
+            }
+            _ => {
+                let t = measure(device, || ops::silu(&x).map(drop))?;
+                Row::new(
+                    case,
+                    "activation",
+                    kernel,
+                    &t,
+                    4.0 * e,
+                    2.0 * s,
+                    Bound::Memory,
+                )
+            }
+        }])
     })
 }

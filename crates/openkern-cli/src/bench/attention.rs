@@ -191,6 +191,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                         bound: Bound::Compute,
                         source: src,
                         peer: peer.or(unfused_rate.map(|r| ("unfused", r))),
+                        kernel: "fused".into(),
+                        flops: work,
+                        ..Default::default()
                     });
                     if let (Some(r), Some(_)) = (unfused_rate, peer) {
                         rows.push(Row {
@@ -202,6 +205,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                             bound: Bound::Compute,
                             source: src,
                             peer: Some(("fused", work / fused)),
+                            kernel: "matmul+softmax+matmul".into(),
+                            flops: work,
+                            ..Default::default()
                         });
                     }
                     Ok(rows)
@@ -244,6 +250,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                         bound: Bound::Memory,
                         source: src,
                         peer,
+                        kernel: "fused decode".into(),
+                        bytes,
+                        ..Default::default()
                     }])
                 })(),
             )?);

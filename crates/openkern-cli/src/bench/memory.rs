@@ -1,7 +1,7 @@
-//! Helpers the memory-bound families share: input data, iteration counts sized to the
-//! bytes moved, and one timed row per op.
+//! Helpers the families share: input data, one timed row per op, and skips for shapes too
+//! large for a device's bindings.
 
-use super::{Bound, Row};
+use super::{kernel_label, measure, Bound, Row};
 use openkern::{DType, Device, Tensor};
 
 /// Deterministic data in [-2, 2): enough spread for softmax and norms to do real work.
@@ -23,61 +23,47 @@ pub fn tensor(
     Tensor::from_f32(device, &data(shape.iter().product(), seed), shape, dtype)
 }
 
-/// Iterations for a kernel moving `bytes`: about 2 GB of traffic (fewer on the quick
-/// path), at least 2 and at most 50.
-pub fn iterations(bytes: f64, quick: bool) -> usize {
-    let budget = if quick { 2e8 } else { 2e9 };
-    ((budget / bytes) as usize).clamp(2, if quick { 5 } else { 50 })
-}
-
-/// Times `op` (after one untimed warm-up run) and returns its table row.
+/// Times `op` (median of samples after a warm-up) and returns its memory-bound row.
+/// For families outside the shape list (attention); the listed ones use [`Row::new`].
+#[allow(dead_code)]
 pub fn row(
     device: &Device,
     family: &'static str,
     case: String,
     dtype: DType,
     bytes: f64,
-    quick: bool,
-    mut op: impl FnMut() -> openkern::Result<()>,
+    _quick: bool,
+    op: impl FnMut() -> openkern::Result<()>,
 ) -> openkern::Result<Row> {
-    op()?;
-    device.sync()?;
-    let t = device.time(iterations(bytes, quick), &mut op)?;
+    let t = measure(device, op)?;
     Ok(Row {
         family,
+        kernel: kernel_label(device, family),
         case,
         dtype: dtype.name(),
-        seconds: t.seconds,
+        seconds: t.median,
+        min_seconds: t.min,
+        max_seconds: t.max,
+        samples: t.samples,
         work: bytes,
+        bytes,
         bound: Bound::Memory,
         source: t.source,
-        peer: None,
+        ..Default::default()
     })
 }
 
 /// Runs `f`, turning a tensor too large for this device's bindings into a skipped case
-/// (printed) rather than a failed benchmark.
+/// (printed) rather than a failed benchmark. For families outside the shape list.
+#[allow(dead_code)]
 pub fn or_skip(case: &str, r: openkern::Result<Vec<Row>>) -> openkern::Result<Vec<Row>> {
     match r {
         Err(openkern::Error::TooLarge { bytes, limit, .. }) => {
-            println!("(skipped {case}: needs a {bytes}-byte binding, this device allows {limit})");
+            super::skip(&format!(
+                "{case}: needs a {bytes}-byte binding, this device allows {limit}"
+            ));
             Ok(Vec::new())
         }
         other => other,
     }
-}
-
-/// Runs `case` for each `[rows, cols]` shape in f32 and f16, skipping (with a printed
-/// line) the combinations too large for this device's bindings.
-pub fn sweep(
-    shapes: &[[usize; 2]],
-    mut case: impl FnMut(usize, usize, DType) -> openkern::Result<Vec<Row>>,
-) -> openkern::Result<Vec<Row>> {
-    let mut out = Vec::new();
-    for &[m, n] in shapes {
-        for dtype in [DType::F32, DType::F16] {
-            out.extend(or_skip(&format!("{m}x{n}"), case(m, n, dtype))?);
-        }
-    }
-    Ok(out)
 }

@@ -1,35 +1,25 @@
-//! Benchmarks of the last-dimension reductions: bytes read (+ the small output) per second.
+//! Greedy sampling's argmax over the logits `[1, vocab]`: bytes read per second against
+//! the copy probe.
 
-use super::memory::{row, sweep, tensor};
-use super::{BenchArgs, Row};
+use super::memory::tensor;
+use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::{ops, Device};
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let q = args.quick;
-    let shapes: &[[usize; 2]] = if q {
-        &[[64, 4096]]
-    } else {
-        &[[4096, 4096], [512, 32000]]
-    };
-    sweep(shapes, |m, n, dtype| {
-        let x = tensor(device, &[m, n], dtype, 1)?;
-        let bytes = (x.size_in_bytes() + m * 4) as f64;
-        let mut rows = Vec::new();
-        for op in [
-            ops::Reduction::Sum,
-            ops::Reduction::Max,
-            ops::Reduction::ArgMax,
-        ] {
-            rows.push(row(
-                device,
-                "reduce",
-                format!("{} {m}x{n}", op.name()),
-                dtype,
-                bytes,
-                q,
-                || ops::reduce(op, &x).map(drop),
-            )?);
-        }
-        Ok(rows)
+    run_cases(args, "reduce", |case| {
+        let dtype = parse_dtype(&case.dtype);
+        let x = tensor(device, &case.shape, dtype, 1)?;
+        let bytes = (x.size_in_bytes() + case.shape[0] * 4) as f64;
+        let t = measure(device, || ops::argmax(&x).map(drop))?;
+        Ok(vec![Row::new(
+            case,
+            "reduce",
+            kernel_label(device, "argmax"),
+            &t,
+            x.len() as f64,
+            bytes,
+            Bound::Memory,
+        )])
     })
 }

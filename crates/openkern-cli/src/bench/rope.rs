@@ -1,48 +1,35 @@
-//! Benchmarks of RoPE: bytes read + written per second, prefill and decode shapes.
+//! RoPE on the model shapes, `[tokens, heads, head_dim]` for the queries and
+//! `[tokens, kv_heads, head_dim]` for the keys, θ = 500 000 (Llama 3), the Hugging Face
+//! (halves) pair layout; decode rotates one token at position 4000. Bytes read +
+//! written per second against the copy probe.
 
-use super::memory::{or_skip, row, tensor};
-use super::{BenchArgs, Row};
+use super::memory::tensor;
+use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::ops::{self, RopeLayout, RopeOptions};
-use openkern::{DType, Device};
+use openkern::Device;
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let q = args.quick;
-    // [seq, heads, head_dim]
-    let shapes: &[[usize; 3]] = if q {
-        &[[64, 32, 128]]
-    } else {
-        &[[4096, 32, 128], [1, 32, 128]]
-    };
-    let mut out = Vec::new();
-    for &shape in shapes {
-        for dtype in [DType::F32, DType::F16] {
-            let case = format!("rope {shape:?}");
-            out.extend(or_skip(
-                &case,
-                (|| {
-                    let x = tensor(device, &shape, dtype, 1)?;
-                    let s = x.size_in_bytes() as f64;
-                    let mut rows = Vec::new();
-                    for layout in [RopeLayout::Halves, RopeLayout::Interleaved] {
-                        let o = RopeOptions {
-                            layout,
-                            offset: if shape[0] == 1 { 4000 } else { 0 },
-                            ..Default::default()
-                        };
-                        rows.push(row(
-                            device,
-                            "rope",
-                            format!("{case} {layout:?}"),
-                            dtype,
-                            2.0 * s,
-                            q,
-                            || ops::rope(&x, &o).map(drop),
-                        )?);
-                    }
-                    Ok(rows)
-                })(),
-            )?);
-        }
-    }
-    Ok(out)
+    run_cases(args, "rope", |case| {
+        let dtype = parse_dtype(&case.dtype);
+        let x = tensor(device, &case.shape, dtype, 1)?;
+        let s = x.size_in_bytes() as f64;
+        let o = RopeOptions {
+            theta: 500_000.0,
+            layout: RopeLayout::Halves,
+            offset: if case.phase == "decode" { 4000 } else { 0 },
+            ..Default::default()
+        };
+        let t = measure(device, || ops::rope(&x, &o).map(drop))?;
+        let e = x.len() as f64;
+        Ok(vec![Row::new(
+            case,
+            "rope",
+            kernel_label(device, "rope"),
+            &t,
+            3.0 * e,
+            2.0 * s,
+            Bound::Memory,
+        )])
+    })
 }

@@ -1,73 +1,38 @@
-//! Benchmarks of softmax: bytes read + written per second (one read of the logits, one
-//! write of the probabilities, plus the mask where there is one).
+//! Softmax on the model shapes: attention scores `[heads, q_len, kv_len]` (scaled by
+//! 1/√head_dim, causal), prefill (q_len = kv_len = prompt) and decode (one query against
+//! the KV cache), and the sampling softmax over the vocabulary `[1, vocab]`. Bytes read +
+//! written per second against the copy probe.
 
-use super::memory::{or_skip, row, tensor};
-use super::{BenchArgs, Row};
+use super::memory::tensor;
+use super::{kernel_label, measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::ops::{self, SoftmaxOptions};
-use openkern::{DType, Device};
+use openkern::Device;
 
+/// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let q = args.quick;
-    let shapes: &[&[usize]] = if q {
-        &[&[64, 4096], &[16, 32000], &[2, 256, 256]]
-    } else {
-        &[
-            &[4096, 4096],
-            &[512, 32000],
-            &[32, 2048, 2048],
-            &[4, 262_144],
-        ]
-    };
-    let mut out = Vec::new();
-    for &shape in shapes {
-        for dtype in [DType::F32, DType::F16] {
-            let case = format!("softmax {shape:?}");
-            out.extend(or_skip(
-                &case,
-                (|| {
-                    let x = tensor(device, shape, dtype, 1)?;
-                    let bytes = 2.0 * x.size_in_bytes() as f64;
-                    let mut rows = vec![row(
-                        device,
-                        "softmax",
-                        case.clone(),
-                        dtype,
-                        bytes,
-                        q,
-                        || ops::softmax(&x).map(drop),
-                    )?];
-                    if shape.len() == 3 {
-                        // attention scores: scaled, causal
-                        let o = SoftmaxOptions {
-                            scale: 0.088,
-                            causal: true,
-                            mask: None,
-                        };
-                        rows.push(row(
-                            device,
-                            "softmax",
-                            format!("causal {shape:?}"),
-                            dtype,
-                            bytes,
-                            q,
-                            || ops::softmax_with(&x, &o).map(drop),
-                        )?);
-                    }
-                    if shape[0] == 512 || shape[0] == 16 {
-                        rows.push(row(
-                            device,
-                            "softmax",
-                            format!("log_softmax {shape:?}"),
-                            dtype,
-                            bytes,
-                            q,
-                            || ops::log_softmax(&x).map(drop),
-                        )?);
-                    }
-                    Ok(rows)
-                })(),
-            )?);
-        }
-    }
-    Ok(out)
+    run_cases(args, "softmax", |case| {
+        let dtype = parse_dtype(&case.dtype);
+        let x = tensor(device, &case.shape, dtype, 1)?;
+        let s = x.size_in_bytes() as f64;
+        let o = if case.op == "softmax.causal" {
+            SoftmaxOptions {
+                scale: 0.088,
+                causal: true,
+                mask: None,
+            }
+        } else {
+            SoftmaxOptions::default()
+        };
+        let t = measure(device, || ops::softmax_with(&x, &o).map(drop))?;
+        let e = x.len() as f64;
+        Ok(vec![Row::new(
+            case,
+            "softmax",
+            kernel_label(device, "softmax"),
+            &t,
+            5.0 * e,
+            2.0 * s,
+            Bound::Memory,
+        )])
+    })
 }
