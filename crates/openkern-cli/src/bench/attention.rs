@@ -113,7 +113,9 @@ fn selected(label: &str) -> bool {
 }
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let quick = args.quick;
+    // The model-sized shapes (seq to 8192, caches to 32k) only with --full: the default
+    // tier must answer in about two minutes on a software adapter.
+    let quick = !args.full;
     let cpu = device.info().device_type == DeviceType::Cpu;
     let mut out = Vec::new();
     let sh = |hq, hk, ql, kl, d, causal| Shape {
