@@ -239,6 +239,16 @@ pub enum Error {
         /// The row length it must match.
         expected: usize,
     },
+    /// A shape whose element count (or size in bytes) does not fit the address space.
+    #[error(
+        "{op}: shape {shape:?} has more elements than memory can address; check the dimensions"
+    )]
+    ShapeOverflow {
+        /// The op or constructor.
+        op: &'static str,
+        /// The shape asked for.
+        shape: Vec<usize>,
+    },
     /// A broken invariant inside openkern, not a mistake of the caller: please report it
     /// with the message.
     #[error("internal error in openkern (please report it): {message}")]

@@ -10,6 +10,23 @@ pub fn element_count(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The element count of `shape`, or [`Error::ShapeOverflow`] where it (or its size in
+/// bytes at 4 bytes an element) does not fit `usize`: such a shape would otherwise wrap
+/// to a small or empty tensor. Checked wherever a tensor's shape is formed.
+pub fn checked_count(op: &'static str, shape: &[usize]) -> crate::Result<usize> {
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|n| n.checked_mul(4).is_some())
+        .ok_or_else(|| crate::Error::ShapeOverflow {
+            op,
+            shape: shape.to_vec(),
+        })
+}
+
 /// Row-major (C order) strides of a contiguous shape, in elements.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];

@@ -6,7 +6,7 @@ use crate::device::{Backend, Device};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::gpu::buffer_pool::PooledBuffer;
-use crate::shape::element_count;
+use crate::shape::{checked_count, element_count};
 use std::sync::Arc;
 
 pub(crate) enum Storage {
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     /// Creates a tensor from host data whose type sets the dtype.
     pub fn from_slice<T: Element>(device: &Device, data: &[T], shape: &[usize]) -> Result<Self> {
-        let expected = element_count(shape);
+        let expected = checked_count("Tensor::from_slice", shape)?;
         if data.len() != expected {
             return Err(Error::DataLength {
                 shape: shape.to_vec(),
@@ -89,7 +89,7 @@ impl Tensor {
 
     /// A tensor of zeros.
     pub fn zeros(device: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
-        let n = element_count(shape);
+        let n = checked_count("Tensor::zeros", shape)?;
         let storage = match &device.inner.backend {
             Backend::Gpu(g) => {
                 let bytes = (n * dtype.size_in_bytes()) as u64;
@@ -110,7 +110,7 @@ impl Tensor {
     /// A tensor of `shape` with every element `value` (rounded to `dtype`; for
     /// [`DType::U32`] the value must be a whole number in range).
     pub fn full(device: &Device, shape: &[usize], value: f32, dtype: DType) -> Result<Self> {
-        let n = element_count(shape);
+        let n = checked_count("Tensor::full", shape)?;
         if dtype == DType::U32 {
             if !(value >= 0.0 && value <= u32::MAX as f32 && value.fract() == 0.0) {
                 return Err(Error::Argument {
@@ -179,7 +179,7 @@ impl Tensor {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Self> {
-        let elements = element_count(shape);
+        let elements = checked_count("Tensor::from_bytes", shape)?;
         let elem_bytes = dtype.size_in_bytes();
         if bytes.len() != elements * elem_bytes {
             return Err(Error::ByteLength {
@@ -220,7 +220,7 @@ impl Tensor {
         dtype: DType,
         op: &'static str,
     ) -> Result<Self> {
-        let n = element_count(shape);
+        let n = checked_count(op, shape)?;
         let storage = match &device.inner.backend {
             Backend::Gpu(g) => {
                 let bytes = (n * dtype.size_in_bytes()) as u64;
@@ -288,7 +288,7 @@ impl Tensor {
 
     /// The same data under another shape of equal element count: a view, no copy.
     pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
-        if element_count(shape) != self.len() {
+        if checked_count("reshape", shape)? != self.len() {
             return Err(Error::ReshapeCount {
                 from: self.shape.clone(),
                 from_len: self.len(),

@@ -251,3 +251,22 @@ fn reshape_infers_one_dimension(device: &Device) {
     assert!(matches!(e, Error::Shape { .. }), "{e}");
 }
 backend_tests!(reshape_infers_one_dimension => reshape_infers_one_dimension_cpu, reshape_infers_one_dimension_gpu);
+
+/// Shapes whose element count overflows `usize` are typed errors, never wrapped-around
+/// empty tensors (they used to come back as empty tensors on both backends).
+fn overflowing_shapes_are_errors(device: &Device) {
+    let huge = [1usize << 32, 1 << 32];
+    let e = Tensor::zeros(device, &huge, DType::F32).unwrap_err();
+    assert!(matches!(e, Error::ShapeOverflow { .. }), "{e}");
+    let e = Tensor::from_slice::<f32>(device, &[], &[1 << 63, 2]).unwrap_err();
+    assert!(matches!(e, Error::ShapeOverflow { .. }), "{e}");
+    let e = Tensor::full(device, &[usize::MAX, 3], 1.0, DType::F16).unwrap_err();
+    assert!(matches!(e, Error::ShapeOverflow { .. }), "{e}");
+    let t = Tensor::from_slice(device, &[1.0f32, 2.0], &[2]).unwrap();
+    let e = t.reshape(&[1 << 32, 1 << 32, 1 << 40]).unwrap_err();
+    assert!(matches!(e, Error::ShapeOverflow { .. }), "{e}");
+    // a zero dimension makes any shape empty, however large the others
+    let empty = Tensor::zeros(device, &[1 << 40, 0, 1 << 40], DType::F32).unwrap();
+    assert!(empty.is_empty());
+}
+backend_tests!(overflowing_shapes_are_errors => overflowing_shapes_are_errors_cpu, overflowing_shapes_are_errors_gpu);

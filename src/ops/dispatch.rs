@@ -55,6 +55,9 @@ pub(crate) fn run<const N: usize>(
     gpu: impl FnOnce(&GpuContext, &[Tensor; N]) -> Result<()>,
     cpu: impl FnOnce() -> Result<[CpuStorage; N]>,
 ) -> Result<[Tensor; N]> {
+    for (shape, _) in &outputs {
+        crate::shape::checked_count(op, shape)?;
+    }
     let empty = outputs
         .iter()
         .all(|(shape, _)| shape.iter().product::<usize>() == 0);
