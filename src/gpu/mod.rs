@@ -79,7 +79,7 @@ pub(crate) struct GpuContext {
 
 /// A fault word that belongs to one op's output: kernels that find bad input they cannot
 /// refuse before running (an out-of-range token id produced on the GPU) record the first
-/// case in it as `[code, value, position, bound]` (code from [`FAULT_OPS`]). Every read of
+/// case in it as `[code, value, position, bound]` (`FAULT_*` codes). Every read of
 /// the tensor it belongs to reads it too and fails while it is set; reads of other tensors,
 /// from any thread, never see it.
 pub(crate) struct FaultSlot {

@@ -40,6 +40,7 @@
 //!
 //! A KV cache for decoding lives in [`crate::ops::kv_cache`].
 
+use super::dispatch;
 use crate::device::Backend;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -408,30 +409,20 @@ impl Plan {
 }
 
 fn run(q: &Tensor, k: &Tensor, v: &Tensor, plan: &Plan) -> Result<Tensor> {
-    match &q.device().inner.backend {
-        Backend::Gpu(g) => {
-            let mut out = Tensor::uninit(q.device(), &plan.out_shape, q.dtype(), "attention")?;
-            if !out.is_empty() {
-                // a valid length past the keys is found on the GPU: the output's fault
-                // word, beside those its inputs carry (a KV cache's appends)
-                let slot = g.fault_slot();
-                crate::gpu::attention::attention(g, q, k, v, plan, &out, &slot)?;
-                out.faults = crate::gpu::inherited_faults(
-                    [q, k, v]
-                        .into_iter()
-                        .chain(plan.mask.as_ref())
-                        .chain(plan.kv_lengths.as_ref()),
-                );
-                out.faults.push(slot);
-            }
-            Ok(out)
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            q.device(),
-            crate::cpu::attention::attention(q, k, v, plan),
-            &plan.out_shape,
-        )),
-    }
+    // A valid length past the keys is found on the GPU: the output's fault word, beside
+    // those its inputs carry (a KV cache's appends).
+    dispatch::run1_reporting_faults(
+        "attention",
+        q.device(),
+        &plan.out_shape,
+        q.dtype(),
+        [q, k, v]
+            .into_iter()
+            .chain(plan.mask.as_ref())
+            .chain(plan.kv_lengths.as_ref()),
+        |g, out, slot| crate::gpu::attention::attention(g, q, k, v, plan, out, slot),
+        || Ok(crate::cpu::attention::attention(q, k, v, plan)),
+    )
 }
 
 /// Attention over explicit cache tensors (used by [`crate::ops::kv_cache::KvCache`]).

@@ -109,3 +109,37 @@ pub(crate) fn run1(
     )?;
     Ok(out)
 }
+
+/// [`run1`] for an op whose kernel can only find bad input on the GPU (ids or lengths made
+/// there): `gpu` records into a fresh fault word, which the output owns beside the words
+/// its `inputs` carry, so every read of the output reports a fault recorded while it or
+/// its inputs were made (see `crate::gpu::FaultSlot`).
+pub(crate) fn run1_reporting_faults<'t>(
+    op: &'static str,
+    device: &Device,
+    shape: &[usize],
+    dtype: DType,
+    inputs: impl IntoIterator<Item = &'t Tensor>,
+    gpu: impl FnOnce(&GpuContext, &Tensor, &crate::gpu::FaultSlot) -> Result<()>,
+    cpu: impl FnOnce() -> Result<CpuStorage>,
+) -> Result<Tensor> {
+    let mut slot = None;
+    let mut out = run1(
+        op,
+        device,
+        shape,
+        dtype,
+        |g, out| {
+            let s = g.fault_slot();
+            gpu(g, out, &s)?;
+            slot = Some(s);
+            Ok(())
+        },
+        cpu,
+    )?;
+    if let Some(s) = slot {
+        out.faults = crate::gpu::inherited_faults(inputs);
+        out.faults.push(s);
+    }
+    Ok(out)
+}

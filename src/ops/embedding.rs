@@ -39,18 +39,13 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     crate::shape::check_rank(op, &shape)?;
     // On a GPU the ids may only exist there (argmax's output), so a bad id is recorded in
     // the output's own fault word and reported by every read of the output.
-    let mut fault = None;
-    let mut out = dispatch::run1(
+    dispatch::run1_reporting_faults(
         op,
         ids.device(),
         &shape,
         table.dtype(),
-        |g, out| {
-            let slot = g.fault_slot();
-            crate::gpu::embedding::embedding(g, ids, table, vocab, d, out, &slot)?;
-            fault = Some(slot);
-            Ok(())
-        },
+        [ids, table],
+        |g, out, slot| crate::gpu::embedding::embedding(g, ids, table, vocab, d, out, slot),
         || {
             let ids_v = ids.cpu_storage().as_slice::<u32>();
             if let Some((position, &index)) =
@@ -69,8 +64,5 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
                 d,
             ))
         },
-    )?;
-    out.faults = crate::gpu::inherited_faults([ids, table]);
-    out.faults.extend(fault);
-    Ok(out)
+    )
 }
