@@ -144,6 +144,30 @@ fn normed(i: u32, v: f32) -> f32 {
     return v * rstd * load_weight(j);
 }
 
+// Word w's share of the first pass (its sum, or sum of squares for RMS); writes h.
+fn first_pass_word(w: u32) -> f32 {
+    let v = value2(w);
+    if (RESIDUAL && WRITE_SUM) {
+        store2_h(w, v);
+    }
+    if (LAYER) {
+        return v.x + v.y;
+    }
+    return v.x * v.x + v.y * v.y;
+}
+
+// Word w's centred sum of squares (layer norm's second pass).
+fn centred_word(w: u32) -> f32 {
+    let d = value2(w) - vec2<f32>(mean);
+    return d.x * d.x + d.y * d.y;
+}
+
+// Normalises word w and writes it.
+fn write_word(w: u32) {
+    let v = value2(w);
+    store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
@@ -163,17 +187,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let tail_lane = WORKGROUP - 1u;
 
     // Pass 1: sum (layer) or sum of squares (RMS); write h.
+    // 8 words per iteration: lavapipe ends an invocation's loops after 65,535
+    // iterations in all (see softmax.wgsl), and layer norm makes three passes.
     var acc = 0.0;
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = value2(w);
-        if (RESIDUAL && WRITE_SUM) {
-            store2_h(w, v);
-        }
-        if (LAYER) {
-            acc += v.x + v.y;
-        } else {
-            acc += v.x * v.x + v.y * v.y;
-        }
+    var w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        acc += first_pass_word(w) + first_pass_word(w + WORKGROUP)
+            + first_pass_word(w + 2u * WORKGROUP) + first_pass_word(w + 3u * WORKGROUP)
+            + first_pass_word(w + 4u * WORKGROUP) + first_pass_word(w + 5u * WORKGROUP)
+            + first_pass_word(w + 6u * WORKGROUP) + first_pass_word(w + 7u * WORKGROUP);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        acc += first_pass_word(w);
     }
     if (lid == 0u && head == 1u) {
         let v = value(row_base);
@@ -195,9 +220,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         mean = total * inv_n;
         // Pass 2: centred sum of squares.
         var acc2 = 0.0;
-        for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-            let d = value2(w) - vec2<f32>(mean);
-            acc2 += d.x * d.x + d.y * d.y;
+        w = w0 + lid;
+        for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+            acc2 += centred_word(w) + centred_word(w + WORKGROUP)
+                + centred_word(w + 2u * WORKGROUP) + centred_word(w + 3u * WORKGROUP)
+                + centred_word(w + 4u * WORKGROUP) + centred_word(w + 5u * WORKGROUP)
+                + centred_word(w + 6u * WORKGROUP) + centred_word(w + 7u * WORKGROUP);
+        }
+        for (; w < w1; w += WORKGROUP) {
+            acc2 += centred_word(w);
         }
         if (lid == 0u && head == 1u) {
             let d = value(row_base) - mean;
@@ -215,9 +246,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     // Last pass: normalise and write.
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = value2(w);
-        store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+    w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        write_word(w);
+        write_word(w + WORKGROUP);
+        write_word(w + 2u * WORKGROUP);
+        write_word(w + 3u * WORKGROUP);
+        write_word(w + 4u * WORKGROUP);
+        write_word(w + 5u * WORKGROUP);
+        write_word(w + 6u * WORKGROUP);
+        write_word(w + 7u * WORKGROUP);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        write_word(w);
     }
     if (lid == 0u && head == 1u) {
         store_y(row_base, normed(row_base, value(row_base)));
