@@ -4,6 +4,11 @@
 //   h = x + res                      (RESIDUAL; h is written out: the new residual stream)
 //   RMS:   y = h / sqrt(mean(h^2) + eps) * w
 //   LAYER: y = (h - mean(h)) / sqrt(var(h) + eps) * w + b
+//   L2:    y = x / max(sqrt(sum(x^2)), eps)          (no weight, no residual)
+//
+// A row whose statistic is not finite (it holds NaN or +-inf, or its squares overflow
+// f32) comes out NaN in every element, on every backend: rstd is NaN, never a 0 that
+// would turn the row's finite elements into zeros.
 //
 // The fusion saves a full pass over memory: h is computed, written and reduced in one
 // read of x and res. Layer norm takes the variance as mean((h - mean)^2) in a second pass
@@ -36,7 +41,8 @@ struct Params {
     n: u32,
     rows: u32,
     eps: f32,
-    _pad: u32,
+    // a runtime NaN (a NaN constant is a shader-creation error)
+    nan: f32,
 }
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -44,6 +50,8 @@ override LAYER: bool = false;
 override RESIDUAL: bool = false;
 // false for the post-norm forms, which need only the normed sum, not the sum itself
 override WRITE_SUM: bool = true;
+// F.normalize: x / max(||x||, eps); with LAYER and RESIDUAL false
+override L2: bool = false;
 override WORKGROUP: u32 = 256u;
 
 // #piece row_reduce
@@ -136,8 +144,27 @@ fn value2(w: u32) -> vec2<f32> {
 var<private> mean: f32;
 var<private> rstd: f32;
 
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+// 1 / the row's scale from its sum of squares (RMS, L2) or centred sum of squares
+// (LAYER), NaN when that sum is not finite.
+fn inv_scale(sum_sq: f32, inv_n: f32) -> f32 {
+    if (!finite(sum_sq)) {
+        return params.nan;
+    }
+    if (L2) {
+        return 1.0 / max(sqrt(sum_sq), params.eps);
+    }
+    return 1.0 / sqrt(sum_sq * inv_n + params.eps);
+}
+
 fn normed(i: u32, v: f32) -> f32 {
     let j = i - row_base;
+    if (L2) {
+        return v * rstd;
+    }
     if (LAYER) {
         return (v - mean) * rstd * load_weight(j) + load_bias(j);
     }
@@ -239,10 +266,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             acc2 += d * d;
         }
         let var_sum = wg_sum(acc2);
-        rstd = 1.0 / sqrt(var_sum * inv_n + params.eps);
+        rstd = inv_scale(var_sum, inv_n);
     } else {
         mean = 0.0;
-        rstd = 1.0 / sqrt(total * inv_n + params.eps);
+        rstd = inv_scale(total, inv_n);
     }
 
     // Last pass: normalise and write.
@@ -309,7 +336,7 @@ fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let inv_n = 1.0 / f32(n);
     mean = 0.0;
-    rstd = 1.0 / sqrt(acc * inv_n + params.eps);
+    rstd = inv_scale(acc, inv_n);
     if (LAYER) {
         mean = acc * inv_n;
         var acc2 = 0.0;
@@ -317,7 +344,7 @@ fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
             let d = value(i) - mean;
             acc2 += d * d;
         }
-        rstd = 1.0 / sqrt(acc2 * inv_n + params.eps);
+        rstd = inv_scale(acc2, inv_n);
     }
     if (head == 1u) {
         store_y(row_base, normed(row_base, value(row_base)));
