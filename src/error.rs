@@ -294,9 +294,18 @@ pub enum Error {
         /// Rows the cache holds.
         capacity: usize,
     },
+    /// An allocation the host (or device) memory cannot hold.
+    #[error("{what} needs {bytes} bytes, which {device} could not allocate; use smaller shapes (a smaller batch, or process the tensor in slices along its first dimension) or free other tensors first")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// Bytes requested.
+        bytes: u64,
+        /// The device.
+        device: String,
+    },
 }
 
-/// The cast that fixes a parameter for activations of `activation`.
 /// What to call instead of `to_vec::<requested>()`: only calls that work on every device
 /// (u32 does not cast to or from floats on a GPU, floats never cast to u32).
 fn host_type_hint(tensor: DType, requested: DType) -> String {
@@ -326,6 +335,7 @@ fn dtype_mismatch_hint(lhs: DType, rhs: DType) -> String {
     }
 }
 
+/// The cast that fixes a parameter for activations of `activation`.
 fn param_hint(activation: &DType) -> String {
     match activation {
         DType::F32 => "cast it with `.cast(DType::F32)`".into(),
