@@ -1,10 +1,11 @@
-//! Rows around and past 2^24 elements, for every row op (softmax, log-softmax, the norms)
-//! and every reduction, against an f64 reference on every backend.
+//! Long reductions on every backend against an f64 reference: rows around and past 2^24
+//! elements for every row op (softmax, log-softmax, the norms) and every reduction, a
+//! matmul with K = 2^17 and attention over 2^14 keys.
 //!
 //! lavapipe ends all loops of a shader invocation once 65,535 iterations have run in
 //! total (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS), silently: a row walked one word per
 //! iteration by 256 lanes stopped short at about 2^24 elements, leaving the row's end
-//! unread and unwritten. The default run checks 2^24 + 1 in f32 (and 2^25 for the
+//! unread and unwritten (see `gpu::driver_quirks`). The default run checks 2^24 + 1 in f32 (and 2^25 for the
 //! reductions, whose single pass reached the count only there);
 //! `OPENKERN_TEST_LARGE=1` adds 2^24 − 1, 2^24 and 2^25 and every dtype.
 //!
@@ -204,3 +205,69 @@ fn norms(device: &Device) {
     }
 }
 backend_tests!(norms => norms_cpu, norms_gpu, norms_gpu_nosubgroups);
+
+/// A matmul whose K (131,072) kept each workgroup of the tiled kernel looping past
+/// lavapipe's budget: wrong by 20× before K was split on that driver.
+fn long_k_matmul(device: &Device) {
+    let (m, k, n) = (33, 1 << 17, 17);
+    let a = random(m * k, 1);
+    let b = random(k * n, 2);
+    let ta = Tensor::from_slice(device, &a, &[m, k]).unwrap();
+    let tb = Tensor::from_slice(device, &b, &[k, n]).unwrap();
+    let got = ops::matmul(&ta, &tb).unwrap().to_f32_vec().unwrap();
+    let mut want = vec![0f64; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let av = a[i * k + p] as f64;
+            for j in 0..n {
+                want[i * n + j] += av * b[p * n + j] as f64;
+            }
+        }
+    }
+    // sums of 2^17 products of values in ±0.5: |sum| ~ 50; f32 accumulation error ~1e-3
+    assert_close(&format!("matmul {m}x{k}x{n}"), &got, &want, 5e-3, 1e-4);
+}
+backend_tests!(long_k_matmul => long_k_matmul_cpu, long_k_matmul_gpu);
+
+/// Attention over 16,384 keys (head dim 128): each prefill workgroup walked every key
+/// and ran out of lavapipe's loop budget (errors of 5e-3 on outputs of ~2e-3).
+fn long_kv_attention(device: &Device) {
+    let (q_len, kv, d) = (5, 1 << 14, 128);
+    let q = random(q_len * d, 3);
+    let k = random(kv * d, 4);
+    let v = random(kv * d, 5);
+    let t = |x: &[f32], len: usize| Tensor::from_slice(device, x, &[1, 1, len, d]).unwrap();
+    let opts = ops::AttentionOptions::default();
+    let got = ops::attention(&t(&q, q_len), &t(&k, kv), &t(&v, kv), &opts)
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut want = vec![0f64; q_len * d];
+    for i in 0..q_len {
+        let s: Vec<f64> = (0..kv)
+            .map(|j| {
+                (0..d)
+                    .map(|e| q[i * d + e] as f64 * k[j * d + e] as f64)
+                    .sum::<f64>()
+                    * scale
+            })
+            .collect();
+        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+        for (j, sj) in s.iter().enumerate() {
+            let p = (sj - m).exp() / z;
+            for e in 0..d {
+                want[i * d + e] += p * v[j * d + e] as f64;
+            }
+        }
+    }
+    assert_close(
+        &format!("attention q {q_len} kv {kv} d {d}"),
+        &got,
+        &want,
+        1e-5,
+        1e-3,
+    );
+}
+backend_tests!(long_kv_attention => long_kv_attention_cpu, long_kv_attention_gpu);

@@ -1,6 +1,7 @@
 //! Launcher for `shaders/attention.wgsl` (prefill, and the split half of split-KV
 //! decoding) and `shaders/attention_merge.wgsl` (the merge half).
 
+use super::driver_quirks::LOOP_LIMITED_KEYS;
 use super::shader::{
     kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };
@@ -122,7 +123,7 @@ const SPLIT_KEYS: usize = 256;
 const MAX_SPLITS: usize = 128;
 
 impl AttentionLaunch {
-    pub(crate) fn select(_g: &GpuContext, plan: &Plan) -> Result<Self> {
+    pub(crate) fn select(g: &GpuContext, plan: &Plan) -> Result<Self> {
         let maxd = plan.head_dim.max(plan.v_dim);
         if maxd > MAX_HEAD_DIM {
             return Err(Error::shape(
@@ -153,10 +154,23 @@ impl AttentionLaunch {
             row_tiles: row_tiles as u32,
         };
         if !decode {
+            if g.loop_limited() && plan.kv_len > LOOP_LIMITED_KEYS {
+                // llvmpipe ends loops after 65,535 iterations per invocation
+                // (gpu::driver_quirks): walk the keys in chunks, merged as in decode
+                let chunk = LOOP_LIMITED_KEYS / keys * keys;
+                return Ok(AttentionLaunch::DecodeSplit {
+                    tiling,
+                    splits: plan.kv_len.div_ceil(chunk) as u32,
+                    chunk: chunk as u32,
+                });
+            }
             return Ok(AttentionLaunch::Prefill(tiling));
         }
         let splits = plan.kv_len.div_ceil(SPLIT_KEYS).min(MAX_SPLITS);
-        let chunk = plan.kv_len.div_ceil(splits).next_multiple_of(keys);
+        let mut chunk = plan.kv_len.div_ceil(splits).next_multiple_of(keys);
+        if g.loop_limited() {
+            chunk = chunk.min(LOOP_LIMITED_KEYS / keys * keys);
+        }
         let splits = plan.kv_len.div_ceil(chunk);
         Ok(AttentionLaunch::DecodeSplit {
             tiling,

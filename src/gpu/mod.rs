@@ -5,6 +5,7 @@ pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod buffer_pool;
 pub(crate) mod cast;
+pub(crate) mod driver_quirks;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
 pub(crate) mod kv_cache;

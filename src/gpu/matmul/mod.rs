@@ -16,6 +16,7 @@ mod naive;
 mod subgroup;
 mod tiled;
 
+use super::driver_quirks::LOOP_LIMITED_K_CHUNK;
 use crate::autotune::{self, ShapeClass, TileConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -206,6 +207,41 @@ pub(crate) fn select(
         MatmulKernel::Auto => choose(g, info, plan),
         k => k,
     };
+    // llvmpipe ends loops after 65,535 iterations per invocation (gpu::driver_quirks):
+    // a long K runs as the tiled kernel split into chunks (GEMV takes 8 elements of K per
+    // iteration and stays well inside the budget at any K that fits a binding).
+    if g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK {
+        match kernel {
+            MatmulKernel::Gemv | MatmulKernel::GemvSubgroup | MatmulKernel::Coop => {}
+            MatmulKernel::Naive | MatmulKernel::Subgroup if plan.kernel != MatmulKernel::Auto => {
+                return Err(Error::shape(
+                    "matmul",
+                    format!(
+                        "on {} the {} kernel takes K ≤ {LOOP_LIMITED_K_CHUNK} (the driver stops shader loops after 65,535 iterations) but K = {}; use MatmulKernel::Auto, Tiled or SplitK",
+                        info.name,
+                        kernel.name(),
+                        plan.k
+                    ),
+                ));
+            }
+            _ => {
+                let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
+                let split = split_k(g, plan, &tile, info, kernel == MatmulKernel::SplitK);
+                let bk = tile.bk as usize;
+                let k_chunk = split.k_chunk.min(LOOP_LIMITED_K_CHUNK / bk * bk).max(bk);
+                let split = KSplit {
+                    splits: plan.k.div_ceil(k_chunk),
+                    k_chunk,
+                };
+                let workspace = (split.splits * plan.batch() * plan.m * plan.n * 4) as u64;
+                g.check_binding(
+                    || format!("the split-K partial sums of matmul (K = {} in chunks of {k_chunk} on {})", plan.k, info.name),
+                    workspace,
+                )?;
+                return Ok(MatmulLaunch::Tiled { tile, split });
+            }
+        }
+    }
     Ok(match kernel {
         MatmulKernel::Naive => MatmulLaunch::Naive,
         MatmulKernel::Subgroup => {
