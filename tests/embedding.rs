@@ -72,6 +72,21 @@ fn out_of_range_ids(device: &Device) {
             // the faulty output never reads back as data: every read is the error
             bad(t.to_f32_vec().unwrap_err());
             bad(t.to_f32_vec().unwrap_err());
+            // nor does any tensor computed from it, by any op, however far downstream
+            let scaled = ops::mul_scalar(&t, 2.0).unwrap();
+            let w = tensor(device, &[1.0; 3], &[3], DType::F32);
+            let normed = ops::rms_norm(&scaled, &w, 1e-6).unwrap();
+            let total = ops::sum(&normed).unwrap();
+            let mixed = ops::add(
+                &other.reshape(&[2, 1]).unwrap(),
+                &total.reshape(&[1, 4]).unwrap(),
+            )
+            .unwrap();
+            for derived in [&scaled, &normed, &total, &mixed] {
+                bad(derived.to_f32_vec().unwrap_err());
+            }
+            // the unrelated input of that last op still reads fine
+            assert_eq!(other.to_f32_vec().unwrap(), vec![1.0, 2.0]);
             // the device keeps working
             let again = ops::embedding(&idt, &table).unwrap();
             bad(again.to_f32_vec().unwrap_err());

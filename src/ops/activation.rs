@@ -100,7 +100,7 @@ fn run(act: Activation, a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     a.expect_float(act.name())?;
     dispatch::run1(
         act.name(),
-        a.device(),
+        &[Some(a), b].into_iter().flatten().collect::<Vec<_>>(),
         a.shape(),
         a.dtype(),
         |g, out| crate::gpu::activation::activation(g, act, a, b, out),

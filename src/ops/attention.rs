@@ -413,13 +413,13 @@ fn run(q: &Tensor, k: &Tensor, v: &Tensor, plan: &Plan) -> Result<Tensor> {
     // those its inputs carry (a KV cache's appends).
     dispatch::run1_reporting_faults(
         "attention",
-        q.device(),
-        &plan.out_shape,
-        q.dtype(),
-        [q, k, v]
+        &[q, k, v]
             .into_iter()
             .chain(plan.mask.as_ref())
-            .chain(plan.kv_lengths.as_ref()),
+            .chain(plan.kv_lengths.as_ref())
+            .collect::<Vec<_>>(),
+        &plan.out_shape,
+        q.dtype(),
         |g, out, slot| crate::gpu::attention::attention(g, q, k, v, plan, out, slot),
         || Ok(crate::cpu::attention::attention(q, k, v, plan)),
     )

@@ -25,7 +25,7 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
     }
     dispatch::run1(
         "cast",
-        x.device(),
+        &[x],
         x.shape(),
         dtype,
         |g, out| crate::gpu::cast::cast(g, x, out),

@@ -8,7 +8,7 @@
 //! error.)
 
 use crate::cpu::CpuStorage;
-use crate::device::{Backend, Device};
+use crate::device::Backend;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -45,16 +45,25 @@ pub(crate) fn same_device_and_dtype<'t>(
     Ok(())
 }
 
-/// Runs an op with `N` outputs of the given shapes and dtypes on `device`: on a GPU,
-/// allocates them and calls `gpu` to record its kernels into them; on the CPU, calls
-/// `cpu` for their storage. Applies the empty-output rule (module docs) on both.
+/// Runs an op with `N` outputs of the given shapes and dtypes on the device of its
+/// `inputs` (the first one's; the op has checked they agree): on a GPU, allocates them,
+/// calls `gpu` to record its kernels into them and gives each output the fault words its
+/// inputs carry, so a fault recorded upstream reaches every tensor computed from the
+/// faulty one; on the CPU, calls `cpu` for their storage. Applies the empty-output rule
+/// (module docs) on both.
 pub(crate) fn run<const N: usize>(
     op: &'static str,
-    device: &Device,
+    inputs: &[&Tensor],
     outputs: [(&[usize], DType); N],
     gpu: impl FnOnce(&GpuContext, &[Tensor; N]) -> Result<()>,
     cpu: impl FnOnce() -> Result<[CpuStorage; N]>,
 ) -> Result<[Tensor; N]> {
+    let device = inputs
+        .first()
+        .map(|t| t.device())
+        .ok_or_else(|| Error::Internal {
+            message: format!("{op}: dispatched without inputs"),
+        })?;
     for (shape, _) in &outputs {
         crate::shape::checked_count(op, shape)?;
     }
@@ -63,9 +72,12 @@ pub(crate) fn run<const N: usize>(
         .all(|(shape, _)| shape.iter().product::<usize>() == 0);
     match &device.inner.backend {
         Backend::Gpu(g) => {
+            let inherited = crate::gpu::inherited_faults(inputs.iter().copied());
             let mut made = Vec::with_capacity(N);
             for (shape, dtype) in outputs {
-                made.push(Tensor::uninit(device, shape, dtype, op)?);
+                let mut t = Tensor::uninit(device, shape, dtype, op)?;
+                t.faults = inherited.clone();
+                made.push(t);
             }
             let out: [Tensor; N] = made.try_into().map_err(|_| Error::Internal {
                 message: format!("{op}: output count"),
@@ -101,7 +113,7 @@ pub(crate) fn run<const N: usize>(
 /// [`run`] for the common case of one output.
 pub(crate) fn run1(
     op: &'static str,
-    device: &Device,
+    inputs: &[&Tensor],
     shape: &[usize],
     dtype: DType,
     gpu: impl FnOnce(&GpuContext, &Tensor) -> Result<()>,
@@ -109,7 +121,7 @@ pub(crate) fn run1(
 ) -> Result<Tensor> {
     let [out] = run(
         op,
-        device,
+        inputs,
         [(shape, dtype)],
         |g, [out]| gpu(g, out),
         || cpu().map(|s| [s]),
@@ -121,19 +133,18 @@ pub(crate) fn run1(
 /// there): `gpu` records into a fresh fault word, which the output owns beside the words
 /// its `inputs` carry, so every read of the output reports a fault recorded while it or
 /// its inputs were made (see `crate::gpu::FaultSlot`).
-pub(crate) fn run1_reporting_faults<'t>(
+pub(crate) fn run1_reporting_faults(
     op: &'static str,
-    device: &Device,
+    inputs: &[&Tensor],
     shape: &[usize],
     dtype: DType,
-    inputs: impl IntoIterator<Item = &'t Tensor>,
     gpu: impl FnOnce(&GpuContext, &Tensor, &crate::gpu::FaultSlot) -> Result<()>,
     cpu: impl FnOnce() -> Result<CpuStorage>,
 ) -> Result<Tensor> {
     let mut slot = None;
     let mut out = run1(
         op,
-        device,
+        inputs,
         shape,
         dtype,
         |g, out| {
@@ -145,7 +156,6 @@ pub(crate) fn run1_reporting_faults<'t>(
         cpu,
     )?;
     if let Some(s) = slot {
-        out.faults = crate::gpu::inherited_faults(inputs);
         out.faults.push(s);
     }
     Ok(out)

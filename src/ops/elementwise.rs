@@ -57,7 +57,10 @@ pub fn binary_scalar(op: BinaryOp, lhs: &Tensor, scalar: f32) -> Result<Tensor> 
 fn run(op: BinaryOp, lhs: &Tensor, rhs: Operand<'_>, out_shape: &[usize]) -> Result<Tensor> {
     dispatch::run1(
         op.name(),
-        lhs.device(),
+        &match rhs {
+            Operand::Tensor(t) => vec![lhs, t],
+            Operand::Scalar(_) => vec![lhs],
+        },
         out_shape,
         lhs.dtype(),
         |g, out| crate::gpu::elementwise::binary(g, op, lhs, &rhs, out),

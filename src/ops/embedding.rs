@@ -13,8 +13,8 @@ use crate::tensor::Tensor;
 /// readback (they may have been made on the GPU, by argmax): the kernel records the bad
 /// id in the output's own fault word, and every read of the output (`to_vec`) returns
 /// the error; reads of other tensors, on any thread, are unaffected. The kernel never
-/// reads outside the table. (Ops that inherit fault words so far: embedding, attention
-/// and the KV cache; other ops computed from a faulty output do not yet carry it on.)
+/// reads outside the table. Every tensor computed from the faulty output (by any op)
+/// carries the fault on, so it too reads back as the error, never as data.
 ///
 pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     let op = "embedding";
@@ -51,10 +51,9 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     // the output's own fault word and reported by every read of the output.
     dispatch::run1_reporting_faults(
         op,
-        ids.device(),
+        &[ids, table],
         &shape,
         table.dtype(),
-        [ids, table],
         |g, out, slot| crate::gpu::embedding::embedding(g, ids, table, vocab, d, out, slot),
         || {
             let ids_v = ids.cpu_storage().as_slice::<u32>();

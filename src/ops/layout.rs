@@ -36,7 +36,7 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     }
     dispatch::run1(
         op,
-        x.device(),
+        &[x],
         &shape,
         x.dtype(),
         |g, out| crate::gpu::layout::permute(g, x, &shape, &src_strides, out),
@@ -103,7 +103,7 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     let inner: usize = shape[dim + 1..].iter().product();
     dispatch::run1(
         op,
-        first.device(),
+        xs,
         &shape,
         first.dtype(),
         |g, out| {

@@ -298,7 +298,10 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
     let out_dtype = plan.out_dtype;
     dispatch::run1(
         op,
-        a.device(),
+        &[Some(a), Some(b), o.bias.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         &out_shape,
         out_dtype,
         |g, out| crate::gpu::matmul::matmul(g, &plan, a, b, o.bias.as_ref(), out),

@@ -141,7 +141,7 @@ pub fn l2_normalize(x: &Tensor, eps: f32) -> Result<Tensor> {
     }
     dispatch::run1(
         op,
-        x.device(),
+        &[x],
         x.shape(),
         x.dtype(),
         |g, y| crate::gpu::norm::l2_normalize(g, x, eps, y),
@@ -218,11 +218,15 @@ fn run(
         )
     };
     let out = (x.shape(), x.dtype());
+    let inputs: Vec<&Tensor> = [Some(x), res, Some(&w), b.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
     match res.filter(|_| write_sum) {
         None => {
             let [y] = dispatch::run(
                 op,
-                x.device(),
+                &inputs,
                 [out],
                 |g, [y]| crate::gpu::norm::norm(g, x, res, &w, b.as_ref(), eps, y, None),
                 || Ok([cpu().0]),
@@ -232,7 +236,7 @@ fn run(
         Some(r) => {
             let [y, h] = dispatch::run(
                 op,
-                x.device(),
+                &inputs,
                 [out, out],
                 |g, [y, h]| crate::gpu::norm::norm(g, x, Some(r), &w, b.as_ref(), eps, y, Some(h)),
                 || match cpu() {

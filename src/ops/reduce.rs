@@ -172,7 +172,7 @@ pub fn reduce_dim(op: Reduction, x: &Tensor, dim: usize, keepdim: bool) -> Resul
         // work recorded later, which runs after this pass.
         return dispatch::run1(
             name,
-            x.device(),
+            &[x],
             &shape,
             DType::U32,
             |g, idx| {
@@ -184,7 +184,7 @@ pub fn reduce_dim(op: Reduction, x: &Tensor, dim: usize, keepdim: bool) -> Resul
     }
     dispatch::run1(
         name,
-        x.device(),
+        &[x],
         &shape,
         x.dtype(),
         |g, y| crate::gpu::reduce::reduce(g, op, x, n, y, None),

@@ -195,7 +195,7 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
     };
     dispatch::run1(
         op,
-        x.device(),
+        &[x],
         x.shape(),
         x.dtype(),
         |g, out| crate::gpu::rope::rope(g, x, &plan, out),

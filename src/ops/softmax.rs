@@ -169,7 +169,10 @@ fn run(x: &Tensor, o: &SoftmaxOptions<'_>, log: bool) -> Result<Tensor> {
     };
     dispatch::run1(
         op,
-        x.device(),
+        &[Some(x), plan.mask.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         x.shape(),
         x.dtype(),
         |g, out| crate::gpu::softmax::softmax(g, x, &plan, out),

@@ -97,7 +97,7 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     };
     dispatch::run1(
         name,
-        x.device(),
+        &[x],
         x.shape(),
         x.dtype(),
         |g, y| crate::gpu::unary::unary(g, op.code(), lo, hi, x, y),
