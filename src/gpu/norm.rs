@@ -102,7 +102,7 @@ pub(crate) fn norm(
         Some(h) => h.gpu_buffer(),
         None => {
             scratch = g.alloc(4);
-            scratch.buffer()
+            scratch.buffer().as_entire_buffer_binding()
         }
     };
     g.dispatch(

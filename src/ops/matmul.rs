@@ -308,7 +308,7 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
                 a.cpu_storage(),
                 b.cpu_storage(),
                 // a rank-2 second operand is a weight: its widened copy is cached
-                (b.rank() == 2).then_some(&b.storage),
+                (b.rank() == 2).then(|| (&b.storage, b.offset..b.offset + b.len())),
                 o.bias.as_ref().map(|t| t.cpu_storage()),
             ))
         },
