@@ -112,7 +112,7 @@ pub(crate) fn bindable_at(g: &GpuContext, byte_offset: usize) -> bool {
 }
 
 /// Copies the block of `x` that starts `offset` elements past its start and walks
-/// `shape` with source `strides` (elements; the last stride is 1) into `out`, in one
+/// `shape` with source `strides` (elements) into `out`, in one
 /// pass: buffer copies where they are exact and word aligned (every u32 block, one per
 /// contiguous run; a contiguous float block starting on a whole word), else one strided
 /// copy kernel (float blocks with gaps, 16-bit blocks starting mid-word).
@@ -128,8 +128,11 @@ pub(crate) fn strided_copy(
     let start = x.byte_offset() + offset * elem;
     let contiguous = shape.len() == 1 && strides[0] == 1;
     if x.dtype() == DType::U32 || (contiguous && start.is_multiple_of(4)) {
-        let r = shape.len();
-        let run = shape[r - 1];
+        // runs along the last dimension when it is unit-stride, else single elements
+        let (lead, run) = match strides.last() {
+            Some(1) => (shape.len() - 1, shape[shape.len() - 1]),
+            _ => (shape.len(), 1),
+        };
         let runs = out.len() / run;
         let run_bytes = ((run * elem) as u64).next_multiple_of(4);
         let src = x.wgpu_buffer().expect("a GPU tensor has a buffer");
@@ -139,7 +142,7 @@ pub(crate) fn strided_copy(
         for k in 0..runs {
             // the run's source offset: k spelled in the leading dimensions
             let (mut rem, mut at) = (k, 0);
-            for d in (0..r - 1).rev() {
+            for d in (0..lead).rev() {
                 at += (rem % shape[d]) * strides[d];
                 rem /= shape[d];
             }
