@@ -564,9 +564,9 @@ impl<'a> CpuSlice<'a> {
     }
 
     /// The elements widened to f32 (borrowed when already f32).
-    pub(crate) fn to_f32(&self) -> std::borrow::Cow<'a, [f32]> {
+    pub(crate) fn to_f32(self) -> std::borrow::Cow<'a, [f32]> {
         use std::borrow::Cow;
-        match *self {
+        match self {
             CpuSlice::F32(v) => Cow::Borrowed(v),
             CpuSlice::F16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
             CpuSlice::BF16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),

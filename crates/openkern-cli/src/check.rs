@@ -356,10 +356,8 @@ fn attention_ref(
     q: &[f64],
     k: &[f64],
     v: &[f64],
-    hq: usize,
-    hk: usize,
-    ql: usize,
-    kl: usize,
+    (hq, hk): (usize, usize),
+    (ql, kl): (usize, usize),
     d: usize,
 ) -> Vec<f64> {
     let scale = 1.0 / (d as f64).sqrt();
@@ -852,7 +850,14 @@ static CHECKS: &[Check] = &[
                     })
                     .collect()
             };
-            let want = attention_ref(&qv, &join(&k1v, &k2v), &join(&v1v, &v2v), hq, hk, 2, 7, hd);
+            let want = attention_ref(
+                &qv,
+                &join(&k1v, &k2v),
+                &join(&v1v, &v2v),
+                (hq, hk),
+                (2, 7),
+                hd,
+            );
             outcome(&cache.attention(&q, &o)?, want, 64.0)
         },
     },
@@ -895,7 +900,7 @@ fn attention_case(d: &Device, dt: DType, ql: usize, kl: usize) -> openkern::Resu
         causal: true,
         ..Default::default()
     };
-    let want = attention_ref(&qv, &kv, &vv, hq, hk, ql, kl, hd);
+    let want = attention_ref(&qv, &kv, &vv, (hq, hk), (ql, kl), hd);
     outcome(&ops::attention(&q, &k, &v, &o)?, want, 64.0)
 }
 
