@@ -6,10 +6,10 @@
 //!
 //! # Views and copies
 //!
-//! [`narrow`], [`slice`], [`split`] and [`chunk`] select a block of `x`. When the block is
-//! one contiguous run of `x`'s memory, the result is a **view**: it shares `x`'s storage
-//! at an element offset ([`Tensor::offset`]) and nothing is copied. Otherwise the result
-//! is a fresh tensor filled by **one copy pass**. Precisely:
+//! [`narrow`], [`slice`](fn@slice), [`split`] and [`chunk`] select a block of `x`. When
+//! the block is one contiguous run of `x`'s memory, the result is a **view**: it shares
+//! `x`'s storage at an element offset ([`Tensor::offset`]) and nothing is copied.
+//! Otherwise the result is a fresh tensor filled by **one copy pass**. Precisely:
 //!
 //! | case | CPU | GPU |
 //! |---|---|---|

@@ -81,7 +81,8 @@ pub struct MatmulOptions {
     /// Activation applied last, in the kernel's epilogue: GELU (both forms), SiLU or
     /// ReLU. [`Activation::SwiGlu`] takes two inputs and is refused here; run two
     /// linears and [`crate::ops::swiglu`] (or one linear with the gate and up weights
-    /// stacked, then `swiglu` on the two halves).
+    /// stacked, then `swiglu` on the two halves that [`crate::ops::chunk`] cuts along
+    /// the last dimension: one copy pass per half, see [`crate::ops::layout`]).
     pub activation: Option<Activation>,
     /// Which GPU kernel to use (ignored on the CPU device).
     pub kernel: MatmulKernel,
