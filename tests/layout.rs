@@ -594,3 +594,99 @@ fn view_mistakes_are_typed_errors(device: &Device) {
     assert_eq!(ops::slice(&s, &[]).unwrap().to_vec::<f32>().unwrap(), [1.0]);
 }
 backend_tests!(view_mistakes_are_typed_errors => view_mistakes_are_typed_errors_cpu, view_mistakes_are_typed_errors_gpu);
+
+/// Blocks of a 1-D tensor at every start from 0 to 69: views at offsets the device can
+/// bind, buffer copies at whole words it cannot, copy kernels mid-word (16-bit), each
+/// read back and fed into an op.
+fn every_small_offset(device: &Device) {
+    for dtype in DType::ALL {
+        let x = data(300, 31, dtype);
+        let t = make(device, &x, &[300], dtype);
+        for start in 0..70 {
+            let v = ops::narrow(&t, 0, start, 37).unwrap();
+            let want = &x[start..start + 37];
+            let what = format!("{dtype} block at {start} on {device:?}");
+            assert_exact(&what, &v, want);
+            let plus: Vec<f64> = want
+                .iter()
+                .map(|w| f64::from(quantize(&[(w + 1.0) as f32], dtype)[0]))
+                .collect();
+            assert_close(
+                &format!("add_scalar of {what}"),
+                &ops::add_scalar(&v, 1.0).unwrap().to_f32_vec().unwrap(),
+                &plus,
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+backend_tests!(every_small_offset => every_small_offset_cpu, every_small_offset_gpu);
+
+/// Views of a KV cache's keys taken between appends leave the cache's own attention
+/// correct (the CPU cache copies its storage on write while a view holds it; a GPU
+/// cache writes in place, and views never write).
+fn kv_cache_with_views_of_its_keys(device: &Device) {
+    use openkern::ops::attention::AttentionLayout;
+    use openkern::ops::kv_cache::{CachePosition, KvCache};
+    let (hk, d) = (2, 8);
+    let run = |take_views: bool| {
+        let mut cache = KvCache::new(device, 1, hk, 9, d, d, DType::F32).unwrap();
+        let mut views = Vec::new();
+        for (step, n) in [(0usize, 4usize), (4, 3), (7, 2)] {
+            let k = make(
+                device,
+                &data(hk * n * d, step as u64 + 50, DType::F32),
+                &[1, hk, n, d],
+                DType::F32,
+            );
+            cache
+                .append(
+                    &k,
+                    &k,
+                    CachePosition::Host(step),
+                    AttentionLayout::HeadsFirst,
+                )
+                .unwrap();
+            if take_views {
+                let keys = cache.keys().reshape(&[hk * 9, d]).unwrap();
+                views.push(ops::narrow(&keys, 0, 0, 9).unwrap());
+                views.push(ops::narrow(&keys, 0, 9, 9).unwrap());
+            }
+        }
+        let q = make(
+            device,
+            &data(2 * 3 * d, 60, DType::F32),
+            &[1, 2, 3, d],
+            DType::F32,
+        );
+        let o = AttentionOptions {
+            causal: true,
+            ..Default::default()
+        };
+        (
+            cache.attention(&q, &o).unwrap().to_f32_vec().unwrap(),
+            views,
+        )
+    };
+    let (plain, _) = run(false);
+    let (with_views, views) = run(true);
+    let want: Vec<f64> = plain.iter().map(|&v| f64::from(v)).collect();
+    assert_close(
+        &format!("cache attention with views alive on {device:?}"),
+        &with_views,
+        &want,
+        0.0,
+        0.0,
+    );
+    // the first views were taken after the first append: its rows are in them on every
+    // backend (later rows depend on the backend: a GPU cache is written in place)
+    let first = read(&views[0]);
+    let k0 = data(hk * 4 * d, 50, DType::F32);
+    assert_eq!(
+        &first[..4 * d],
+        &k0[..4 * d],
+        "view of head 0 after the first append"
+    );
+}
+backend_tests!(kv_cache_with_views_of_its_keys => kv_cache_with_views_of_its_keys_cpu, kv_cache_with_views_of_its_keys_gpu);
