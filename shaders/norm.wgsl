@@ -4,6 +4,11 @@
 //   h = x + res                      (RESIDUAL; h is written out: the new residual stream)
 //   RMS:   y = h / sqrt(mean(h^2) + eps) * w
 //   LAYER: y = (h - mean(h)) / sqrt(var(h) + eps) * w + b
+//   L2:    y = x / max(sqrt(sum(x^2)), eps)          (no weight, no residual)
+//
+// A row whose statistic is not finite (it holds NaN or +-inf, or its squares overflow
+// f32) comes out NaN in every element, on every backend: rstd is NaN, never a 0 that
+// would turn the row's finite elements into zeros.
 //
 // The fusion saves a full pass over memory: h is computed, written and reduced in one
 // read of x and res. Layer norm takes the variance as mean((h - mean)^2) in a second pass
@@ -36,7 +41,8 @@ struct Params {
     n: u32,
     rows: u32,
     eps: f32,
-    _pad: u32,
+    // a runtime NaN (a NaN constant is a shader-creation error)
+    nan: f32,
 }
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -44,6 +50,8 @@ override LAYER: bool = false;
 override RESIDUAL: bool = false;
 // false for the post-norm forms, which need only the normed sum, not the sum itself
 override WRITE_SUM: bool = true;
+// F.normalize: x / max(||x||, eps); with LAYER and RESIDUAL false
+override L2: bool = false;
 override WORKGROUP: u32 = 256u;
 
 // #piece row_reduce
@@ -136,12 +144,55 @@ fn value2(w: u32) -> vec2<f32> {
 var<private> mean: f32;
 var<private> rstd: f32;
 
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+// 1 / the row's scale from its sum of squares (RMS, L2) or centred sum of squares
+// (LAYER), NaN when that sum is not finite.
+fn inv_scale(sum_sq: f32, inv_n: f32) -> f32 {
+    if (!finite(sum_sq)) {
+        return params.nan;
+    }
+    if (L2) {
+        return 1.0 / max(sqrt(sum_sq), params.eps);
+    }
+    return 1.0 / sqrt(sum_sq * inv_n + params.eps);
+}
+
 fn normed(i: u32, v: f32) -> f32 {
     let j = i - row_base;
+    if (L2) {
+        return v * rstd;
+    }
     if (LAYER) {
         return (v - mean) * rstd * load_weight(j) + load_bias(j);
     }
     return v * rstd * load_weight(j);
+}
+
+// Word w's share of the first pass (its sum, or sum of squares for RMS); writes h.
+fn first_pass_word(w: u32) -> f32 {
+    let v = value2(w);
+    if (RESIDUAL && WRITE_SUM) {
+        store2_h(w, v);
+    }
+    if (LAYER) {
+        return v.x + v.y;
+    }
+    return v.x * v.x + v.y * v.y;
+}
+
+// Word w's centred sum of squares (layer norm's second pass).
+fn centred_word(w: u32) -> f32 {
+    let d = value2(w) - vec2<f32>(mean);
+    return d.x * d.x + d.y * d.y;
+}
+
+// Normalises word w and writes it.
+fn write_word(w: u32) {
+    let v = value2(w);
+    store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
 }
 
 @compute @workgroup_size(WORKGROUP)
@@ -163,17 +214,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let tail_lane = WORKGROUP - 1u;
 
     // Pass 1: sum (layer) or sum of squares (RMS); write h.
+    // 8 words per iteration: lavapipe ends an invocation's loops after 65,535
+    // iterations in all (see softmax.wgsl), and layer norm makes three passes.
     var acc = 0.0;
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = value2(w);
-        if (RESIDUAL && WRITE_SUM) {
-            store2_h(w, v);
-        }
-        if (LAYER) {
-            acc += v.x + v.y;
-        } else {
-            acc += v.x * v.x + v.y * v.y;
-        }
+    var w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        acc += first_pass_word(w) + first_pass_word(w + WORKGROUP)
+            + first_pass_word(w + 2u * WORKGROUP) + first_pass_word(w + 3u * WORKGROUP)
+            + first_pass_word(w + 4u * WORKGROUP) + first_pass_word(w + 5u * WORKGROUP)
+            + first_pass_word(w + 6u * WORKGROUP) + first_pass_word(w + 7u * WORKGROUP);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        acc += first_pass_word(w);
     }
     if (lid == 0u && head == 1u) {
         let v = value(row_base);
@@ -195,9 +247,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         mean = total * inv_n;
         // Pass 2: centred sum of squares.
         var acc2 = 0.0;
-        for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-            let d = value2(w) - vec2<f32>(mean);
-            acc2 += d.x * d.x + d.y * d.y;
+        w = w0 + lid;
+        for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+            acc2 += centred_word(w) + centred_word(w + WORKGROUP)
+                + centred_word(w + 2u * WORKGROUP) + centred_word(w + 3u * WORKGROUP)
+                + centred_word(w + 4u * WORKGROUP) + centred_word(w + 5u * WORKGROUP)
+                + centred_word(w + 6u * WORKGROUP) + centred_word(w + 7u * WORKGROUP);
+        }
+        for (; w < w1; w += WORKGROUP) {
+            acc2 += centred_word(w);
         }
         if (lid == 0u && head == 1u) {
             let d = value(row_base) - mean;
@@ -208,16 +266,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             acc2 += d * d;
         }
         let var_sum = wg_sum(acc2);
-        rstd = 1.0 / sqrt(var_sum * inv_n + params.eps);
+        rstd = inv_scale(var_sum, inv_n);
     } else {
         mean = 0.0;
-        rstd = 1.0 / sqrt(total * inv_n + params.eps);
+        rstd = inv_scale(total, inv_n);
     }
 
     // Last pass: normalise and write.
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = value2(w);
-        store2_y(w, vec2<f32>(normed(2u * w, v.x), normed(2u * w + 1u, v.y)));
+    w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        write_word(w);
+        write_word(w + WORKGROUP);
+        write_word(w + 2u * WORKGROUP);
+        write_word(w + 3u * WORKGROUP);
+        write_word(w + 4u * WORKGROUP);
+        write_word(w + 5u * WORKGROUP);
+        write_word(w + 6u * WORKGROUP);
+        write_word(w + 7u * WORKGROUP);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        write_word(w);
     }
     if (lid == 0u && head == 1u) {
         store_y(row_base, normed(row_base, value(row_base)));
@@ -268,7 +336,7 @@ fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let inv_n = 1.0 / f32(n);
     mean = 0.0;
-    rstd = 1.0 / sqrt(acc * inv_n + params.eps);
+    rstd = inv_scale(acc, inv_n);
     if (LAYER) {
         mean = acc * inv_n;
         var acc2 = 0.0;
@@ -276,7 +344,7 @@ fn short_rows(@builtin(workgroup_id) wid: vec3<u32>,
             let d = value(i) - mean;
             acc2 += d * d;
         }
-        rstd = 1.0 / sqrt(acc2 * inv_n + params.eps);
+        rstd = inv_scale(acc2, inv_n);
     }
     if (head == 1u) {
         store_y(row_base, normed(row_base, value(row_base)));

@@ -146,6 +146,14 @@ fn take(v: f32, j: u32) {
     }
 }
 
+// Both elements of word w of the row starting at element base.
+fn take_word(w: u32, base: u32) {
+    let v = load2_x(w);
+    let j = 2u * w - base;
+    take(v.x, j);
+    take(v.y, j + 1u);
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
@@ -167,11 +175,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (lid == 0u && head == 1u) {
         take(load_x(base), 0u);
     }
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = load2_x(w);
-        let j = 2u * w - base;
-        take(v.x, j);
-        take(v.y, j + 1u);
+    // 8 words per iteration: lavapipe ends an invocation's loops after 65,535
+    // iterations in all (see softmax.wgsl).
+    var w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        take_word(w, base);
+        take_word(w + WORKGROUP, base);
+        take_word(w + 2u * WORKGROUP, base);
+        take_word(w + 3u * WORKGROUP, base);
+        take_word(w + 4u * WORKGROUP, base);
+        take_word(w + 5u * WORKGROUP, base);
+        take_word(w + 6u * WORKGROUP, base);
+        take_word(w + 7u * WORKGROUP, base);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        take_word(w, base);
     }
     if (lid == WORKGROUP - 1u && tail == 1u) {
         take(load_x(base + n - 1u), n - 1u);

@@ -8,16 +8,19 @@
 // (div = heads for [.., seq, heads, d] tensors, 1 for [.., heads, seq, d]); the offset
 // lets decode rotate one new token at its place in the sequence.
 //
-// The angle is pos * inv_freq in f32, as engines compute it; inv_freq comes from the host
-// (exactly rounded; a GPU pow is not), and the angle is reduced to [-pi, pi] with a
-// two-part 2*pi before sin/cos, whose accuracy some GPUs only promise on that range.
+// The kernel computes no angle: cos and sin come from the host's table of the call's
+// positions, `table[(pos - offset) * rot/2 + i]` = (cos, sin) as f32 bit patterns, taken in
+// f64 of the exact angle. An f32 angle pos * inv_freq is off by up to half an ulp of the
+// angle (0.5 rad at pos 8e6), and Vulkan only bounds sin/cos to 2^-11 on [-pi, pi].
 // One invocation per output word (elements 2w, 2w+1; d is even).
 
 // #header
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 fn load_x(i: u32) -> f32 { return x[i]; }
 fn load2_x(w: u32) -> vec2<f32> { return vec2<f32>(x[2u * w], x[2u * w + 1u]); }
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<u32>;
+fn load_table(i: u32) -> u32 { return table[i]; }
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 fn store_y(i: u32, v: f32) { y[i] = v; }
 fn store2_y(w: u32, v: vec2<f32>) { y[2u * w] = v.x; y[2u * w + 1u] = v.y; }
 // #end header
@@ -29,17 +32,12 @@ struct Params {
     halves: u32,
     div: u32,
     seq: u32,
-    offset: u32,
-    _pad: u32,
-    inv_freq: array<vec4<f32>, 64>,
+    _pad0: u32,
+    _pad1: u32,
 }
-@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(3) var<uniform> params: Params;
 
 override WORKGROUP: u32 = 256u;
-
-fn freq(i: u32) -> f32 {
-    return params.inv_freq[i / 4u][i % 4u];
-}
 
 fn rotated(e: u32) -> f32 {
     let row = e / params.d;
@@ -47,7 +45,7 @@ fn rotated(e: u32) -> f32 {
     if (j >= params.rot) {
         return load_x(e);
     }
-    let pos = f32((row / params.div) % params.seq + params.offset);
+    let s = (row / params.div) % params.seq;
     let h = params.rot / 2u;
     var i: u32;
     var first: bool;
@@ -61,18 +59,15 @@ fn rotated(e: u32) -> f32 {
         i = j / 2u;
         partner = select(e - 1u, e + 1u, first);
     }
-    let angle = pos * freq(i);
-    // Cody-Waite reduction: 6.28125 has 8 significant bits, so k * 6.28125 is exact.
-    let k = round(angle * 0.15915494309189535);
-    let a = (angle - k * 6.28125) - k * 0.0019353071795864769;
-    let c = cos(a);
-    let s = sin(a);
+    let t = 2u * (s * h + i);
+    let c = bitcast<f32>(load_table(t));
+    let sn = bitcast<f32>(load_table(t + 1u));
     let v = load_x(e);
     let p = load_x(partner);
     if (first) {
-        return v * c - p * s;
+        return v * c - p * sn;
     }
-    return p * s + v * c;
+    return p * sn + v * c;
 }
 
 @compute @workgroup_size(WORKGROUP)

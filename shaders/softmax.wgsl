@@ -199,6 +199,45 @@ fn finish(v: f32) -> f32 {
     return exp(v - row_max) * row_scale;
 }
 
+// The online step over word w (elements 2w and 2w+1, both inside the row).
+fn scan_word(acc: vec2<f32>, w: u32) -> vec2<f32> {
+    let v = logit2(w);
+    return online(online(acc, v.x), v.y);
+}
+
+// (max, sum) of the 8 words w, w + WORKGROUP, ..., folded on their own and then merged
+// into the lane's pair: the running sum then grows by block totals, 16 times fewer
+// roundings at its own magnitude (a 2^24-element row otherwise drifts by ~1e-3).
+fn scan_block(w: u32) -> vec2<f32> {
+    var b = vec2<f32>(params.neg_inf, 0.0);
+    b = scan_word(b, w);
+    b = scan_word(b, w + WORKGROUP);
+    b = scan_word(b, w + 2u * WORKGROUP);
+    b = scan_word(b, w + 3u * WORKGROUP);
+    b = scan_word(b, w + 4u * WORKGROUP);
+    b = scan_word(b, w + 5u * WORKGROUP);
+    b = scan_word(b, w + 6u * WORKGROUP);
+    return scan_word(b, w + 7u * WORKGROUP);
+}
+
+// Two (max, sum) pairs as one. A pair that saw only masked logits is (-inf, 0), or
+// (-inf, NaN) after a NaN, which must reach the sum.
+fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    if (b.x > a.x) {
+        return vec2<f32>(b.x, a.y * exp(a.x - b.x) + b.y);
+    }
+    if (b.x == params.neg_inf) {
+        return vec2<f32>(a.x, a.y + b.y);
+    }
+    return vec2<f32>(a.x, a.y + b.y * exp(b.x - a.x));
+}
+
+// The outputs of word w.
+fn write_word(w: u32) {
+    let v = logit2(w);
+    store2_y(w, vec2<f32>(finish(v.x), finish(v.y)));
+}
+
 fn setup_row(row: u32) {
     row_base = row * params.n;
     col_limit = i32(row % params.q) + params.causal_offset;
@@ -242,10 +281,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let w0 = (row_base + head) / 2u;
     let w1 = (row_base + n) / 2u;
 
+    // lavapipe (llvmpipe) silently ends every loop of an invocation once 65,535
+    // iterations have run in total, across all its loops (LP_MAX_TGSI_LOOP_ITERATIONS in
+    // Mesa's gallivm). Each lane therefore takes its words 8 at a time, which keeps a row
+    // filling lavapipe's 128 MiB binding to 16,384 iterations per pass; the remainder
+    // goes one word at a time.
     var acc = vec2<f32>(params.neg_inf, 0.0);
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = logit2(w);
-        acc = online(online(acc, v.x), v.y);
+    var w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        acc = merge(acc, scan_block(w));
+    }
+    for (; w < w1; w += WORKGROUP) {
+        acc = scan_word(acc, w);
     }
     if (lid == 0u && head == 1u) {
         acc = online(acc, logit(0u));
@@ -262,9 +309,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     conclude(m, wg_sum(s));
 
-    for (var w = w0 + lid; w < w1; w += WORKGROUP) {
-        let v = logit2(w);
-        store2_y(w, vec2<f32>(finish(v.x), finish(v.y)));
+    w = w0 + lid;
+    for (; w + 7u * WORKGROUP < w1; w += 8u * WORKGROUP) {
+        write_word(w);
+        write_word(w + WORKGROUP);
+        write_word(w + 2u * WORKGROUP);
+        write_word(w + 3u * WORKGROUP);
+        write_word(w + 4u * WORKGROUP);
+        write_word(w + 5u * WORKGROUP);
+        write_word(w + 6u * WORKGROUP);
+        write_word(w + 7u * WORKGROUP);
+    }
+    for (; w < w1; w += WORKGROUP) {
+        write_word(w);
     }
     if (lid == 0u && head == 1u) {
         store_y(row_base, finish(logit(0u)));

@@ -48,6 +48,16 @@ impl DType {
         }
     }
 
+    /// The Rust element type that reads this dtype (`to_vec::<T>()`), as written in code.
+    pub(crate) const fn rust_type(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "half::f16",
+            DType::BF16 => "half::bf16",
+            DType::U32 => "u32",
+        }
+    }
+
     pub(crate) const fn variant_name(self) -> &'static str {
         match self {
             DType::F32 => "F32",

@@ -73,7 +73,7 @@ pub enum Error {
         message: String,
     },
     /// Operands of different dtypes where the op needs them equal.
-    #[error("{op}: operands have dtypes {lhs} and {rhs}; cast the second with `.cast(DType::{})` first", .lhs.variant_name())]
+    #[error("{op}: operands have dtypes {lhs} and {rhs}; {}", dtype_mismatch_hint(*.lhs, *.rhs))]
     DTypeMismatch {
         /// The op that was called.
         op: &'static str,
@@ -96,7 +96,7 @@ pub enum Error {
         activation: DType,
     },
     /// A host type that does not match the tensor's dtype.
-    #[error("tensor holds {tensor} but {requested} was requested; call `.cast(DType::{requested_variant})` first or read it as {tensor}")]
+    #[error("tensor holds {tensor} but {requested} was requested; {}", host_type_hint(*.tensor, *.requested))]
     HostType {
         /// The tensor's dtype.
         tensor: DType,
@@ -294,6 +294,16 @@ pub enum Error {
         /// Rows the cache holds.
         capacity: usize,
     },
+    /// An allocation the host (or device) memory cannot hold.
+    #[error("{what} needs {bytes} bytes, which {device} could not allocate; use smaller shapes (a smaller batch, or process the tensor in slices along its first dimension) or free other tensors first")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// Bytes requested.
+        bytes: u64,
+        /// The device.
+        device: String,
+    },
     /// A range of one dimension (`narrow`, `slice`, `split`) that does not lie inside it.
     #[error("{op}: range {start}..{end} of dimension {dim} does not fit x of shape {shape:?} (dimension {dim} has {size} elements); pass start <= end <= {size}")]
     RangeOutOfBounds {
@@ -310,6 +320,35 @@ pub enum Error {
         /// x's shape.
         shape: Vec<usize>,
     },
+}
+
+/// What to call instead of `to_vec::<requested>()`: only calls that work on every device
+/// (u32 does not cast to or from floats on a GPU, floats never cast to u32).
+fn host_type_hint(tensor: DType, requested: DType) -> String {
+    let read = format!(
+        "read it with `.to_vec::<{}>()` or widened with `.to_f32_vec()`",
+        tensor.rust_type()
+    );
+    if tensor.is_float() && requested.is_float() {
+        format!(
+            "{read}, or convert it first with `.cast(DType::{})`",
+            requested.variant_name()
+        )
+    } else {
+        read
+    }
+}
+
+/// How to make two operands' dtypes agree, through casts that exist.
+fn dtype_mismatch_hint(lhs: DType, rhs: DType) -> String {
+    if lhs.is_float() && rhs.is_float() {
+        format!(
+            "cast the second with `.cast(DType::{})` first",
+            lhs.variant_name()
+        )
+    } else {
+        "this op takes float operands of one dtype; u32 ids go to `embedding` (or `.to_f32_vec()` on the host)".into()
+    }
 }
 
 /// The cast that fixes a parameter for activations of `activation`.

@@ -67,7 +67,14 @@ impl Tensor {
                 )?;
                 Storage::Gpu(g.upload(bytemuck::cast_slice(data)))
             }
-            Backend::Cpu => Storage::Cpu(CpuStorage::from_slice(data)),
+            Backend::Cpu => {
+                crate::cpu::ensure_host_memory(
+                    || format!("a {} tensor of shape {shape:?}", T::DTYPE),
+                    T::DTYPE,
+                    data.len(),
+                )?;
+                Storage::Cpu(CpuStorage::from_slice(data))
+            }
         };
         Ok(Tensor {
             storage: Arc::new(storage),
@@ -108,7 +115,14 @@ impl Tensor {
                 g.check_binding(|| format!("a {dtype} tensor of shape {shape:?}"), bytes)?;
                 Storage::Gpu(g.zeros(bytes))
             }
-            Backend::Cpu => Storage::Cpu(CpuStorage::zeros(dtype, n)),
+            Backend::Cpu => {
+                crate::cpu::ensure_host_memory(
+                    || format!("a {dtype} tensor of shape {shape:?}"),
+                    dtype,
+                    n,
+                )?;
+                Storage::Cpu(CpuStorage::zeros(dtype, n))
+            }
         };
         Ok(Tensor {
             storage: Arc::new(storage),
@@ -243,7 +257,14 @@ impl Tensor {
                 )?;
                 Storage::Gpu(g.alloc(bytes.next_multiple_of(4).max(4)))
             }
-            Backend::Cpu => Storage::Cpu(CpuStorage::zeros(dtype, n)),
+            Backend::Cpu => {
+                crate::cpu::ensure_host_memory(
+                    || format!("the {dtype} output of {op}, shape {shape:?}"),
+                    dtype,
+                    n,
+                )?;
+                Storage::Cpu(CpuStorage::zeros(dtype, n))
+            }
         };
         Ok(Tensor {
             storage: Arc::new(storage),

@@ -138,3 +138,17 @@ fn u32_tensors_round_trip_and_refuse_float_ops() {
         vec![3.0, 16_777_216.0]
     );
 }
+
+fn zero_width_tables_are_refused(device: &Device) {
+    // the output [2, 0] is empty, so no kernel would look at the ids: id 7 into a
+    // 3-row table was an error on the CPU and silently accepted on the GPU
+    let ids = Tensor::from_slice(device, &[0u32, 7], &[2]).unwrap();
+    let table = Tensor::zeros(device, &[3, 0], DType::F32).unwrap();
+    let e = ops::embedding(&ids, &table).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert!(e.to_string().contains("d >= 1"), "{e}");
+    // no ids at all is still an empty result
+    let none = Tensor::from_slice::<u32>(device, &[], &[0]).unwrap();
+    assert_eq!(ops::embedding(&none, &table).unwrap().shape(), &[0, 0]);
+}
+backend_tests!(zero_width_tables_are_refused => zero_width_tables_are_refused_cpu, zero_width_tables_are_refused_gpu);

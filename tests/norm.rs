@@ -359,3 +359,50 @@ fn l2_normalize_rows(device: &Device) {
     ));
 }
 backend_tests!(l2_normalize_rows => l2_normalize_rows_cpu, l2_normalize_rows_gpu, l2_normalize_rows_gpu_nosubgroups);
+
+fn special_values_make_the_whole_row_nan(device: &Device) {
+    // The second row is finite and must stay so; the first holds one special value (or
+    // squares that overflow f32) and must come out NaN in every element, for every norm.
+    // rms_norm([1, inf, -2, 0.5]) gave [0, NaN, -0, 0] before.
+    let n = 4;
+    let specials = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3e19];
+    for (case, &s) in specials.iter().enumerate() {
+        for dtype in DType::ALL {
+            if s == 3e19 && dtype == DType::F16 {
+                continue; // beyond f16's range: it is ∞ there, covered above
+            }
+            let x = [1.0, s, -2.0, 0.5, 1.0, 2.0, -3.0, 0.25];
+            let t = tensor(device, &x, &[2, n], dtype);
+            let zero = tensor(device, &[0.0; 8], &[2, n], dtype);
+            let w = tensor(device, &[1.0; 4], &[n], DType::F32);
+            let b = tensor(device, &[0.0; 4], &[n], DType::F32);
+            let results = [
+                ("rms_norm", ops::rms_norm(&t, &w, 1e-6).unwrap()),
+                ("layer_norm", ops::layer_norm(&t, &w, &b, 1e-6).unwrap()),
+                (
+                    "add_rms_norm",
+                    ops::add_rms_norm(&t, &zero, &w, 1e-6).unwrap().normed,
+                ),
+                (
+                    "add_layer_norm",
+                    ops::add_layer_norm(&t, &zero, &w, &b, 1e-6).unwrap().normed,
+                ),
+                ("l2_normalize", ops::l2_normalize(&t, 1e-12).unwrap()),
+            ];
+            for (op, y) in results {
+                let y = y.to_f32_vec().unwrap();
+                assert!(
+                    y[..n].iter().all(|v| v.is_nan()),
+                    "{op} {dtype} case {case} ({s}) on {device:?}: row {:?} should be all NaN",
+                    &y[..n]
+                );
+                assert!(
+                    y[n..].iter().all(|v| v.is_finite()),
+                    "{op} {dtype} case {case} on {device:?}: the finite row became {:?}",
+                    &y[n..]
+                );
+            }
+        }
+    }
+}
+backend_tests!(special_values_make_the_whole_row_nan => special_values_make_the_whole_row_nan_cpu, special_values_make_the_whole_row_nan_gpu, special_values_make_the_whole_row_nan_gpu_nosubgroups);

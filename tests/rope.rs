@@ -1,5 +1,6 @@
-//! RoPE against an f64 reference (f32 angle, as the op documents) in both layouts, both
-//! axis orders, partial rotary, and a decode offset; every backend and dtype.
+//! RoPE against an f64 reference (the exact angle p · inv_freq, inv_freq rounded to f32 as
+//! the op documents) in both layouts, both axis orders, partial rotary, a decode offset
+//! and far positions up to the 2^24 bound; every backend and dtype.
 
 mod common;
 use common::*;
@@ -21,7 +22,7 @@ fn reference(x: &[f32], shape: &[usize], o: &RopeOptions) -> Vec<f64> {
         let pos = (row / div) % seq + o.offset;
         for i in 0..h {
             let inv = (o.theta as f64).powf(-2.0 * i as f64 / rot as f64) as f32;
-            let angle = (pos as f32 * inv) as f64;
+            let angle = pos as f64 * inv as f64;
             let (s, c) = angle.sin_cos();
             let (a, b) = match o.layout {
                 RopeLayout::Halves => (i, i + h),
@@ -103,6 +104,79 @@ fn decode_offset_matches_the_prefill_row(device: &Device) {
     assert_eq!(got, full[t * heads * d..(t + 1) * heads * d].to_vec());
 }
 backend_tests!(decode_offset_matches_the_prefill_row => decode_offset_matches_the_prefill_row_cpu, decode_offset_matches_the_prefill_row_gpu);
+
+fn far_positions_are_exact(device: &Device) {
+    // [1, 0] and [0, 1] in every pair: the output is cos and sin of the angle itself.
+    // With an f32 angle the error passed 1e-4 at p ~ 547,000 and 0.25 at 8,000,000.
+    let d = 16;
+    let positions = [
+        0usize,
+        1,
+        4095,
+        65_537,
+        547_000,
+        1 << 20,
+        3_000_001,
+        8_000_000,
+        (1 << 24) - 2,
+    ];
+    for theta in [10_000.0f32, 500_000.0] {
+        for layout in [RopeLayout::Halves, RopeLayout::Interleaved] {
+            for &p in &positions {
+                let mut x = vec![0f32; 2 * d];
+                for i in 0..d / 2 {
+                    let (a, b) = match layout {
+                        RopeLayout::Halves => (i, i + d / 2),
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                    };
+                    x[a] = 1.0; // head 0: [1, 0] per pair
+                    x[d + b] = 1.0; // head 1: [0, 1] per pair
+                }
+                // two positions, so the far end of the pair p, p + 1 is checked too
+                let x = [x.clone(), x].concat();
+                let o = RopeOptions {
+                    theta,
+                    layout,
+                    offset: p,
+                    ..Default::default()
+                };
+                let t = tensor(device, &x, &[2, 2, d], DType::F32);
+                let got = ops::rope(&t, &o).unwrap().to_f32_vec().unwrap();
+                let want = reference(&x, &[2, 2, d], &o);
+                // f32 rounding of values of magnitude <= 1: half an ulp of 1 is 6e-8
+                assert_close(
+                    &format!("rope theta {theta} {layout:?} at position {p} on {device:?}"),
+                    &got,
+                    &want,
+                    1.2e-7,
+                    0.0,
+                );
+            }
+        }
+    }
+}
+backend_tests!(far_positions_are_exact => far_positions_are_exact_cpu, far_positions_are_exact_gpu);
+
+fn positions_past_the_bound_are_errors(device: &Device) {
+    let x = tensor(device, &random(2 * 3 * 6, 1), &[2, 3, 6], DType::F32);
+    // the last position 2^24 - 1 is allowed; one more, or an offset that overflows, is not
+    let at = |offset: usize| {
+        ops::rope(
+            &x,
+            &RopeOptions {
+                offset,
+                ..Default::default()
+            },
+        )
+    };
+    assert!(at(ops::rope::MAX_POSITION - 2).is_ok());
+    for offset in [ops::rope::MAX_POSITION - 1, usize::MAX - 1, usize::MAX] {
+        let e = at(offset).unwrap_err();
+        assert!(matches!(e, Error::Argument { name: "offset", .. }), "{e}");
+        assert!(e.to_string().contains("2^24"), "{e}");
+    }
+}
+backend_tests!(positions_past_the_bound_are_errors => positions_past_the_bound_are_errors_cpu, positions_past_the_bound_are_errors_gpu);
 
 fn mistakes_are_typed_errors(device: &Device) {
     let x = tensor(device, &random(2 * 3 * 6, 1), &[2, 3, 6], DType::F32);

@@ -270,3 +270,67 @@ fn overflowing_shapes_are_errors(device: &Device) {
     assert!(empty.is_empty());
 }
 backend_tests!(overflowing_shapes_are_errors => overflowing_shapes_are_errors_cpu, overflowing_shapes_are_errors_gpu);
+
+/// Every hint in a dtype error, followed literally, works: for each tensor dtype read as
+/// each other host type, the message names calls that succeed on this device (u32 never
+/// casts to or from floats on a GPU, floats never cast to u32), and we make them.
+fn dtype_hints_work_when_followed(device: &Device) {
+    let values = [1.0f32, 2.0, 3.0];
+    for have in DType::ALL {
+        let t = Tensor::from_f32(device, &values, &[3], have)
+            .or_else(|_| Tensor::from_slice(device, &[1u32, 2, 3], &[3]))
+            .unwrap();
+        assert_eq!(t.dtype(), have);
+        for want in DType::ALL {
+            if want == have {
+                continue;
+            }
+            let e = match want {
+                DType::F32 => t.to_vec::<f32>().map(|_| ()).unwrap_err(),
+                DType::F16 => t.to_vec::<f16>().map(|_| ()).unwrap_err(),
+                DType::BF16 => t.to_vec::<bf16>().map(|_| ()).unwrap_err(),
+                DType::U32 => t.to_vec::<u32>().map(|_| ()).unwrap_err(),
+            };
+            let msg = e.to_string();
+            let rust = match have {
+                DType::F32 => "f32",
+                DType::F16 => "half::f16",
+                DType::BF16 => "half::bf16",
+                DType::U32 => "u32",
+            };
+            // `.to_vec::<{have}>()` and `.to_f32_vec()` are always offered, and work
+            assert!(msg.contains(&format!("`.to_vec::<{rust}>()`")), "{msg}");
+            assert!(msg.contains("`.to_f32_vec()`"), "{msg}");
+            assert_eq!(t.to_f32_vec().unwrap(), values, "{msg}");
+            let read_back = match have {
+                DType::F32 => t.to_vec::<f32>().is_ok(),
+                DType::F16 => t.to_vec::<f16>().is_ok(),
+                DType::BF16 => t.to_vec::<bf16>().is_ok(),
+                DType::U32 => t.to_vec::<u32>().is_ok(),
+            };
+            assert!(read_back, "{msg}");
+            // a cast is offered exactly where it exists, and then works
+            let cast = format!("`.cast(DType::{want:?})`");
+            let cast_named = msg.contains(&cast);
+            assert_eq!(cast_named, have.is_float() && want.is_float(), "{msg}");
+            if cast_named {
+                let c = t.cast(want).unwrap();
+                assert_eq!(c.to_f32_vec().unwrap(), values, "{msg}");
+            }
+        }
+    }
+    // operands of different dtypes: the hint's cast makes the call work
+    let a = Tensor::from_f32(device, &values, &[3], DType::F16).unwrap();
+    let b = Tensor::from_f32(device, &values, &[3], DType::F32).unwrap();
+    let e = openkern::ops::add(&a, &b).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("`.cast(DType::F16)`"), "{msg}");
+    let sum = openkern::ops::add(&a, &b.cast(DType::F16).unwrap()).unwrap();
+    assert_eq!(sum.to_f32_vec().unwrap(), [2.0, 4.0, 6.0]);
+    // a u32 operand: no cast is suggested, since none exists on every device
+    let ids = Tensor::from_slice(device, &[1u32, 2, 3], &[3]).unwrap();
+    if let Err(e) = openkern::ops::add(&b, &ids) {
+        assert!(!e.to_string().contains(".cast(DType::U32)"), "{e}");
+    }
+}
+backend_tests!(dtype_hints_work_when_followed => dtype_hints_work_when_followed_cpu, dtype_hints_work_when_followed_gpu);

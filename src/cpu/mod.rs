@@ -168,6 +168,29 @@ macro_rules! pooled {
 }
 pooled!(f32, f16, bf16, u32);
 
+/// Refuses, as [`Error::OutOfMemory`], host storage of `n` elements of `dtype` that the
+/// allocator cannot provide, before anything allocates it: an infallible allocation of
+/// that size would abort the process. (The probe reserves address space and frees it;
+/// the real buffer is allocated right after.)
+pub(crate) fn ensure_host_memory(
+    what: impl FnOnce() -> String,
+    dtype: DType,
+    n: usize,
+) -> crate::error::Result<()> {
+    let bytes = n.checked_mul(dtype.size_in_bytes());
+    let ok =
+        bytes.is_some_and(|b| b < POOL_MIN_BYTES || Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::Error::OutOfMemory {
+            what: what(),
+            bytes: bytes.map_or(u64::MAX, |b| b as u64),
+            device: "the host (CPU device)".into(),
+        })
+    }
+}
+
 /// A vector of `n` elements whose contents the caller overwrites entirely: a pooled
 /// buffer when a large enough one is idle (stale values), else a zeroed new one.
 pub(crate) fn take<T: Pooled + Element>(n: usize) -> Vec<T> {

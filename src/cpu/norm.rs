@@ -76,16 +76,15 @@ fn run<T: Element + Pooled>(
             match b {
                 Some(b) => {
                     let mean = lanes_sum(&buf, |v| v) * inv_n;
-                    let var = lanes_sum(&buf, |v| (v - mean) * (v - mean)) * inv_n;
-                    let rstd = 1.0 / (var + eps).sqrt();
+                    let var_sum = lanes_sum(&buf, |v| (v - mean) * (v - mean));
+                    let rstd = inv_scale(var_sum, inv_n, eps);
                     for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
                         *v = (*v - mean) * rstd * wj + bj;
                     }
                     narrow(&buf, yr);
                 }
                 None => {
-                    let ms = lanes_sum(&buf, |v| v * v) * inv_n;
-                    let rstd = 1.0 / (ms + eps).sqrt();
+                    let rstd = inv_scale(lanes_sum(&buf, |v| v * v), inv_n, eps);
                     for (v, &wj) in buf.iter_mut().zip(w) {
                         *v = *v * rstd * wj;
                     }
@@ -112,6 +111,16 @@ fn run<T: Element + Pooled>(
     (y, h)
 }
 
+/// `1 / sqrt(sum_sq / n + eps)`, or NaN when the row's sum of squares is not finite (the
+/// row held NaN or ±∞): the whole row then comes out NaN, as on the GPU.
+fn inv_scale(sum_sq: f32, inv_n: f32, eps: f32) -> f32 {
+    if sum_sq.is_finite() {
+        1.0 / (sum_sq * inv_n + eps).sqrt()
+    } else {
+        f32::NAN
+    }
+}
+
 /// `y = x / max(‖x‖₂, eps)` per row of `n`, the norm in f32.
 pub(crate) fn l2_normalize(x: CpuSlice<'_>, eps: f32, n: usize) -> CpuStorage {
     fn go<T: Element + Pooled>(x: &[T], eps: f32, n: usize) -> Vec<T> {
@@ -123,10 +132,13 @@ pub(crate) fn l2_normalize(x: CpuSlice<'_>, eps: f32, n: usize) -> CpuStorage {
                 let mut buf = vec![0f32; n];
                 for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
                     widen(xr, &mut buf);
-                    let norm = lanes_sum(&buf, |v| v * v).sqrt();
-                    let inv = 1.0 / if norm > eps { norm } else { eps };
-                    // a NaN norm passes through (NaN > eps is false, so guard it)
-                    let inv = if norm.is_nan() { norm } else { inv };
+                    let sum_sq = lanes_sum(&buf, |v| v * v);
+                    // a non-finite sum makes the whole row NaN, as in the norms
+                    let inv = if sum_sq.is_finite() {
+                        1.0 / sum_sq.sqrt().max(eps)
+                    } else {
+                        f32::NAN
+                    };
                     for v in buf.iter_mut() {
                         *v *= inv;
                     }

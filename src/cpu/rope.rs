@@ -1,5 +1,5 @@
-//! CPU twin of `shaders/rope.wgsl`: a cos/sin table per position (f32 angle, f64
-//! sin/cos), then rows in parallel.
+//! CPU twin of `shaders/rope.wgsl`: rows in parallel, rotated by the call's cos/sin table
+//! (see `ops::rope::angle_table`).
 
 use super::math::{narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
@@ -19,16 +19,7 @@ pub(crate) fn rope(x: CpuSlice<'_>, plan: &Plan) -> CpuStorage {
 
 fn run<T: Element + Pooled>(x: &[T], plan: &Plan) -> Vec<T> {
     let (d, h) = (plan.d, plan.rot / 2);
-    // table[(p - offset) * h + i] = (cos, sin) of the f32 angle p · inv_freq[i]
-    let table: Vec<(f32, f32)> = (0..plan.seq)
-        .flat_map(|s| {
-            let p = (s + plan.offset) as f32;
-            plan.inv_freq.iter().map(move |&f| {
-                let (s, c) = ((p * f) as f64).sin_cos();
-                (c as f32, s as f32)
-            })
-        })
-        .collect();
+    let table = &plan.table;
     let mut out = take::<T>(x.len());
     let per = rows_per_task(d) * d;
     out.par_chunks_mut(per)
@@ -46,12 +37,12 @@ fn run<T: Element + Pooled>(x: &[T], plan: &Plan) -> Vec<T> {
                     let (u, v) = src[..2 * h].split_at(h);
                     let (du, dv) = dst[..2 * h].split_at_mut(h);
                     for i in 0..h {
-                        let (c, s) = cs[i];
+                        let [c, s] = cs[i];
                         du[i] = u[i] * c - v[i] * s;
                         dv[i] = v[i] * c + u[i] * s;
                     }
                 } else {
-                    for (i, &(c, s)) in cs.iter().enumerate() {
+                    for (i, &[c, s]) in cs.iter().enumerate() {
                         let (u, v) = (src[2 * i], src[2 * i + 1]);
                         dst[2 * i] = u * c - v * s;
                         dst[2 * i + 1] = v * c + u * s;

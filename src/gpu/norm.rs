@@ -34,6 +34,7 @@ const NORM_FILE: KernelSource = KernelSource {
             ("WRITE_SUM", 0.0),
             ("WORKGROUP", 64.0),
         ],
+        &[("L2", 1.0), ("WORKGROUP", 256.0)],
     ],
     pieces: &[&pieces::ROW_REDUCE],
     swaps: &[],
@@ -56,8 +57,14 @@ uniform_params! {
         n: u32,
         rows: u32,
         eps: f32,
-        _pad: u32,
+        nan: f32,
     }
+}
+
+/// `y = x / max(‖x‖₂, eps)` per row: the kernel's L2 form (x stands in for the weight
+/// and bias bindings, which it does not read).
+pub(crate) fn l2_normalize(g: &GpuContext, x: &Tensor, eps: f32, y: &Tensor) -> Result<()> {
+    launch(g, x, None, x, None, eps, y, None, true)
 }
 
 /// Normalises the rows of `x` (+ `res`) into `y`, writing the sum to `h` when `res` is
@@ -73,6 +80,21 @@ pub(crate) fn norm(
     y: &Tensor,
     h: Option<&Tensor>,
 ) -> Result<()> {
+    launch(g, x, res, w, b, eps, y, h, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    g: &GpuContext,
+    x: &Tensor,
+    res: Option<&Tensor>,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    eps: f32,
+    y: &Tensor,
+    h: Option<&Tensor>,
+    l2: bool,
+) -> Result<()> {
     let n = x.shape()[x.rank() - 1];
     let rows = x.len() / n;
     // rows up to SHORT_ROW long: one per invocation (as softmax)
@@ -82,7 +104,7 @@ pub(crate) fn norm(
         n: n as u32,
         rows: rows as u32,
         eps,
-        _pad: 0,
+        nan: f32::NAN,
     };
     let pipeline = g.pipeline(
         KERNEL.pick(g),
@@ -92,6 +114,7 @@ pub(crate) fn norm(
             ("LAYER", b.is_some() as u32 as f64),
             ("RESIDUAL", res.is_some() as u32 as f64),
             ("WRITE_SUM", h.is_some() as u32 as f64),
+            ("L2", l2 as u32 as f64),
             ("WORKGROUP", wg as f64),
         ],
     )?;

@@ -76,6 +76,13 @@ pub(crate) fn run<const N: usize>(
             Ok(out)
         }
         Backend::Cpu => {
+            for (shape, dtype) in &outputs {
+                crate::cpu::ensure_host_memory(
+                    || format!("the {dtype} output of {op}, shape {shape:?}"),
+                    *dtype,
+                    shape.iter().product(),
+                )?;
+            }
             let storage = if empty {
                 outputs.map(|(_, dtype)| CpuStorage::zeros(dtype, 0))
             } else {

@@ -34,6 +34,16 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
         ));
     }
     let (vocab, d) = (table.shape()[0], table.shape()[1]);
+    if d == 0 && !ids.is_empty() {
+        // the output would be empty, so no kernel would ever look at the ids
+        return Err(Error::shape(
+            op,
+            format!(
+                "table has shape {:?}: rows of zero width; an embedding table needs d >= 1",
+                table.shape()
+            ),
+        ));
+    }
     let mut shape = ids.shape().to_vec();
     shape.push(d);
     crate::shape::check_rank(op, &shape)?;

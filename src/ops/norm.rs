@@ -3,12 +3,13 @@
 //!
 //! Statistics and arithmetic are f32 whatever the storage dtype. Layer norm computes the
 //! variance from the mean-centred row (two passes over it), so rows with a large mean
-//! keep their precision. NaN and ±∞ inputs follow IEEE arithmetic: a row holding one
-//! comes out NaN (its statistics are NaN or ∞). With `eps = 0`, an all-zero row divides
-//! 0 by 0 and gives NaN; use the model's eps (1e-5, 1e-6).
+//! keep their precision. A row holding NaN or ±∞ comes out NaN in every element, on
+//! every backend (its statistic is NaN or ∞; the norm never multiplies the row's finite
+//! elements by a zero scale); so does a finite row whose sum of squares overflows f32
+//! (elements beyond about 1.8e19), rather than silently giving zeros. With `eps = 0`, an
+//! all-zero row divides 0 by 0 and gives NaN; use the model's eps (1e-5, 1e-6).
 
 use super::dispatch;
-use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -115,8 +116,8 @@ pub fn add_rms_norm_post(
 
 /// `y = x / max(‖x‖₂, eps)` over the last dimension (PyTorch's `F.normalize(x, dim=-1)`;
 /// `eps` is typically 1e-12 and must be finite and ≥ 0). The norm is computed in f32.
-/// On the CPU one fused pass; on the GPU composed from existing kernels for now
-/// (square, row sum, sqrt, clamp, divide, in f32).
+/// One fused pass on every backend. A row holding NaN or ±∞ (or whose squares overflow
+/// f32) comes out NaN in every element.
 pub fn l2_normalize(x: &Tensor, eps: f32) -> Result<Tensor> {
     let op = "l2_normalize";
     x.expect_float(op)?;
@@ -138,19 +139,14 @@ pub fn l2_normalize(x: &Tensor, eps: f32) -> Result<Tensor> {
     if x.is_empty() {
         return Ok(x.clone());
     }
-    match &x.device().inner.backend {
-        Backend::Gpu(_) => {
-            let x32 = x.cast(crate::DType::F32)?;
-            let ss = super::sum_dim(&super::mul(&x32, &x32)?, x.rank() - 1, true)?;
-            let norm = super::clamp(&super::sqrt(&ss)?, eps, f32::INFINITY)?;
-            super::div(&x32, &norm)?.cast(x.dtype())
-        }
-        Backend::Cpu => Ok(Tensor::from_cpu(
-            x.device(),
-            crate::cpu::norm::l2_normalize(x.cpu_storage(), eps, n),
-            x.shape(),
-        )),
-    }
+    dispatch::run1(
+        op,
+        x.device(),
+        x.shape(),
+        x.dtype(),
+        |g, y| crate::gpu::norm::l2_normalize(g, x, eps, y),
+        || Ok(crate::cpu::norm::l2_normalize(x.cpu_storage(), eps, n)),
+    )
 }
 
 fn run(

@@ -2,16 +2,22 @@
 //! offset so decode can rotate just the new token.
 //!
 //! Each head vector of `x` (the last dimension, `d` elements) at position `p` has its
-//! first `rotary_dim` elements rotated in pairs by the angle `p · θ^(−2i/rotary_dim)`
-//! (pair `i`); the rest are copied. The angle is computed in f32 as `p · inv_freq[i]`,
-//! as Hugging Face transformers does, with `inv_freq` rounded from f64. Positions must
-//! stay below 2^24 (exact in f32).
+//! first `rotary_dim` elements rotated in pairs by the angle `p · inv_freq[i]` with
+//! `inv_freq[i] = θ^(−2i/rotary_dim)` rounded to f32, as Hugging Face transformers rounds
+//! it (pair `i`); the rest are copied. The angle itself is formed exactly (in f64: both
+//! factors are f32 values, so their product has no rounding) and its cos and sin are
+//! taken in f64 on the host, once per call (cached across the layers of a forward, which
+//! rotate the same positions), so every position below the bound of 2^24 rotates by the
+//! f32 rounding of the exact cos and sin on every backend. An f32 angle, as engines
+//! often form it, is off by up to 0.5 rad at position 8,000,000. Positions (offset +
+//! sequence length) must stay below 2^24; past it the call is an error.
 //!
 //! NaN and ±∞ inputs propagate through the rotation to the pair holding them.
 
 use super::dispatch;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::sync::{Arc, Mutex};
 
 /// Which elements form a rotated pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,8 +66,46 @@ impl Default for RopeOptions {
     }
 }
 
-/// Most rotated elements per head vector (the GPU passes the frequencies in a uniform).
+/// Most rotated elements per head vector.
 pub const MAX_ROTARY_DIM: usize = 512;
+
+/// One past the largest position [`rope`] rotates: `offset + seq` may not exceed it.
+pub const MAX_POSITION: usize = 1 << 24;
+
+/// Tables kept for reuse: a forward pass rotates the same positions in every layer.
+const CACHED_TABLES: usize = 8;
+
+/// `(cos, sin)` of every rotated pair at every position of a call, `[seq][rot / 2]`: the
+/// angle `(offset + s) · inv_freq[i]` formed exactly in f64 (an integer below 2^24 times
+/// an f32 value needs at most 48 bits) and its cos and sin taken in f64, then rounded to
+/// f32. Recent tables are cached, keyed by the frequencies and the position range.
+pub(crate) fn angle_table(inv_freq: &[f32], offset: usize, seq: usize) -> Arc<Vec<[f32; 2]>> {
+    type Key = (usize, usize, Vec<u32>);
+    static CACHE: Mutex<Vec<(Key, Arc<Vec<[f32; 2]>>)>> = Mutex::new(Vec::new());
+    let key: Key = (offset, seq, inv_freq.iter().map(|f| f.to_bits()).collect());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+        let hit = cache.remove(i);
+        let table = hit.1.clone();
+        cache.push(hit);
+        return table;
+    }
+    let table: Arc<Vec<[f32; 2]>> = Arc::new(
+        (offset..offset + seq)
+            .flat_map(|p| {
+                inv_freq.iter().map(move |&f| {
+                    let (s, c) = (p as f64 * f as f64).sin_cos();
+                    [c as f32, s as f32]
+                })
+            })
+            .collect(),
+    );
+    if cache.len() == CACHED_TABLES {
+        cache.remove(0);
+    }
+    cache.push((key, table.clone()));
+    table
+}
 
 /// The checked call, shared by both backends.
 pub(crate) struct Plan {
@@ -72,7 +116,8 @@ pub(crate) struct Plan {
     pub div: usize,
     pub seq: usize,
     pub offset: usize,
-    pub inv_freq: Vec<f32>,
+    /// `(cos, sin)` per position of the call and pair, from [`angle_table`].
+    pub table: Arc<Vec<[f32; 2]>>,
 }
 
 impl Plan {
@@ -123,18 +168,21 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
         RopeAxes::SeqHeadsDim => (x.shape()[r - 3], x.shape()[r - 2]),
         RopeAxes::HeadsSeqDim => (x.shape()[r - 2], 1),
     };
-    if o.offset + seq >= 1 << 24 {
+    if o.offset
+        .checked_add(seq)
+        .is_none_or(|end| end > MAX_POSITION)
+    {
         return Err(Error::Argument {
             op,
             name: "offset",
             value: o.offset.to_string(),
-            expected:
-                "positions (offset + sequence length) below 2^24, where f32 holds them exactly",
+            expected: "offset + sequence length at most 2^24 (positions 0 ..= 2^24 - 1)",
         });
     }
-    let inv_freq = (0..rot / 2)
+    let inv_freq: Vec<f32> = (0..rot / 2)
         .map(|i| (o.theta as f64).powf(-2.0 * i as f64 / rot as f64) as f32)
         .collect();
+    let table = angle_table(&inv_freq, o.offset, seq.max(1));
     let plan = Plan {
         d,
         rot,
@@ -142,7 +190,7 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
         div: div.max(1),
         seq: seq.max(1),
         offset: o.offset,
-        inv_freq,
+        table,
     };
     dispatch::run1(
         op,
