@@ -81,7 +81,8 @@ const CACHED_TABLES: usize = 8;
 /// f32. Recent tables are cached, keyed by the frequencies and the position range.
 pub(crate) fn angle_table(inv_freq: &[f32], offset: usize, seq: usize) -> Arc<Vec<[f32; 2]>> {
     type Key = (usize, usize, Vec<u32>);
-    static CACHE: Mutex<Vec<(Key, Arc<Vec<[f32; 2]>>)>> = Mutex::new(Vec::new());
+    type Table = Arc<Vec<[f32; 2]>>;
+    static CACHE: Mutex<Vec<(Key, Table)>> = Mutex::new(Vec::new());
     let key: Key = (offset, seq, inv_freq.iter().map(|f| f.to_bits()).collect());
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
