@@ -937,6 +937,27 @@ mod tests {
         assert_eq!(lines.len(), CHECKS.len() * DType::ALL.len());
     }
 
+    /// The same on every adapter (lavapipe in CI); `OPENKERN_REQUIRE_GPU=1` makes a
+    /// machine without one a failure rather than a silent pass.
+    #[test]
+    fn every_case_passes_on_every_adapter() {
+        let adapters = Device::adapters();
+        if adapters.is_empty() {
+            assert!(
+                std::env::var_os("OPENKERN_REQUIRE_GPU").is_none(),
+                "OPENKERN_REQUIRE_GPU is set but no adapter was found"
+            );
+            eprintln!("every_case_passes_on_every_adapter: SKIPPED, no GPU adapter");
+            return;
+        }
+        for a in adapters {
+            let device = Device::open(DeviceSelector::Adapter(a.index)).expect("open adapter");
+            let lines = check_device(&device, 1.0);
+            let failed: Vec<_> = lines.iter().filter(|l| l.failure.is_some()).collect();
+            assert!(failed.is_empty(), "{}: {failed:#?}", a.name);
+        }
+    }
+
     /// A tolerance too tight for the real errors fails the cases and the command.
     #[test]
     fn a_failing_case_fails_the_command() {
