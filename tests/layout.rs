@@ -690,3 +690,44 @@ fn kv_cache_with_views_of_its_keys(device: &Device) {
     );
 }
 backend_tests!(kv_cache_with_views_of_its_keys => kv_cache_with_views_of_its_keys_cpu, kv_cache_with_views_of_its_keys_gpu);
+
+/// On a GPU (a device of its own, so no other test moves its counters): a view records
+/// no pass, a fused QKV split records one copy pass per part, a gate-up chunk one per
+/// half. The CPU counts nothing; there the proof of "no copy" is shared storage.
+fn views_cost_no_pass_and_splits_one_per_part(device: &Device) {
+    if device.is_cpu() {
+        let x = tensor(device, &random(64 * 30, 1), &[30, 64], DType::F32);
+        assert!(ops::narrow(&x, 0, 3, 9).unwrap().shares_storage_with(&x));
+        return;
+    }
+    let own = Device::gpu().unwrap();
+    for dtype in DType::ALL {
+        let (tokens, hidden) = (16, 64);
+        let x = tensor(
+            &own,
+            &random(tokens * 3 * hidden, 2),
+            &[tokens, 3 * hidden],
+            dtype,
+        );
+        own.sync().unwrap();
+        let before = own.stats().passes;
+        // rows 4..12: 4 rows of 192 elements, 1.5 or 3 KiB in: a multiple of 256 bytes
+        let rows = ops::narrow(&x, 0, 4, 8).unwrap();
+        assert!(rows.shares_storage_with(&x));
+        assert_eq!(
+            own.stats().passes,
+            before,
+            "{dtype}: a view recorded a pass"
+        );
+        let parts = ops::chunk(&x, 3, 1).unwrap();
+        assert_eq!(own.stats().passes, before + 3, "{dtype}: QKV split passes");
+        let halves = ops::chunk(&parts[0], 2, 1).unwrap();
+        assert_eq!(
+            own.stats().passes,
+            before + 5,
+            "{dtype}: gate-up split passes"
+        );
+        assert_eq!(halves[1].shape(), &[tokens, hidden / 2]);
+    }
+}
+backend_tests!(views_cost_no_pass_and_splits_one_per_part => views_cost_no_pass_and_splits_one_per_part_cpu, views_cost_no_pass_and_splits_one_per_part_gpu);
