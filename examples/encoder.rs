@@ -13,12 +13,18 @@
 //! cargo run --release --example encoder -- --device gpu --dtype f16 --seq 128 --iters 5
 //! ```
 //!
-//! Attention is composed from matmul + masked softmax + matmul for now; a fused
-//! `ops::attention` will replace those three calls.
+//! `--out FILE` also writes the embeddings as raw little-endian f32, to compare runs.
+//!
+//! Each layer runs one fused QKV projection (the checkpoint's query, key and value
+//! weights are stacked at load time), splits its output with `ops::chunk` (one copy pass
+//! per part, since the parts interleave along the last dimension), and hands the three
+//! parts to the fused `ops::attention` in the `[batch, seq, heads, head_dim]` layout
+//! (`AttentionLayout::SeqFirst`), so no permute is needed on either side.
 //!
 //! `benches/peers/torch_encoder.py` runs the same computation on the same file in
 //! PyTorch and prints its embeddings and time per batch, for comparison.
 
+use openkern::ops::attention::{AttentionLayout, AttentionOptions};
 use openkern::{ops, DType, Device, Tensor};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 use std::time::Instant;
@@ -41,6 +47,8 @@ struct Args {
     seq: usize,
     iters: usize,
     file: std::path::PathBuf,
+    /// Where to write the embeddings as raw little-endian f32 (to compare runs).
+    out: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -51,6 +59,7 @@ fn parse_args() -> Res<Args> {
         seq: 18,
         iters: 10,
         file: std::env::temp_dir().join("openkern_encoder_random.safetensors"),
+        out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,9 +78,10 @@ fn parse_args() -> Res<Args> {
             "--seq" => a.seq = value()?.parse()?,
             "--iters" => a.iters = value()?.parse()?,
             "--file" => a.file = value()?.into(),
+            "--out" => a.out = Some(value()?.into()),
             other => {
                 return Err(format!(
-                    "unknown flag {other}; use --device cpu|gpu --dtype f32|f16|bf16 --batch N --seq L --iters N --file PATH"
+                    "unknown flag {other}; use --device cpu|gpu --dtype f32|f16|bf16 --batch N --seq L --iters N --file PATH --out EMBEDDINGS.f32"
                 )
                 .into())
             }
@@ -201,9 +211,9 @@ fn write_checkpoint(path: &std::path::Path, batch: usize, seq: usize) -> Res<Vec
 }
 
 struct Layer {
-    q: (Tensor, Tensor),
-    k: (Tensor, Tensor),
-    v: (Tensor, Tensor),
+    /// Query, key and value projections stacked: weight `[3 * HIDDEN, HIDDEN]`, bias
+    /// `[3 * HIDDEN]`.
+    qkv: (Tensor, Tensor),
     o: (Tensor, Tensor),
     ln1: (Tensor, Tensor),
     ffn_in: (Tensor, Tensor),
@@ -240,10 +250,14 @@ impl Encoder {
         let layers = (0..LAYERS)
             .map(|l| {
                 let p = format!("encoder.layer.{l}");
+                let q = pair(&format!("{p}.attention.self.query"), false)?;
+                let k = pair(&format!("{p}.attention.self.key"), false)?;
+                let v = pair(&format!("{p}.attention.self.value"), false)?;
                 Ok(Layer {
-                    q: pair(&format!("{p}.attention.self.query"), false)?,
-                    k: pair(&format!("{p}.attention.self.key"), false)?,
-                    v: pair(&format!("{p}.attention.self.value"), false)?,
+                    qkv: (
+                        ops::concat(&[&q.0, &k.0, &v.0], 0)?,
+                        ops::concat(&[&q.1, &k.1, &v.1], 0)?,
+                    ),
                     o: pair(&format!("{p}.attention.output.dense"), false)?,
                     ln1: pair(&format!("{p}.attention.output.LayerNorm"), true)?,
                     ffn_in: pair(&format!("{p}.intermediate.dense"), false)?,
@@ -280,32 +294,25 @@ impl Encoder {
         // padding mask: 0 for real tokens, -inf for padding, broadcast over heads and rows
         let mask = ops::additive_mask_from_lengths(device, lengths, seq, DType::F32)?
             .reshape(&[batch, 1, 1, seq])?;
-        let heads = |t: &Tensor| -> openkern::Result<Tensor> {
-            // [batch, seq, HIDDEN] -> [batch, HEADS, seq, HEAD_DIM]
-            ops::permute(&t.reshape(&[batch, seq, HEADS, HEAD_DIM])?, &[0, 2, 1, 3])
+        let attention = AttentionOptions {
+            // scale: None is 1/sqrt(HEAD_DIM)
+            mask: Some(&mask),
+            layout: AttentionLayout::SeqFirst,
+            ..Default::default()
         };
         for l in &self.layers {
-            let q = heads(&ops::linear(&x, &l.q.0, Some(&l.q.1), None)?)?;
-            let k = heads(&ops::linear(&x, &l.k.0, Some(&l.k.1), None)?)?;
-            let v = heads(&ops::linear(&x, &l.v.0, Some(&l.v.1), None)?)?;
-            let scores = ops::matmul_with(
-                &q,
-                &k,
-                &ops::MatmulOptions {
-                    trans_b: true,
-                    ..Default::default()
-                },
-            )?;
-            let probs = ops::softmax_with(
-                &scores,
-                &ops::SoftmaxOptions {
-                    scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-                    mask: Some(&mask),
-                    ..Default::default()
-                },
-            )?;
-            let ctx = ops::permute(&ops::matmul(&probs, &v)?, &[0, 2, 1, 3])?
-                .reshape(&[batch, seq, HIDDEN])?;
+            // one projection for q, k and v, then one copy pass per part
+            let qkv = ops::linear(&x, &l.qkv.0, Some(&l.qkv.1), None)?;
+            let parts = ops::chunk(&qkv, 3, 2)?;
+            // [batch, seq, HIDDEN] -> [batch, seq, HEADS, HEAD_DIM]: a reshape, no copy
+            let heads = |t: &Tensor| t.reshape(&[batch, seq, HEADS, HEAD_DIM]);
+            let ctx = ops::attention(
+                &heads(&parts[0])?,
+                &heads(&parts[1])?,
+                &heads(&parts[2])?,
+                &attention,
+            )?
+            .reshape(&[batch, seq, HIDDEN])?;
             let attn = ops::linear(&ctx, &l.o.0, Some(&l.o.1), None)?;
             x = ops::add_layer_norm_post(&attn, &x, &l.ln1.0, &l.ln1.1, EPS)?;
             let h = ops::linear(
@@ -358,6 +365,10 @@ fn main() -> Res<()> {
     println!("weights: {}", args.file.display());
     let emb = model.forward(&ids, &lengths)?;
     let values = emb.to_vec::<f32>()?;
+    if let Some(out) = &args.out {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(out, bytes)?;
+    }
     for (b, row) in values.chunks(HIDDEN).enumerate() {
         let head: Vec<String> = row[..6].iter().map(|v| format!("{v:+.5}")).collect();
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();

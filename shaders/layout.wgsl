@@ -1,7 +1,9 @@
-// Layout copies into contiguous tensors: permute (transpose) and concat.
+// Layout copies into contiguous tensors: permute (transpose), strided blocks (narrow,
+// slice, split when the block is not one contiguous run) and concat.
 //
 // permute: one invocation per output word pair; each output element finds its source
-// through the permuted strides (rank <= 8).
+// through the permuted strides (rank <= 8), from element src_offset of x. The same entry
+// copies a strided block (the block's shape and x's strides, its start as src_offset).
 // concat: one dispatch per input, one invocation per pair of source elements, each
 // written at its place in the output. A pair that lands on one whole output word is
 // stored as a word; otherwise (16-bit data at an odd offset) element by element.
@@ -23,9 +25,10 @@ struct Params {
     src_block: u32,
     dst_block: u32,
     dst_offset: u32,
+    // permute: the element of x that output element 0 reads from
+    src_offset: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
     out_shape: array<vec4<u32>, 2>,
     src_strides: array<vec4<u32>, 2>,
 }
@@ -35,7 +38,7 @@ override WORKGROUP: u32 = 256u;
 
 fn source(i: u32) -> u32 {
     var rem = i;
-    var s = 0u;
+    var s = params.src_offset;
     for (var d = i32(params.rank) - 1; d >= 0; d--) {
         let q = u32(d) / 4u;
         let r = u32(d) % 4u;

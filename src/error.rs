@@ -304,6 +304,22 @@ pub enum Error {
         /// The device.
         device: String,
     },
+    /// A range of one dimension (`narrow`, `slice`, `split`) that does not lie inside it.
+    #[error("{op}: range {start}..{end} of dimension {dim} does not fit x of shape {shape:?} (dimension {dim} has {size} elements); pass start <= end <= {size}")]
+    RangeOutOfBounds {
+        /// The op.
+        op: &'static str,
+        /// The dimension the range indexes.
+        dim: usize,
+        /// First index of the range.
+        start: usize,
+        /// One past the last index (`start + len` for `narrow`, saturated on overflow).
+        end: usize,
+        /// The dimension's size.
+        size: usize,
+        /// x's shape.
+        shape: Vec<usize>,
+    },
 }
 
 /// What to call instead of `to_vec::<requested>()`: only calls that work on every device

@@ -1,5 +1,14 @@
 //! Tensors: storage on one device, a shape and a dtype. Contiguous, row-major.
 //! Cloning a tensor or reshaping it shares the storage; ops always write new tensors.
+//!
+//! **Views.** A tensor may be a view of another's storage: its elements are the
+//! contiguous run that starts [`Tensor::offset`] elements into that storage
+//! ([`crate::ops::narrow`], [`crate::ops::split`], [`crate::ops::chunk`] and
+//! [`crate::ops::slice`] make them). Every read goes through the offset: the CPU kernels
+//! see the sub-slice, GPU kernels bind the buffer at the view's byte offset, and
+//! [`Tensor::to_vec`] reads just the view. Views only ever alias for reading: no op
+//! writes into an existing tensor (outputs are always fresh), and the one structure that
+//! writes in place, [`crate::ops::kv_cache::KvCache`], owns its storage.
 
 use crate::cpu::CpuStorage;
 use crate::device::{Backend, Device};
@@ -19,6 +28,8 @@ pub(crate) enum Storage {
 pub struct Tensor {
     pub(crate) storage: Arc<Storage>,
     pub(crate) shape: Vec<usize>,
+    /// Elements of `storage` before this tensor's first one (nonzero for a view).
+    pub(crate) offset: usize,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
     /// The fault words of the ops that wrote this tensor or its GPU inputs, for ops that
@@ -68,6 +79,7 @@ impl Tensor {
         Ok(Tensor {
             storage: Arc::new(storage),
             shape: shape.to_vec(),
+            offset: 0,
             dtype: T::DTYPE,
             device: device.clone(),
             faults: Vec::new(),
@@ -115,6 +127,7 @@ impl Tensor {
         Ok(Tensor {
             storage: Arc::new(storage),
             shape: shape.to_vec(),
+            offset: 0,
             dtype,
             device: device.clone(),
             faults: Vec::new(),
@@ -256,6 +269,7 @@ impl Tensor {
         Ok(Tensor {
             storage: Arc::new(storage),
             shape: shape.to_vec(),
+            offset: 0,
             dtype,
             device: device.clone(),
             faults: Vec::new(),
@@ -267,6 +281,7 @@ impl Tensor {
             dtype: storage.dtype(),
             storage: Arc::new(Storage::Cpu(storage)),
             shape: shape.to_vec(),
+            offset: 0,
             device: device.clone(),
             faults: Vec::new(),
         }
@@ -385,13 +400,18 @@ impl Tensor {
             });
         }
         match &*self.storage {
-            Storage::Cpu(c) => Ok(c.as_slice::<T>().to_vec()),
+            Storage::Cpu(_) => Ok(self.cpu_storage().as_slice::<T>().to_vec()),
             Storage::Gpu(buffer) => {
                 let g = self
                     .device
                     .gpu_ctx()
                     .expect("GPU storage lives on a GPU device");
-                let bytes = g.read(buffer.buffer(), self.size_in_bytes() as u64, &self.faults)?;
+                let bytes = g.read(
+                    buffer.buffer(),
+                    self.byte_offset() as u64,
+                    self.size_in_bytes() as u64,
+                    &self.faults,
+                )?;
                 Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
         }
@@ -434,11 +454,15 @@ impl Tensor {
     }
 
     /// The wgpu buffer holding a GPU tensor, for an engine that binds it in its own
-    /// passes; `None` on the CPU device. The data is the buffer's first
-    /// [`size_in_bytes`](Self::size_in_bytes) bytes, row-major, 16-bit dtypes packed two
-    /// per little-endian word (the buffer may be longer: it comes from a size-bucketed
-    /// pool). Call [`Device::flush`] before submitting work that reads it, and do not
-    /// write it while an op that reads it is still recorded.
+    /// passes; `None` on the CPU device. The data is the
+    /// [`size_in_bytes`](Self::size_in_bytes) bytes starting at
+    /// [`byte_offset`](Self::byte_offset) (0 except for a view, where it is a multiple of
+    /// the adapter's `min_storage_buffer_offset_alignment`, so it can be bound there),
+    /// row-major, 16-bit dtypes packed two per little-endian word (the buffer may be
+    /// longer: it comes from a size-bucketed pool, and a view shares its parent's
+    /// buffer). Call [`Device::flush`] before submitting work that reads it, and do not
+    /// write it: other tensors (views, clones) may share it, and an op that reads it may
+    /// still be recorded.
     pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
         match &*self.storage {
             Storage::Gpu(b) => Some(b.buffer()),
@@ -446,9 +470,48 @@ impl Tensor {
         }
     }
 
-    pub(crate) fn gpu_buffer(&self) -> &wgpu::Buffer {
-        self.wgpu_buffer()
-            .expect("GPU launchers only see GPU tensors")
+    /// Elements of the underlying storage before this tensor's first element: 0 for a
+    /// tensor an op or constructor made, the start of the view for one made by
+    /// [`ops::narrow`](crate::ops::narrow) and its relatives (see the module docs).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// [`offset`](Self::offset) in bytes: where the data starts in
+    /// [`wgpu_buffer`](Self::wgpu_buffer).
+    pub fn byte_offset(&self) -> usize {
+        self.offset * self.dtype.size_in_bytes()
+    }
+
+    /// True when `self` and `other` read the same storage (one is a view, clone or
+    /// reshape of the other, or both of a third): no data was copied between them.
+    pub fn shares_storage_with(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    /// A view of this tensor's storage: `shape` starting `offset` elements past this
+    /// tensor's own start. The caller has checked that the run lies inside `self`.
+    pub(crate) fn view_at(&self, offset: usize, shape: &[usize]) -> Tensor {
+        let empty = shape.contains(&0);
+        Tensor {
+            shape: shape.to_vec(),
+            // an empty view reads nothing; offset 0 keeps its binding inside the buffer
+            offset: if empty { 0 } else { self.offset + offset },
+            ..self.clone()
+        }
+    }
+
+    /// How a GPU kernel binds this tensor: its buffer from the view's byte offset to the
+    /// end (GPU views are only made at offsets the adapter can bind, see `ops::narrow`).
+    pub(crate) fn gpu_buffer(&self) -> wgpu::BufferBinding<'_> {
+        let buffer = self
+            .wgpu_buffer()
+            .expect("GPU launchers only see GPU tensors");
+        wgpu::BufferBinding {
+            buffer,
+            offset: self.byte_offset() as u64,
+            size: None,
+        }
     }
 
     /// Refuses non-float dtypes for float ops.
@@ -464,10 +527,71 @@ impl Tensor {
         }
     }
 
-    pub(crate) fn cpu_storage(&self) -> &CpuStorage {
+    /// A CPU tensor's elements: the run of its storage from its offset (a view's
+    /// sub-slice), so CPU kernels never see a view's parent.
+    pub(crate) fn cpu_storage(&self) -> CpuSlice<'_> {
+        let r = self.offset..self.offset + self.len();
         match &*self.storage {
-            Storage::Cpu(c) => c,
+            Storage::Cpu(c) => match c {
+                CpuStorage::F32(v) => CpuSlice::F32(&v[r]),
+                CpuStorage::F16(v) => CpuSlice::F16(&v[r]),
+                CpuStorage::BF16(v) => CpuSlice::BF16(&v[r]),
+                CpuStorage::U32(v) => CpuSlice::U32(&v[r]),
+            },
             Storage::Gpu(_) => unreachable!("CPU kernels only see CPU tensors"),
+        }
+    }
+}
+
+/// The elements of one CPU tensor, borrowed: [`Tensor::cpu_storage`] gives the run a
+/// tensor (or view) covers, typed by its dtype. CPU kernels read their inputs through it.
+#[derive(Clone, Copy)]
+pub(crate) enum CpuSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    BF16(&'a [half::bf16]),
+    U32(&'a [u32]),
+}
+
+impl<'a> CpuSlice<'a> {
+    /// The dtype of the elements.
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            CpuSlice::F32(_) => DType::F32,
+            CpuSlice::F16(_) => DType::F16,
+            CpuSlice::BF16(_) => DType::BF16,
+            CpuSlice::U32(_) => DType::U32,
+        }
+    }
+
+    /// The elements from index `n` on.
+    pub(crate) fn skip(self, n: usize) -> CpuSlice<'a> {
+        match self {
+            CpuSlice::F32(v) => CpuSlice::F32(&v[n..]),
+            CpuSlice::F16(v) => CpuSlice::F16(&v[n..]),
+            CpuSlice::BF16(v) => CpuSlice::BF16(&v[n..]),
+            CpuSlice::U32(v) => CpuSlice::U32(&v[n..]),
+        }
+    }
+
+    /// The elements as `T`; the caller has checked that `T` matches.
+    pub(crate) fn as_slice<T: Element>(&self) -> &'a [T] {
+        match *self {
+            CpuSlice::F32(v) => bytemuck::cast_slice(v),
+            CpuSlice::F16(v) => bytemuck::cast_slice(v),
+            CpuSlice::BF16(v) => bytemuck::cast_slice(v),
+            CpuSlice::U32(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// The elements widened to f32 (borrowed when already f32).
+    pub(crate) fn to_f32(self) -> std::borrow::Cow<'a, [f32]> {
+        use std::borrow::Cow;
+        match self {
+            CpuSlice::F32(v) => Cow::Borrowed(v),
+            CpuSlice::F16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+            CpuSlice::BF16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+            CpuSlice::U32(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }
 }

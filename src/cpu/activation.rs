@@ -5,6 +5,7 @@ use super::unary::{map_blocks, BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::activation::Activation;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
 /// erfc(z) for z ≥ 0, fractional error below 1.2e-7 (the shader's fit).
@@ -114,16 +115,16 @@ fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T>
     }
 }
 
-pub(crate) fn activation(act: Activation, a: &CpuStorage, b: Option<&CpuStorage>) -> CpuStorage {
+pub(crate) fn activation(act: Activation, a: CpuSlice<'_>, b: Option<CpuSlice<'_>>) -> CpuStorage {
     macro_rules! go {
         ($v:expr, $variant:ident, $t:ty) => {
             CpuStorage::$variant(run::<$t>(act, $v, b.map(|b| b.as_slice::<$t>())))
         };
     }
     match a {
-        CpuStorage::F32(v) => go!(v, F32, f32),
-        CpuStorage::F16(v) => go!(v, F16, half::f16),
-        CpuStorage::BF16(v) => go!(v, BF16, half::bf16),
-        CpuStorage::U32(_) => unreachable!("activations refuse u32 before dispatch"),
+        CpuSlice::F32(v) => go!(v, F32, f32),
+        CpuSlice::F16(v) => go!(v, F16, half::f16),
+        CpuSlice::BF16(v) => go!(v, BF16, half::bf16),
+        CpuSlice::U32(_) => unreachable!("activations refuse u32 before dispatch"),
     }
 }

@@ -22,6 +22,7 @@ use super::math::{exp_in_place, narrow, widen};
 use super::CpuStorage;
 use crate::dtype::Element;
 use crate::ops::attention::Plan;
+use crate::tensor::CpuSlice;
 use crate::tensor::Tensor;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -64,13 +65,13 @@ fn tasks(plan: &Plan) -> Vec<(usize, usize, usize, usize)> {
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, plan: &Plan) -> CpuStorage {
     let n = plan.out_shape.iter().product();
     match (q.cpu_storage(), k.cpu_storage(), v.cpu_storage()) {
-        (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
+        (CpuSlice::F32(q), CpuSlice::F32(k), CpuSlice::F32(v)) => {
             CpuStorage::F32(run(q, k, v, plan, n))
         }
-        (CpuStorage::F16(q), CpuStorage::F16(k), CpuStorage::F16(v)) => {
+        (CpuSlice::F16(q), CpuSlice::F16(k), CpuSlice::F16(v)) => {
             CpuStorage::F16(run::<f16>(q, k, v, plan, n))
         }
-        (CpuStorage::BF16(q), CpuStorage::BF16(k), CpuStorage::BF16(v)) => {
+        (CpuSlice::BF16(q), CpuSlice::BF16(k), CpuSlice::BF16(v)) => {
             CpuStorage::BF16(run::<bf16>(q, k, v, plan, n))
         }
         _ => unreachable!("attention checks dtypes before dispatch"),

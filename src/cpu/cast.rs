@@ -5,6 +5,7 @@ use super::math::{narrow, widen};
 use super::unary::BLOCK;
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::{DType, Element};
+use crate::tensor::CpuSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -21,16 +22,16 @@ fn convert<S: Element, D: Element + Pooled>(src: &[S]) -> Vec<D> {
     out
 }
 
-fn to<D: Element + Pooled>(src: &CpuStorage) -> Vec<D> {
+fn to<D: Element + Pooled>(src: CpuSlice<'_>) -> Vec<D> {
     match src {
-        CpuStorage::F32(v) => convert(v),
-        CpuStorage::F16(v) => convert(v),
-        CpuStorage::BF16(v) => convert(v),
-        CpuStorage::U32(v) => convert(v),
+        CpuSlice::F32(v) => convert(v),
+        CpuSlice::F16(v) => convert(v),
+        CpuSlice::BF16(v) => convert(v),
+        CpuSlice::U32(v) => convert(v),
     }
 }
 
-pub(crate) fn cast(src: &CpuStorage, dtype: DType) -> CpuStorage {
+pub(crate) fn cast(src: CpuSlice<'_>, dtype: DType) -> CpuStorage {
     match dtype {
         DType::F32 => CpuStorage::F32(to::<f32>(src)),
         DType::F16 => CpuStorage::F16(to::<f16>(src)),

@@ -10,6 +10,7 @@ use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::elementwise::BinaryOp;
 use crate::shape::{broadcast_strides, contiguous_strides};
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
 #[inline(always)]
@@ -53,7 +54,7 @@ fn run<T: Element + Pooled>(
     op: BinaryOp,
     a: &[T],
     lshape: &[usize],
-    rhs: Result<(&CpuStorage, &[usize]), f32>,
+    rhs: Result<(CpuSlice<'_>, &[usize]), f32>,
     out_shape: &[usize],
 ) -> Vec<T> {
     let n: usize = out_shape.iter().product();
@@ -144,14 +145,14 @@ fn widen_all<T: Element>(a: &[T]) -> Vec<f32> {
 /// `lhs op rhs` broadcast to `out_shape`; `rhs` is `Err(scalar)` for a scalar operand.
 pub(crate) fn binary(
     op: BinaryOp,
-    lhs: (&CpuStorage, &[usize]),
-    rhs: Result<(&CpuStorage, &[usize]), f32>,
+    lhs: (CpuSlice<'_>, &[usize]),
+    rhs: Result<(CpuSlice<'_>, &[usize]), f32>,
     out_shape: &[usize],
 ) -> CpuStorage {
     match lhs.0 {
-        CpuStorage::F32(v) => CpuStorage::F32(run(op, v, lhs.1, rhs, out_shape)),
-        CpuStorage::F16(v) => CpuStorage::F16(run(op, v, lhs.1, rhs, out_shape)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(run(op, v, lhs.1, rhs, out_shape)),
-        CpuStorage::U32(_) => unreachable!("elementwise ops refuse u32 before dispatch"),
+        CpuSlice::F32(v) => CpuStorage::F32(run(op, v, lhs.1, rhs, out_shape)),
+        CpuSlice::F16(v) => CpuStorage::F16(run(op, v, lhs.1, rhs, out_shape)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(run(op, v, lhs.1, rhs, out_shape)),
+        CpuSlice::U32(_) => unreachable!("elementwise ops refuse u32 before dispatch"),
     }
 }

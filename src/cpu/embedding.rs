@@ -2,9 +2,10 @@
 
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
-pub(crate) fn embedding(ids: &[u32], table: &CpuStorage, d: usize) -> CpuStorage {
+pub(crate) fn embedding(ids: &[u32], table: CpuSlice<'_>, d: usize) -> CpuStorage {
     fn gather<T: Element + Pooled>(ids: &[u32], table: &[T], d: usize) -> Vec<T> {
         let mut out = take::<T>(ids.len() * d);
         if d > 0 {
@@ -18,9 +19,9 @@ pub(crate) fn embedding(ids: &[u32], table: &CpuStorage, d: usize) -> CpuStorage
         out
     }
     match table {
-        CpuStorage::F32(t) => CpuStorage::F32(gather(ids, t, d)),
-        CpuStorage::F16(t) => CpuStorage::F16(gather(ids, t, d)),
-        CpuStorage::BF16(t) => CpuStorage::BF16(gather(ids, t, d)),
-        CpuStorage::U32(t) => CpuStorage::U32(gather(ids, t, d)),
+        CpuSlice::F32(t) => CpuStorage::F32(gather(ids, t, d)),
+        CpuSlice::F16(t) => CpuStorage::F16(gather(ids, t, d)),
+        CpuSlice::BF16(t) => CpuStorage::BF16(gather(ids, t, d)),
+        CpuSlice::U32(t) => CpuStorage::U32(gather(ids, t, d)),
     }
 }

@@ -3,6 +3,7 @@
 use super::{take, CpuStorage, Pooled, PARALLEL_MIN};
 use crate::dtype::DType;
 use crate::dtype::Element;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
 fn permute_typed<T: Element + Pooled>(x: &[T], shape: &[usize], src_strides: &[usize]) -> Vec<T> {
@@ -36,12 +37,12 @@ fn permute_typed<T: Element + Pooled>(x: &[T], shape: &[usize], src_strides: &[u
     out
 }
 
-pub(crate) fn permute(x: &CpuStorage, shape: &[usize], src_strides: &[usize]) -> CpuStorage {
+pub(crate) fn permute(x: CpuSlice<'_>, shape: &[usize], src_strides: &[usize]) -> CpuStorage {
     match x {
-        CpuStorage::F32(v) => CpuStorage::F32(permute_typed(v, shape, src_strides)),
-        CpuStorage::F16(v) => CpuStorage::F16(permute_typed(v, shape, src_strides)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(permute_typed(v, shape, src_strides)),
-        CpuStorage::U32(v) => CpuStorage::U32(permute_typed(v, shape, src_strides)),
+        CpuSlice::F32(v) => CpuStorage::F32(permute_typed(v, shape, src_strides)),
+        CpuSlice::F16(v) => CpuStorage::F16(permute_typed(v, shape, src_strides)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(permute_typed(v, shape, src_strides)),
+        CpuSlice::U32(v) => CpuStorage::U32(permute_typed(v, shape, src_strides)),
     }
 }
 
@@ -66,7 +67,11 @@ fn concat_typed<T: Element + Pooled>(parts: &[(&[T], usize)], dst_block: usize) 
     out
 }
 
-pub(crate) fn concat(parts: &[(&CpuStorage, usize)], dst_block: usize, dtype: DType) -> CpuStorage {
+pub(crate) fn concat(
+    parts: &[(CpuSlice<'_>, usize)],
+    dst_block: usize,
+    dtype: DType,
+) -> CpuStorage {
     macro_rules! go {
         ($variant:ident, $t:ty) => {{
             let typed: Vec<(&[$t], usize)> = parts

@@ -5,6 +5,7 @@
 use super::activation::epilogue;
 use super::CpuStorage;
 use crate::ops::matmul::MatmulPlan;
+use crate::tensor::CpuSlice;
 use gemm::Parallelism;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ const WIDEN_CHUNK: usize = 1 << 16;
 
 /// The operand as f32: borrowed when already f32, else widened on all threads with the
 /// half crate's SIMD (F16C) conversion.
-fn widen(s: &CpuStorage) -> Cow<'_, [f32]> {
+fn widen(s: CpuSlice<'_>) -> Cow<'_, [f32]> {
     fn par<T: Sync>(v: &[T], convert: impl Fn(&[T], &mut [f32]) + Sync) -> Vec<f32> {
         let mut out = vec![0f32; v.len()];
         out.par_chunks_mut(WIDEN_CHUNK)
@@ -24,9 +25,9 @@ fn widen(s: &CpuStorage) -> Cow<'_, [f32]> {
         out
     }
     match s {
-        CpuStorage::F32(v) => Cow::Borrowed(v),
-        CpuStorage::F16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
-        CpuStorage::BF16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+        CpuSlice::F32(v) => Cow::Borrowed(v),
+        CpuSlice::F16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+        CpuSlice::BF16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
         #[allow(unreachable_patterns)] // storage kinds added later widen the plain way
         _ => s.to_f32(),
     }
@@ -61,7 +62,7 @@ const GEMV_MAX_M: usize = 8;
 fn gemv_rows(
     plan: &MatmulPlan,
     a: &[f32],
-    b: &CpuStorage,
+    b: CpuSlice<'_>,
     a_off: &[usize],
     b_off: &[usize],
     out: &mut [f32],
@@ -81,16 +82,16 @@ fn gemv_rows(
                 while k0 < k {
                     let len = PIECE.min(k - k0);
                     let w: &[f32] = match b {
-                        CpuStorage::F16(v) => {
+                        CpuSlice::F16(v) => {
                             v[row + k0..row + k0 + len].convert_to_f32_slice(&mut buf[..len]);
                             &buf[..len]
                         }
-                        CpuStorage::BF16(v) => {
+                        CpuSlice::BF16(v) => {
                             v[row + k0..row + k0 + len].convert_to_f32_slice(&mut buf[..len]);
                             &buf[..len]
                         }
                         // f32 rows are read in place
-                        CpuStorage::F32(v) => &v[row + k0..row + k0 + len],
+                        CpuSlice::F32(v) => &v[row + k0..row + k0 + len],
                         #[allow(unreachable_patterns)]
                         _ => unreachable!("matmul refuses non-float dtypes before dispatch"),
                     };
@@ -180,10 +181,13 @@ fn gemm_f32(plan: &MatmulPlan, a: &[f32], b: &[f32], c: &mut [f32], par: Paralle
 /// `a · b` (+ bias, activation) for a checked plan, in `plan.out_dtype`.
 pub(crate) fn matmul(
     plan: &MatmulPlan,
-    a: &CpuStorage,
-    b: &CpuStorage,
-    b_weight: Option<&std::sync::Arc<crate::tensor::Storage>>,
-    bias: Option<&CpuStorage>,
+    a: CpuSlice<'_>,
+    b: CpuSlice<'_>,
+    b_weight: Option<(
+        &std::sync::Arc<crate::tensor::Storage>,
+        std::ops::Range<usize>,
+    )>,
+    bias: Option<CpuSlice<'_>>,
 ) -> CpuStorage {
     let (m, n) = (plan.m, plan.n);
     let batch = plan.batch();
@@ -192,7 +196,7 @@ pub(crate) fn matmul(
     let b_off = batch_offsets(&plan.batch_shape, &plan.b_batch_strides);
     // 16-bit decode shapes stream the weights; f32 ones stay on the gemm crate, which
     // measured faster (20 vs 13.5 GB/s at 1×4096×4096 here).
-    let small = m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuStorage::F32(_));
+    let small = m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuSlice::F32(_));
     if m * n > 0 && small {
         let a = widen(a);
         gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
@@ -200,8 +204,10 @@ pub(crate) fn matmul(
         let a = widen(a);
         // a 16-bit weight is widened once and reused (see cpu/weights.rs)
         let cached = match (b_weight, b) {
-            (Some(key), CpuStorage::F16(_) | CpuStorage::BF16(_)) => {
-                Some(super::weights::widened(key, || widen(b).into_owned()))
+            (Some(key), CpuSlice::F16(_) | CpuSlice::BF16(_)) => {
+                Some(super::weights::widened(key.0, key.1, || {
+                    widen(b).into_owned()
+                }))
             }
             _ => None,
         };

@@ -113,26 +113,6 @@ impl CpuStorage {
         }
     }
 
-    /// The data as `T`; the caller has checked that `T` matches.
-    pub(crate) fn as_slice<T: Element>(&self) -> &[T] {
-        match self {
-            CpuStorage::F32(v) => bytemuck::cast_slice(v),
-            CpuStorage::F16(v) => bytemuck::cast_slice(v),
-            CpuStorage::BF16(v) => bytemuck::cast_slice(v),
-            CpuStorage::U32(v) => bytemuck::cast_slice(v),
-        }
-    }
-
-    /// The data widened to f32 (borrowed when already f32).
-    pub(crate) fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
-        match self {
-            CpuStorage::F32(v) => std::borrow::Cow::Borrowed(v),
-            CpuStorage::F16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
-            CpuStorage::BF16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
-            CpuStorage::U32(v) => std::borrow::Cow::Owned(v.iter().map(|&x| x as f32).collect()),
-        }
-    }
-
     /// Storage of `dtype` from f32 results, rounding to nearest even.
     pub(crate) fn from_f32(dtype: DType, v: Vec<f32>) -> Self {
         match dtype {

@@ -5,6 +5,7 @@
 use super::math::{lanes_sum, narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
+use crate::tensor::CpuSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -13,10 +14,10 @@ type Pair = (CpuStorage, Option<CpuStorage>);
 type Task<'a, T> = (&'a mut [T], Option<&'a mut [T]>, &'a [T], Option<&'a [T]>);
 
 pub(crate) fn norm(
-    x: &CpuStorage,
-    res: Option<&CpuStorage>,
-    w: &CpuStorage,
-    b: Option<&CpuStorage>,
+    x: CpuSlice<'_>,
+    res: Option<CpuSlice<'_>>,
+    w: CpuSlice<'_>,
+    b: Option<CpuSlice<'_>>,
     eps: f32,
     n: usize,
     write_sum: bool,
@@ -32,10 +33,10 @@ pub(crate) fn norm(
         }};
     }
     match x {
-        CpuStorage::F32(v) => go!(v, F32, f32),
-        CpuStorage::F16(v) => go!(v, F16, f16),
-        CpuStorage::BF16(v) => go!(v, BF16, bf16),
-        CpuStorage::U32(_) => unreachable!("norms refuse u32 before dispatch"),
+        CpuSlice::F32(v) => go!(v, F32, f32),
+        CpuSlice::F16(v) => go!(v, F16, f16),
+        CpuSlice::BF16(v) => go!(v, BF16, bf16),
+        CpuSlice::U32(_) => unreachable!("norms refuse u32 before dispatch"),
     }
 }
 
@@ -121,7 +122,7 @@ fn inv_scale(sum_sq: f32, inv_n: f32, eps: f32) -> f32 {
 }
 
 /// `y = x / max(‖x‖₂, eps)` per row of `n`, the norm in f32.
-pub(crate) fn l2_normalize(x: &CpuStorage, eps: f32, n: usize) -> CpuStorage {
+pub(crate) fn l2_normalize(x: CpuSlice<'_>, eps: f32, n: usize) -> CpuStorage {
     fn go<T: Element + Pooled>(x: &[T], eps: f32, n: usize) -> Vec<T> {
         let mut y = take::<T>(x.len());
         let per = rows_per_task(n) * n;
@@ -147,9 +148,9 @@ pub(crate) fn l2_normalize(x: &CpuStorage, eps: f32, n: usize) -> CpuStorage {
         y
     }
     match x {
-        CpuStorage::F32(v) => CpuStorage::F32(go(v, eps, n)),
-        CpuStorage::F16(v) => CpuStorage::F16(go(v, eps, n)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(go(v, eps, n)),
-        CpuStorage::U32(_) => unreachable!("l2_normalize refuses u32 before dispatch"),
+        CpuSlice::F32(v) => CpuStorage::F32(go(v, eps, n)),
+        CpuSlice::F16(v) => CpuStorage::F16(go(v, eps, n)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(go(v, eps, n)),
+        CpuSlice::U32(_) => unreachable!("l2_normalize refuses u32 before dispatch"),
     }
 }

@@ -7,6 +7,7 @@ use super::math::{lanes_sum, rows_per_task, widen};
 use super::CpuStorage;
 use crate::dtype::Element;
 use crate::ops::reduce::Reduction;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
 /// (max ignoring NaN, whether there is a NaN), eight lanes so it vectorises.
@@ -150,7 +151,7 @@ fn run_strided<T: Element>(op: Reduction, x: &[T], n: usize, inner: usize) -> Ve
 /// Reduces axis 1 of `x` viewed as `[outer, n, inner]`.
 pub(crate) fn reduce(
     op: Reduction,
-    x: &CpuStorage,
+    x: CpuSlice<'_>,
     outer: usize,
     n: usize,
     inner: usize,
@@ -159,17 +160,17 @@ pub(crate) fn reduce(
         Vec::new()
     } else if inner == 1 {
         match x {
-            CpuStorage::F32(v) => run(op, v, n),
-            CpuStorage::F16(v) => run(op, v, n),
-            CpuStorage::BF16(v) => run(op, v, n),
-            CpuStorage::U32(_) => unreachable!("reductions refuse u32 before dispatch"),
+            CpuSlice::F32(v) => run(op, v, n),
+            CpuSlice::F16(v) => run(op, v, n),
+            CpuSlice::BF16(v) => run(op, v, n),
+            CpuSlice::U32(_) => unreachable!("reductions refuse u32 before dispatch"),
         }
     } else {
         match x {
-            CpuStorage::F32(v) => run_strided(op, v, n, inner),
-            CpuStorage::F16(v) => run_strided(op, v, n, inner),
-            CpuStorage::BF16(v) => run_strided(op, v, n, inner),
-            CpuStorage::U32(_) => unreachable!("reductions refuse u32 before dispatch"),
+            CpuSlice::F32(v) => run_strided(op, v, n, inner),
+            CpuSlice::F16(v) => run_strided(op, v, n, inner),
+            CpuSlice::BF16(v) => run_strided(op, v, n, inner),
+            CpuSlice::U32(_) => unreachable!("reductions refuse u32 before dispatch"),
         }
     };
     if op == Reduction::ArgMax {

@@ -5,14 +5,15 @@ use super::math::{narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::rope::Plan;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
-pub(crate) fn rope(x: &CpuStorage, plan: &Plan) -> CpuStorage {
+pub(crate) fn rope(x: CpuSlice<'_>, plan: &Plan) -> CpuStorage {
     match x {
-        CpuStorage::F32(v) => CpuStorage::F32(run(v, plan)),
-        CpuStorage::F16(v) => CpuStorage::F16(run(v, plan)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(run(v, plan)),
-        CpuStorage::U32(_) => unreachable!("rope refuses u32 before dispatch"),
+        CpuSlice::F32(v) => CpuStorage::F32(run(v, plan)),
+        CpuSlice::F16(v) => CpuStorage::F16(run(v, plan)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(run(v, plan)),
+        CpuSlice::U32(_) => unreachable!("rope refuses u32 before dispatch"),
     }
 }
 

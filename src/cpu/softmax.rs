@@ -6,17 +6,18 @@ use super::math::{exp_in_place, lanes_sum, map_exp, narrow, rows_per_task, widen
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::softmax::Plan;
+use crate::tensor::CpuSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-pub(crate) fn softmax(x: &CpuStorage, plan: &Plan) -> CpuStorage {
+pub(crate) fn softmax(x: CpuSlice<'_>, plan: &Plan) -> CpuStorage {
     let mask = plan.mask.as_ref().map(|m| m.cpu_storage().to_f32());
     let mask = mask.as_deref();
     match x {
-        CpuStorage::F32(v) => CpuStorage::F32(run(v, plan, mask)),
-        CpuStorage::F16(v) => CpuStorage::F16(run::<f16>(v, plan, mask)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(run::<bf16>(v, plan, mask)),
-        CpuStorage::U32(_) => unreachable!("softmax refuses u32 before dispatch"),
+        CpuSlice::F32(v) => CpuStorage::F32(run(v, plan, mask)),
+        CpuSlice::F16(v) => CpuStorage::F16(run::<f16>(v, plan, mask)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(run::<bf16>(v, plan, mask)),
+        CpuSlice::U32(_) => unreachable!("softmax refuses u32 before dispatch"),
     }
 }
 

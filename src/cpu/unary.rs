@@ -6,6 +6,7 @@ use super::math::{each, exp, narrow, widen};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::unary::UnaryOp;
+use crate::tensor::CpuSlice;
 use rayon::prelude::*;
 
 /// Elements per rayon task: widened into an f32 block that stays in L1.
@@ -66,11 +67,11 @@ fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
     }
 }
 
-pub(crate) fn unary(op: UnaryOp, x: &CpuStorage) -> CpuStorage {
+pub(crate) fn unary(op: UnaryOp, x: CpuSlice<'_>) -> CpuStorage {
     match x {
-        CpuStorage::F32(v) => CpuStorage::F32(run(op, v)),
-        CpuStorage::F16(v) => CpuStorage::F16(run(op, v)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(run(op, v)),
-        CpuStorage::U32(_) => unreachable!("unary ops refuse u32 before dispatch"),
+        CpuSlice::F32(v) => CpuStorage::F32(run(op, v)),
+        CpuSlice::F16(v) => CpuStorage::F16(run(op, v)),
+        CpuSlice::BF16(v) => CpuStorage::BF16(run(op, v)),
+        CpuSlice::U32(_) => unreachable!("unary ops refuse u32 before dispatch"),
     }
 }

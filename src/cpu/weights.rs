@@ -5,7 +5,9 @@
 //! M). The copy is now made once per weight and kept here.
 //!
 //! **Key**: the weight tensor's storage (the `Arc` every clone and reshape of it shares),
-//! held as a `Weak`, so the cache never keeps a tensor alive and a new tensor at a
+//! held as a `Weak`, with the element range the tensor covers in it (two views of one
+//! stacked weight, e.g. the gate and up halves of a gate-up projection, are two
+//! entries), so the cache never keeps a tensor alive and a new tensor at a
 //! reused address never matches a dead entry (`Weak::ptr_eq` plus a live upgrade).
 //! Tensors are immutable, so a live entry is never stale.
 //!
@@ -22,21 +24,30 @@ pub(crate) const MAX_BYTES: usize = 1 << 30;
 
 struct Entry {
     key: Weak<Storage>,
+    /// The weight's elements in the storage (a view covers part of it).
+    range: std::ops::Range<usize>,
     data: Arc<Vec<f32>>,
     last_use: u64,
 }
 
 static CACHE: Mutex<(Vec<Entry>, u64)> = Mutex::new((Vec::new(), 0));
 
-/// The f32 copy of `storage`'s data, made with `widen` on a miss.
-pub(crate) fn widened(storage: &Arc<Storage>, widen: impl FnOnce() -> Vec<f32>) -> Arc<Vec<f32>> {
+/// The f32 copy of elements `range` of `storage`, made with `widen` on a miss.
+pub(crate) fn widened(
+    storage: &Arc<Storage>,
+    range: std::ops::Range<usize>,
+    widen: impl FnOnce() -> Vec<f32>,
+) -> Arc<Vec<f32>> {
     let key = Arc::downgrade(storage);
     {
         let mut guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
         let (entries, clock) = &mut *guard;
         *clock += 1;
         entries.retain(|e| e.key.strong_count() > 0);
-        if let Some(e) = entries.iter_mut().find(|e| e.key.ptr_eq(&key)) {
+        if let Some(e) = entries
+            .iter_mut()
+            .find(|e| e.key.ptr_eq(&key) && e.range == range)
+        {
             e.last_use = *clock;
             return e.data.clone();
         }
@@ -62,6 +73,7 @@ pub(crate) fn widened(storage: &Arc<Storage>, widen: impl FnOnce() -> Vec<f32>) 
     }
     entries.push(Entry {
         key,
+        range,
         data: data.clone(),
         last_use: *clock,
     });

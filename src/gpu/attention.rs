@@ -329,7 +329,7 @@ pub(crate) fn attention(
             mask.as_ref().unwrap_or(q).gpu_buffer(),
             plan.kv_lengths.as_ref().unwrap_or(q).gpu_buffer(),
             out.gpu_buffer(),
-            part.buffer(),
+            part.buffer().as_entire_buffer_binding(),
         ],
         bytemuck::bytes_of(&params),
         fold_groups(groups),
@@ -361,7 +361,7 @@ pub(crate) fn attention(
     g.dispatch(
         &merge,
         "attention merge",
-        &[part.buffer(), out.gpu_buffer()],
+        &[part.buffer().as_entire_buffer_binding(), out.gpu_buffer()],
         Some(bytemuck::bytes_of(&mp)),
         fold_groups(u(plan.batch * plan.kv_heads * rows)),
     )

@@ -2,6 +2,7 @@
 
 use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
@@ -29,7 +30,8 @@ uniform_params! {
         src_block: u32,
         dst_block: u32,
         dst_offset: u32,
-        _pad: [u32; 3],
+        src_offset: u32,
+        _pad: [u32; 2],
         out_shape: [u32; MAX_RANK],
         src_strides: [u32; MAX_RANK],
     }
@@ -92,6 +94,87 @@ pub(crate) fn concat_part(
     g.dispatch(
         &pipeline,
         "concat",
+        &[x.gpu_buffer(), out.gpu_buffer()],
+        Some(bytemuck::bytes_of(&params)),
+        fold_groups(n.div_ceil(2 * WORKGROUP)),
+    )
+}
+
+/// Byte alignment a view's start needs to be bound directly on this device: the
+/// adapter's `min_storage_buffer_offset_alignment` (and whole words).
+pub(crate) fn view_alignment(g: &GpuContext) -> usize {
+    (g.limits.min_storage_buffer_offset_alignment as usize).max(4)
+}
+
+/// True when a tensor starting `byte_offset` bytes into its buffer can be bound there.
+pub(crate) fn bindable_at(g: &GpuContext, byte_offset: usize) -> bool {
+    byte_offset.is_multiple_of(view_alignment(g))
+}
+
+/// Copies the block of `x` that starts `offset` elements past its start and walks
+/// `shape` with source `strides` (elements) into `out`, in one
+/// pass: buffer copies where they are exact and word aligned (every u32 block, one per
+/// contiguous run; a contiguous float block starting on a whole word), else one strided
+/// copy kernel (float blocks with gaps, 16-bit blocks starting mid-word).
+pub(crate) fn strided_copy(
+    g: &GpuContext,
+    x: &Tensor,
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+    out: &Tensor,
+) -> Result<()> {
+    let elem = x.dtype().size_in_bytes();
+    let start = x.byte_offset() + offset * elem;
+    let contiguous = shape.len() == 1 && strides[0] == 1;
+    if x.dtype() == DType::U32 || (contiguous && start.is_multiple_of(4)) {
+        // runs along the last dimension when it is unit-stride, else single elements
+        let (lead, run) = match strides.last() {
+            Some(1) => (shape.len() - 1, shape[shape.len() - 1]),
+            _ => (shape.len(), 1),
+        };
+        let runs = out.len() / run;
+        let run_bytes = ((run * elem) as u64).next_multiple_of(4);
+        let src = x.wgpu_buffer().expect("a GPU tensor has a buffer");
+        let dst = out.wgpu_buffer().expect("a GPU tensor has a buffer");
+        let mut stream = g.lock_stream();
+        let encoder = stream.encoder(&g.device);
+        for k in 0..runs {
+            // the run's source offset: k spelled in the leading dimensions
+            let (mut rem, mut at) = (k, 0);
+            for d in (0..lead).rev() {
+                at += (rem % shape[d]) * strides[d];
+                rem /= shape[d];
+            }
+            encoder.copy_buffer_to_buffer(
+                src,
+                (start + at * elem) as u64,
+                dst,
+                (out.byte_offset() + k * run * elem) as u64,
+                run_bytes,
+            );
+        }
+        g.after_record(&mut stream);
+        return Ok(());
+    }
+    let n = out.len() as u32;
+    let params = LayoutParams {
+        n,
+        rank: shape.len() as u32,
+        src_offset: offset as u32,
+        out_shape: pad_rank(shape),
+        src_strides: pad_rank(strides),
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let pipeline = g.pipeline(
+        &LAYOUT,
+        "permute",
+        ShaderHeader::new(vec![x.dtype(); 2]),
+        &[],
+    )?;
+    g.dispatch(
+        &pipeline,
+        "strided copy",
         &[x.gpu_buffer(), out.gpu_buffer()],
         Some(bytemuck::bytes_of(&params)),
         fold_groups(n.div_ceil(2 * WORKGROUP)),

@@ -418,12 +418,14 @@ impl GpuContext {
         })
     }
 
-    /// Reads the first `bytes` of `src` back: submits the stream and waits. With the
-    /// fault word of the tensor being read, reads it in the same copy and fails (now and
-    /// on every later read) when the op that wrote the tensor recorded a fault.
+    /// Reads `bytes` of `src` from byte `offset` (a multiple of 4) back: submits the
+    /// stream and waits. With the fault word of the tensor being read, reads it in the
+    /// same copy and fails (now and on every later read) when the op that wrote the
+    /// tensor recorded a fault.
     pub(crate) fn read(
         &self,
         src: &wgpu::Buffer,
+        offset: u64,
         bytes: u64,
         faults: &[Arc<FaultSlot>],
     ) -> Result<Vec<u8>> {
@@ -440,7 +442,7 @@ impl GpuContext {
         {
             let mut stream = self.lock_stream();
             let encoder = stream.encoder(&self.device);
-            encoder.copy_buffer_to_buffer(src, 0, &staging, 0, padded);
+            encoder.copy_buffer_to_buffer(src, offset, &staging, 0, padded);
             for (i, f) in faults.iter().enumerate() {
                 let at = padded + FAULT_BYTES * i as u64;
                 encoder.copy_buffer_to_buffer(f.buffer.buffer(), 0, &staging, at, FAULT_BYTES);
@@ -641,13 +643,13 @@ impl GpuContext {
         Ok(pipeline)
     }
 
-    /// Records one compute pass: `buffers` bind in order to 0..n, then `params` (if any)
-    /// as a uniform at binding n.
+    /// Records one compute pass: `buffers` bind in order to 0..n (each from its offset,
+    /// so a view binds at its start), then `params` (if any) as a uniform at binding n.
     pub(crate) fn dispatch(
         &self,
         pipeline: &Pipeline,
         label: &'static str,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[wgpu::BufferBinding<'_>],
         params: Option<&[u8]>,
         workgroups: [u32; 3],
     ) -> Result<()> {
@@ -660,7 +662,7 @@ impl GpuContext {
         &self,
         pipeline: &Pipeline,
         label: &'static str,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[wgpu::BufferBinding<'_>],
         params: &[u8],
         workgroups: [u32; 3],
         fault: &FaultSlot,
@@ -679,7 +681,7 @@ impl GpuContext {
         &self,
         pipeline: &Pipeline,
         label: &'static str,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[wgpu::BufferBinding<'_>],
         params: Option<&[u8]>,
         workgroups: [u32; 3],
         fault: Option<&FaultSlot>,
@@ -697,7 +699,7 @@ impl GpuContext {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(b.clone()),
             })
             .collect();
         if let Some(((buffer, offset), len)) = &uniform {

@@ -125,7 +125,7 @@ fn launch(
         Some(h) => h.gpu_buffer(),
         None => {
             scratch = g.alloc(4);
-            scratch.buffer()
+            scratch.buffer().as_entire_buffer_binding()
         }
     };
     g.dispatch(

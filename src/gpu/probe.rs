@@ -73,7 +73,10 @@ pub fn copy_bandwidth(device: &Device) -> Result<ProbeResult> {
         g.dispatch(
             &pipeline,
             "probe copy",
-            &[src.buffer(), dst.buffer()],
+            &[
+                src.buffer().as_entire_buffer_binding(),
+                dst.buffer().as_entire_buffer_binding(),
+            ],
             Some(bytemuck::bytes_of(&params)),
             fold_groups(n.div_ceil(WORKGROUP)),
         )
@@ -113,7 +116,10 @@ pub fn fma_throughput(device: &Device) -> Result<ProbeResult> {
             g.dispatch(
                 &pipeline,
                 "probe fma",
-                &[src.buffer(), sink.buffer()],
+                &[
+                    src.buffer().as_entire_buffer_binding(),
+                    sink.buffer().as_entire_buffer_binding(),
+                ],
                 Some(bytemuck::bytes_of(&params)),
                 fold_groups(groups),
             )

@@ -76,7 +76,7 @@ pub(crate) fn reduce(
         Some(t) => t.gpu_buffer(),
         None => {
             scratch = g.alloc(4);
-            scratch.buffer()
+            scratch.buffer().as_entire_buffer_binding()
         }
     };
     g.dispatch(

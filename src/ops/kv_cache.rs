@@ -58,7 +58,7 @@ use crate::cpu::CpuStorage;
 use crate::device::{Backend, Device};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{Storage, Tensor};
+use crate::tensor::{CpuSlice, Storage, Tensor};
 use std::sync::Arc;
 
 /// Where [`KvCache::append`] writes its rows.
@@ -377,12 +377,15 @@ fn write_rows(
     dim: usize,
     strides: &[usize; 3],
 ) {
+    // the cache made its own storage (KvCache::new), so it is never a view: rows land
+    // at their index in the storage; views taken of it read it like clones do
+    debug_assert_eq!(cache.offset, 0, "a KV cache owns its storage");
     if Arc::get_mut(&mut cache.storage).is_none() {
         let copy = match cache.cpu_storage() {
-            CpuStorage::F32(v) => CpuStorage::F32(v.clone()),
-            CpuStorage::F16(v) => CpuStorage::F16(v.clone()),
-            CpuStorage::BF16(v) => CpuStorage::BF16(v.clone()),
-            CpuStorage::U32(v) => CpuStorage::U32(v.clone()),
+            CpuSlice::F32(v) => CpuStorage::F32(v.to_vec()),
+            CpuSlice::F16(v) => CpuStorage::F16(v.to_vec()),
+            CpuSlice::BF16(v) => CpuStorage::BF16(v.to_vec()),
+            CpuSlice::U32(v) => CpuStorage::U32(v.to_vec()),
         };
         cache.storage = Arc::new(Storage::Cpu(copy));
     }
@@ -408,9 +411,9 @@ fn write_rows(
         }
     }
     match (dst, new.cpu_storage()) {
-        (CpuStorage::F32(d), CpuStorage::F32(s)) => copy(d, s, a, pos_of, dim, strides),
-        (CpuStorage::F16(d), CpuStorage::F16(s)) => copy(d, s, a, pos_of, dim, strides),
-        (CpuStorage::BF16(d), CpuStorage::BF16(s)) => copy(d, s, a, pos_of, dim, strides),
+        (CpuStorage::F32(d), CpuSlice::F32(s)) => copy(d, s, a, pos_of, dim, strides),
+        (CpuStorage::F16(d), CpuSlice::F16(s)) => copy(d, s, a, pos_of, dim, strides),
+        (CpuStorage::BF16(d), CpuSlice::BF16(s)) => copy(d, s, a, pos_of, dim, strides),
         _ => unreachable!("append checks dtypes first"),
     }
 }

@@ -81,7 +81,8 @@ pub struct MatmulOptions {
     /// Activation applied last, in the kernel's epilogue: GELU (both forms), SiLU or
     /// ReLU. [`Activation::SwiGlu`] takes two inputs and is refused here; run two
     /// linears and [`crate::ops::swiglu`] (or one linear with the gate and up weights
-    /// stacked, then `swiglu` on the two halves).
+    /// stacked, then `swiglu` on the two halves that [`crate::ops::chunk`] cuts along
+    /// the last dimension: one copy pass per half, see [`crate::ops::layout`]).
     pub activation: Option<Activation>,
     /// Which GPU kernel to use (ignored on the CPU device).
     pub kernel: MatmulKernel,
@@ -311,7 +312,7 @@ fn matmul_op(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
                 a.cpu_storage(),
                 b.cpu_storage(),
                 // a rank-2 second operand is a weight: its widened copy is cached
-                (b.rank() == 2).then_some(&b.storage),
+                (b.rank() == 2).then(|| (&b.storage, b.offset..b.offset + b.len())),
                 o.bias.as_ref().map(|t| t.cpu_storage()),
             ))
         },

@@ -26,7 +26,7 @@ pub use elementwise::{
     BinaryOp,
 };
 pub use embedding::embedding;
-pub use layout::{concat, permute, transpose};
+pub use layout::{chunk, concat, narrow, permute, slice, split, transpose};
 pub use matmul::{linear, matmul, matmul_with, MatmulKernel, MatmulOptions};
 pub use norm::{
     add_layer_norm, add_layer_norm_post, add_rms_norm, add_rms_norm_post, l2_normalize, layer_norm,

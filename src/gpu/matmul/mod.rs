@@ -393,7 +393,7 @@ fn target_groups(info: &crate::DeviceInfo) -> usize {
 }
 
 /// Binds `bias` or, without one, any buffer (HAS_BIAS false: never read).
-fn bias_binding<'t>(bias: Option<&'t Tensor>, a: &'t Tensor) -> (&'t wgpu::Buffer, DType) {
+fn bias_binding<'t>(bias: Option<&'t Tensor>, a: &'t Tensor) -> (wgpu::BufferBinding<'t>, DType) {
     match bias {
         Some(t) => (t.gpu_buffer(), t.dtype()),
         None => (a.gpu_buffer(), a.dtype()),

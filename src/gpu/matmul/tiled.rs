@@ -214,7 +214,7 @@ pub(super) fn tiled(
             a.gpu_buffer(),
             b.gpu_buffer(),
             a.gpu_buffer(),
-            workspace.buffer(),
+            workspace.buffer().as_entire_buffer_binding(),
         ],
         Some(bytemuck::bytes_of(&params)),
         groups,
@@ -229,7 +229,11 @@ pub(super) fn tiled(
     g.dispatch(
         &reduce,
         "matmul splitk reduce",
-        &[workspace.buffer(), bias_buf, out.gpu_buffer()],
+        &[
+            workspace.buffer().as_entire_buffer_binding(),
+            bias_buf,
+            out.gpu_buffer(),
+        ],
         Some(bytemuck::bytes_of(&params)),
         fold_groups(outputs.div_ceil(2 * 256)),
     )

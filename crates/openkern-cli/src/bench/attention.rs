@@ -11,7 +11,7 @@
 //! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group.
 
 use super::memory::{data, or_skip};
-use super::{BenchArgs, Bound, Row};
+use super::{measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
 use openkern::ops::attention::{describe, AttentionOptions};
 use openkern::ops::{self, MatmulOptions, SoftmaxOptions};
 use openkern::{DType, Device, DeviceType, Tensor};
@@ -112,12 +112,66 @@ fn selected(label: &str) -> bool {
     std::env::var("OPENKERN_BENCH_ATTENTION").map_or(true, |f| label.contains(f.as_str()))
 }
 
+/// The shape list's attention cases (one prefill and one decode row per model class,
+/// `[heads, kv_heads, q_len, kv_len, head_dim]`, causal), the rows the peers time too.
+fn model_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    run_cases(args, "attention", |case| {
+        let dtype = parse_dtype(&case.dtype);
+        let &[hq, hk, ql, kl, d] = &case.shape[..] else {
+            return Err(openkern::Error::Internal {
+                message: format!("attention case shape {:?}", case.shape),
+            });
+        };
+        let s = Shape {
+            hq,
+            hk,
+            ql,
+            kl,
+            d,
+            causal: true,
+        };
+        let [q, k, v] = tensors(device, &s, dtype)?;
+        let o = AttentionOptions {
+            causal: true,
+            ..Default::default()
+        };
+        let what = describe(&q, &k, &v, &o)?;
+        let t = measure(device, || ops::attention(&q, &k, &v, &o).map(drop))?;
+        // the peers' formulas: every q-k pair (causal or not), q, k, v and the output once
+        let flops = 4.0 * (hq * ql * kl * d) as f64;
+        let bytes = ((2 * hq * ql * d + 2 * hk * kl * d) * dtype.size_in_bytes()) as f64;
+        let bound = if ql == 1 {
+            Bound::Memory
+        } else {
+            Bound::Compute
+        };
+        Ok(vec![Row::new(
+            case,
+            "attention",
+            what,
+            &t,
+            flops,
+            bytes,
+            bound,
+        )])
+    })
+}
+
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    let mut out = model_rows(device, args)?;
+    // The fixed groups below (beside the unfused path and PyTorch) run when no filter or
+    // one naming attention is given.
+    let named = args
+        .filter
+        .as_deref()
+        .is_none_or(|f| f.split(',').any(|f| "attention".contains(f)));
+    if !named {
+        return Ok(out);
+    }
     // The model-sized shapes (seq to 8192, caches to 32k) only with --full: the default
     // tier must answer in about two minutes on a software adapter.
     let quick = !args.full;
     let cpu = device.info().device_type == DeviceType::Cpu;
-    let mut out = Vec::new();
     let sh = |hq, hk, ql, kl, d, causal| Shape {
         hq,
         hk,

@@ -441,7 +441,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("softmax", &["softmax"], softmax::rows),
     ("reduce", &["reduce"], reduce::rows),
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
-    ("attention", &[], attention::rows),
+    ("attention", &["attention"], attention::rows),
 ];
 
 /// `openkern bench`: probes, families, summary, then the file, the plot, the comparison.

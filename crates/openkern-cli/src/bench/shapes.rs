@@ -74,7 +74,7 @@ impl std::fmt::Display for Tier {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Case {
     /// Family: `linear`, `gemv`, `gemm`, `softmax`, `norm`, `activation`, `rope`,
-    /// `embedding`, `elementwise`, `reduce` (and `attention` when it lands).
+    /// `embedding`, `elementwise`, `reduce`, `attention`.
     pub family: String,
     /// The op within the family, e.g. `linear.ffn_up`, `rms_norm`, `softmax.causal`.
     pub op: String,
@@ -224,6 +224,22 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             "decode",
             vec![m.heads, 1, ctx],
         );
+        // fused attention, [heads, kv_heads, q_len, kv_len, head_dim]: causal prefill of
+        // the prompt, and one decode token against the cache
+        push(
+            "attention",
+            "attention",
+            name,
+            "prefill",
+            vec![m.heads, m.kv_heads, t, t, m.head_dim],
+        );
+        push(
+            "attention",
+            "attention",
+            name,
+            "decode",
+            vec![m.heads, m.kv_heads, 1, ctx, m.head_dim],
+        );
         // sampling: the logits of the last token
         push("softmax", "softmax", name, "decode", vec![1, m.vocab]);
         push("reduce", "argmax", name, "decode", vec![1, m.vocab]);
@@ -280,6 +296,7 @@ mod tests {
                 "activation",
                 "rope",
                 "embedding",
+                "attention",
             ] {
                 assert!(cases.iter().any(|c| c.family == fam), "{tier} lacks {fam}");
             }
@@ -287,5 +304,16 @@ mod tests {
             assert_eq!(keys.len(), cases.len(), "{tier}: duplicate keys");
         }
         assert!(cases(Tier::Default).iter().any(|c| c.model == "70b"));
+        // attention rows for every model class, prefill and decode
+        for m in ["1b", "8b", "70b"] {
+            for phase in ["prefill", "decode"] {
+                assert!(
+                    cases(Tier::Default)
+                        .iter()
+                        .any(|c| c.family == "attention" && c.model == m && c.phase == phase),
+                    "no {phase} attention row for {m}"
+                );
+            }
+        }
     }
 }
