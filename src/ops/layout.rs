@@ -335,7 +335,7 @@ fn block(op: &'static str, x: &Tensor, ranges: &[Range<usize>]) -> Result<Tensor
     check_rank(op, &runs)?;
     dispatch::run1(
         op,
-        x.device(),
+        &[x],
         &shape,
         x.dtype(),
         |g, out| crate::gpu::layout::strided_copy(g, x, offset, &runs, &run_strides, out),
