@@ -30,6 +30,30 @@
 //! [`Error::DTypeMismatch`] for activations, each with the `.cast(DType::F32)`-style call
 //! in its message. The CPU backend reads an f32 parameter at full precision; the GPU
 //! backend rounds it to the activation dtype first (a cast of its few elements).
+//!
+//! ## Errors found on the device: faults belong to their tensors
+//!
+//! Most mistakes are refused by the call itself. A few can only be seen by a GPU kernel
+//! as it runs, because the data exists only there: a token id out of range in
+//! [`ops::embedding`] (ids made by `argmax` on the GPU), a `kv_lengths` entry past the
+//! keys in [`ops::attention`], a [`ops::kv_cache::KvCache`] append past its capacity. The kernel
+//! then never reads or writes out of bounds, and records the first case in a fault word
+//! owned by **its output**. The rule:
+//!
+//! - every read of that output ([`Tensor::to_vec`] and friends) is the op's typed error,
+//!   never the undefined data, however often it is read;
+//! - every tensor computed from it, by any op, carries the fault on and reads back as the
+//!   same error;
+//! - reads of unrelated tensors, from any thread, never see it, and the device keeps
+//!   working.
+//!
+//! On the CPU device the same mistakes are errors from the call itself.
+//!
+//! ## Limits
+//!
+//! Element counts are checked wherever a shape is formed ([`Error::ShapeOverflow`]); a
+//! tensor past the adapter's storage-binding limit is [`Error::TooLarge`]; a host
+//! allocation that fails is [`Error::OutOfMemory`] rather than an abort.
 #![warn(missing_docs)]
 
 pub mod autotune;
