@@ -15,7 +15,7 @@ use model::{generate, Checkpoint, Config, Llama, ModelError};
 use openkern::{DType, Device, Tensor};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const LAYERS: usize = 2;
 const HIDDEN: usize = 64;
@@ -111,7 +111,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Writes `config` and `weights` (each tensor stored as `dtype_of(name)`) to `dir`, in
 /// `shards` safetensors files (with an index when more than one).
 fn write_checkpoint(
-    dir: &PathBuf,
+    dir: &Path,
     config: &serde_json::Value,
     weights: &Weights,
     shards: usize,
@@ -597,9 +597,7 @@ fn prompt_longer_than_max_positions_is_refused() {
     let (dir, _) = checkpoint("long_prompt", false);
     let model = Llama::load(&dir, &Device::cpu(), DType::F32).unwrap();
     let prompt: Vec<u32> = (0..MAX_POS as u32 + 1).map(|i| i % VOCAB as u32).collect();
-    let err = generate(&model, &prompt, 4, |_| {})
-        .err()
-        .expect("too long");
+    let err = generate(&model, &prompt, 4, |_| {}).expect_err("too long");
     assert!(matches!(err, ModelError::PromptTooLong { .. }), "{err:?}");
     expect_message(&err, &["49 tokens", "max_position_embeddings is 48"]);
     // a prompt that fits, with more new tokens than positions left, stops at the limit
@@ -611,7 +609,7 @@ fn prompt_longer_than_max_positions_is_refused() {
     );
     // an id past the vocabulary is refused before anything runs
     let seq = model.new_sequence(4).unwrap();
-    let err = model.prompt_ids(&seq, &[1, 97]).err().expect("bad id");
+    let err = model.prompt_ids(&seq, &[1, 97]).expect_err("bad id");
     expect_message(&err, &["97", "vocab_size"]);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -10,8 +10,9 @@
 //! and the ratio is printed beside the row.
 //!
 //! The whole 30-layer model with a 512-token prompt runs only with `--full` or when
-//! `--filter` names `llama`; otherwise 4 of the 30 layers and a 64-token prompt, f32, so
-//! the default run stays short.
+//! `--filter` names `llama` (without `--quick`); otherwise 4 of the 30 layers and a
+//! 64-token prompt, f32, so the default run stays short (`--quick --filter llama` runs
+//! just that).
 
 #[allow(dead_code)]
 #[path = "../../../../examples/llama/model.rs"]
@@ -170,10 +171,11 @@ fn case(
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     let big = args.full
-        || args
-            .filter
-            .as_deref()
-            .is_some_and(|f| f.split(',').any(|f| f.contains("llama")));
+        || (!args.quick
+            && args
+                .filter
+                .as_deref()
+                .is_some_and(|f| f.split(',').any(|f| f.contains("llama"))));
     let (layers, prompt, steps) = if big { (LAYERS, 512, 30) } else { (4, 64, 12) };
     let cpu = device.info().device_type == DeviceType::Cpu;
     let dtypes: &[DType] = if big {
