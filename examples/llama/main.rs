@@ -9,6 +9,10 @@
 //! `DIR` holds `config.json` and `model.safetensors` (or shards with
 //! `model.safetensors.index.json`), as published. The model code is `model.rs` beside
 //! this file: the module an engine copies.
+//!
+//! With `--features tokenizers`, `--prompt TEXT` encodes the text with the checkpoint's
+//! `tokenizer.json` (Hugging Face `tokenizers` crate), and the generated text is printed
+//! after the ids.
 
 // the same module tests/llama.rs and the `openkern bench` llama rows include; each uses
 // a different part of it
@@ -23,9 +27,15 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: llama --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--dtype f32|f16|bf16] [--device cpu|gpu|INDEX]";
 
+/// The prompt as given on the command line.
+enum Prompt {
+    Ids(Vec<u32>),
+    Text(String),
+}
+
 struct Args {
     model: PathBuf,
-    prompt_ids: Vec<u32>,
+    prompt: Prompt,
     max_new_tokens: usize,
     dtype: DType,
     device: String,
@@ -33,7 +43,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut model = None;
-    let mut prompt_ids = None;
+    let mut prompt = None;
     let mut max_new_tokens = 32;
     let mut dtype = DType::F32;
     let mut device = "gpu".to_string();
@@ -43,7 +53,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--model" => model = Some(PathBuf::from(value()?)),
             "--prompt-ids" => {
-                prompt_ids = Some(
+                prompt = Some(Prompt::Ids(
                     value()?
                         .split(',')
                         .map(|s| {
@@ -52,12 +62,9 @@ fn parse_args() -> Result<Args, String> {
                                 .map_err(|_| format!("--prompt-ids: {s:?} is not a token id"))
                         })
                         .collect::<Result<Vec<u32>, String>>()?,
-                )
+                ))
             }
-            "--prompt" => {
-                let _ = value()?;
-                return Err("--prompt TEXT needs a tokenizer, which this build does not include (the `tokenizers` crate is not a dependency yet); pass the token ids with --prompt-ids".into());
-            }
+            "--prompt" => prompt = Some(Prompt::Text(value()?)),
             "--max-new-tokens" => {
                 max_new_tokens = value()?
                     .parse()
@@ -78,7 +85,7 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(Args {
         model: model.ok_or(format!("--model is required; {USAGE}"))?,
-        prompt_ids: prompt_ids.ok_or(format!("--prompt-ids is required; {USAGE}"))?,
+        prompt: prompt.ok_or(format!("--prompt or --prompt-ids is required; {USAGE}"))?,
         max_new_tokens,
         dtype,
         device,
@@ -95,6 +102,66 @@ fn open_device(name: &str) -> Result<Device, Box<dyn std::error::Error>> {
     })
 }
 
+/// The checkpoint's tokenizer.json, when this build has the `tokenizers` feature and the
+/// file exists.
+#[cfg(feature = "tokenizers")]
+struct Tokenizer(tokenizers::Tokenizer);
+#[cfg(not(feature = "tokenizers"))]
+struct Tokenizer;
+
+impl Tokenizer {
+    fn open(dir: &std::path::Path) -> Result<Option<Tokenizer>, Box<dyn std::error::Error>> {
+        let path = dir.join("tokenizer.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        #[cfg(feature = "tokenizers")]
+        return Ok(Some(Tokenizer(
+            tokenizers::Tokenizer::from_file(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        )));
+        #[cfg(not(feature = "tokenizers"))]
+        Ok(None)
+    }
+
+    #[cfg(feature = "tokenizers")]
+    fn encode(&self, text: &str) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+        Ok(self
+            .0
+            .encode(text, true)
+            .map_err(|e| format!("tokenizer.json could not encode the prompt: {e}"))?
+            .get_ids()
+            .to_vec())
+    }
+
+    #[cfg(feature = "tokenizers")]
+    fn decode(&self, ids: &[u32]) -> Option<String> {
+        self.0.decode(ids, true).ok()
+    }
+}
+
+/// The prompt's token ids: as given, or the text through tokenizer.json.
+fn prompt_ids(
+    prompt: &Prompt,
+    tokenizer: Option<&Tokenizer>,
+    dir: &std::path::Path,
+) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    match (prompt, tokenizer) {
+        (Prompt::Ids(ids), _) => Ok(ids.clone()),
+        #[cfg(feature = "tokenizers")]
+        (Prompt::Text(text), Some(t)) => t.encode(text),
+        (Prompt::Text(text), _) => Err(if cfg!(feature = "tokenizers") {
+            format!(
+                "--prompt {text:?} needs {}; pass token ids with --prompt-ids",
+                dir.join("tokenizer.json").display()
+            )
+        } else {
+            format!("--prompt {text:?} needs the tokenizer, which this build leaves out: rebuild with `--features tokenizers`, or pass token ids with --prompt-ids")
+        }
+        .into()),
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -105,6 +172,8 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let device = open_device(&args.device)?;
+    let tokenizer = Tokenizer::open(&args.model)?;
+    let ids = prompt_ids(&args.prompt, tokenizer.as_ref(), &args.model)?;
     let load_start = std::time::Instant::now();
     let model = Llama::load(&args.model, &device, args.dtype)?;
     device.sync()?;
@@ -119,13 +188,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.dtype,
         load_start.elapsed().as_secs_f64()
     );
-    let g = generate(&model, &args.prompt_ids, args.max_new_tokens, |id| {
+    let g = generate(&model, &ids, args.max_new_tokens, |id| {
         eprint!("{id} ");
         let _ = std::io::stderr().flush();
     })?;
     eprintln!();
     let ids: Vec<String> = g.ids.iter().map(u32::to_string).collect();
     println!("ids: {}", ids.join(","));
+    #[cfg(feature = "tokenizers")]
+    if let Some(text) = tokenizer.as_ref().and_then(|t| t.decode(&g.ids)) {
+        println!("text: {text}");
+    }
     println!(
         "device: {} ({}, {:?})",
         device.info().name,

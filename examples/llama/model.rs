@@ -498,8 +498,21 @@ impl Checkpoint {
         shard.metadata.info(name).map(|i| i.shape.as_slice())
     }
 
-    /// Uploads tensor `name` to `device` in its stored dtype, then casts it to `dtype`.
-    pub fn load(&self, device: &Device, name: &str, dtype: DType) -> Result<Tensor> {
+    /// The dtype tensor `name` is stored in, or the error for a missing tensor or a
+    /// dtype this loader does not read.
+    pub fn stored_dtype(&self, name: &str) -> Result<DType> {
+        self.info(name).and_then(|(_, info)| match info.dtype {
+            StDtype::F32 => Ok(DType::F32),
+            StDtype::F16 => Ok(DType::F16),
+            StDtype::BF16 => Ok(DType::BF16),
+            other => Err(ModelError::TensorDType {
+                name: name.into(),
+                dtype: format!("{other:?}"),
+            }),
+        })
+    }
+
+    fn info(&self, name: &str) -> Result<(&Shard, &safetensors::tensor::TensorInfo)> {
         let Some(&i) = self.names.get(name) else {
             return Err(ModelError::MissingTensor {
                 name: name.into(),
@@ -515,17 +528,14 @@ impl Checkpoint {
         };
         let shard = &self.shards[i];
         let info = shard.metadata.info(name).expect("indexed names have info");
-        let stored = match info.dtype {
-            StDtype::F32 => DType::F32,
-            StDtype::F16 => DType::F16,
-            StDtype::BF16 => DType::BF16,
-            other => {
-                return Err(ModelError::TensorDType {
-                    name: name.into(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
+        Ok((shard, info))
+    }
+
+    /// Uploads tensor `name` to `device` in its stored dtype, then casts it to `dtype`
+    /// (on the device).
+    pub fn load(&self, device: &Device, name: &str, dtype: DType) -> Result<Tensor> {
+        let stored = self.stored_dtype(name)?;
+        let (shard, info) = self.info(name)?;
         let (start, end) = info.data_offsets;
         let bytes = &shard.map[shard.data_start + start..shard.data_start + end];
         let t = Tensor::from_bytes(device, bytes, &info.shape, stored)?;
@@ -667,44 +677,18 @@ impl Llama {
                 });
             }
         }
-        let load = |name: &str, dtype: DType| checkpoint.load(device, name, dtype);
-        // norm weights are parameters: f32 keeps them exact whatever the activations
-        let norm_dtype = DType::F32;
-        let embed = load("model.embed_tokens.weight", dtype)?;
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for l in 0..config.num_hidden_layers {
-            let p = |s: &str| format!("model.layers.{l}.{s}");
-            layers.push(Layer {
-                input_norm: load(&p("input_layernorm.weight"), norm_dtype)?,
-                q: load(&p("self_attn.q_proj.weight"), dtype)?,
-                k: load(&p("self_attn.k_proj.weight"), dtype)?,
-                v: load(&p("self_attn.v_proj.weight"), dtype)?,
-                o: load(&p("self_attn.o_proj.weight"), dtype)?,
-                post_norm: load(&p("post_attention_layernorm.weight"), norm_dtype)?,
-                gate: load(&p("mlp.gate_proj.weight"), dtype)?,
-                up: load(&p("mlp.up_proj.weight"), dtype)?,
-                down: load(&p("mlp.down_proj.weight"), dtype)?,
-            });
+        for (name, _) in &wanted {
+            checkpoint.stored_dtype(name)?;
         }
-        let norm = load("model.norm.weight", norm_dtype)?;
-        let lm_head = if config.tie_word_embeddings {
-            embed.clone()
-        } else {
-            load("lm_head.weight", dtype)?
-        };
-        Ok(Llama {
-            config,
-            device: device.clone(),
-            dtype,
-            embed,
-            layers,
-            norm,
-            lm_head,
+        Llama::from_fn(config, device, dtype, |name, _, dtype| {
+            checkpoint.load(device, name, dtype)
         })
     }
 
-    /// Builds the model from tensors given by name (`get(name, shape, dtype)`), e.g.
-    /// random weights for a benchmark. Shapes are those of [`Config::tensors`].
+    /// Builds the model from tensors given by name (`get(name, shape, dtype)`: a
+    /// checkpoint, or random weights for a benchmark). Shapes are those of
+    /// [`Config::tensors`]; norm weights are asked for in f32 (parameters may stay f32
+    /// whatever the activation dtype, which keeps them exact), everything else in `dtype`.
     pub fn from_fn(
         config: Config,
         device: &Device,

@@ -169,6 +169,7 @@ fn case(
     }
 }
 
+/// The llama rows: prefill and decode per dtype (see the module docs for the tiers).
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     let big = args.full
         || (!args.quick
