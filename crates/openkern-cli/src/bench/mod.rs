@@ -11,6 +11,7 @@ mod activation;
 mod attention;
 mod elementwise;
 mod embedding;
+mod llama;
 mod matmul;
 mod memory;
 mod norm;
@@ -442,6 +443,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("reduce", &["reduce"], reduce::rows),
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
     ("attention", &["attention"], attention::rows),
+    ("llama", &[], llama::rows),
 ];
 
 /// `openkern bench`: probes, families, summary, then the file, the plot, the comparison.
