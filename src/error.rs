@@ -294,6 +294,26 @@ pub enum Error {
         /// Rows the cache holds.
         capacity: usize,
     },
+    /// The GPU device is gone: destroyed (`wgpu::Device::destroy`), reset by the driver,
+    /// or removed. Every later call on it fails with this error; its tensors are lost.
+    #[error("the GPU device {device} is lost ({reason}); open a new Device (Device::new()) and upload the tensors again")]
+    DeviceLost {
+        /// The device.
+        device: String,
+        /// wgpu's reason.
+        reason: String,
+    },
+    /// The device could not allocate memory for a buffer, even after openkern freed its
+    /// idle pooled buffers.
+    #[error("out of memory on {device}: {what} of {bytes} bytes could not be allocated; free tensors you no longer need, use smaller batches, or call Device::trim_pool()")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// Bytes requested.
+        bytes: u64,
+        /// The device.
+        device: String,
+    },
 }
 
 /// The cast that fixes a parameter for activations of `activation`.

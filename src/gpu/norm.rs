@@ -101,7 +101,7 @@ pub(crate) fn norm(
     let h_buf = match h {
         Some(h) => h.gpu_buffer(),
         None => {
-            scratch = g.alloc(4);
+            scratch = g.alloc(4)?;
             scratch.buffer()
         }
     };

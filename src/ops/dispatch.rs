@@ -130,7 +130,7 @@ pub(crate) fn run1_reporting_faults<'t>(
         shape,
         dtype,
         |g, out| {
-            let s = g.fault_slot();
+            let s = g.fault_slot()?;
             gpu(g, out, &s)?;
             slot = Some(s);
             Ok(())
