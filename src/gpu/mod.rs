@@ -69,8 +69,9 @@ pub(crate) struct GpuContext {
     stream: Mutex<Stream>,
     pool: Arc<Mutex<BufferPool>>,
     pipelines: Mutex<PipelineCache>,
-    /// How kernels' uniform params are bound here (a driver workaround on lavapipe).
-    uniform_binding: UniformBinding,
+    /// Mesa lavapipe: some kernels bind their params as storage here (a driver
+    /// workaround, see `pipeline_cache`).
+    lavapipe: bool,
     errors: Arc<Mutex<Vec<String>>>,
     /// Set (with wgpu's reason) once the device is lost: destroyed, reset by the driver,
     /// or gone. Every later call on it is [`Error::DeviceLost`].
@@ -324,7 +325,7 @@ impl GpuContext {
                 pipeline_cache::capacity_from_env(),
                 disk,
             )),
-            uniform_binding: UniformBinding::for_adapter(&info),
+            lavapipe: pipeline_cache::is_lavapipe(&info),
             errors,
             lost,
             suspect,
@@ -402,14 +403,13 @@ impl GpuContext {
     }
 
     /// Offset alignment for a dispatch's params in the stream's arena: they bind as a
-    /// uniform, or as a storage buffer under the lavapipe workaround.
+    /// uniform, or on lavapipe maybe as a storage buffer (the workaround).
     fn params_alignment(&self) -> u64 {
         let uniform = self.limits.min_uniform_buffer_offset_alignment;
-        match self.uniform_binding {
-            UniformBinding::Uniform => uniform as u64,
-            UniformBinding::Storage => {
-                uniform.max(self.limits.min_storage_buffer_offset_alignment) as u64
-            }
+        if self.lavapipe {
+            uniform.max(self.limits.min_storage_buffer_offset_alignment) as u64
+        } else {
+            uniform as u64
         }
     }
 
@@ -755,7 +755,9 @@ impl GpuContext {
             device: self.name.clone(),
             message,
         };
-        let module = self.uniform_binding.module(&source).map_err(build_error)?;
+        let module = UniformBinding::for_kernel(self.lavapipe, kernel.name)
+            .module(&source)
+            .map_err(build_error)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // Every loop in openkern's kernels is bounded by a constant or a uniform, so
         // naga's forced loop bounding (a hidden counter and break in every loop) buys

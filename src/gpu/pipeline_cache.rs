@@ -25,12 +25,17 @@
 //! bound into a fresh copy of the shader and compiles that copy with LLVM. In Mesa 22.x
 //! it does so on *every* `vkCmdBindPipeline` of such a pipeline and never frees the
 //! result (`update_inline_shader_state` in `lvp_execute.c`); later versions keep one
-//! variant per distinct set of values, which is one per shape. Either way a kernel whose
-//! uniform `params` steer its control flow (softmax: `has_mask`, `causal`, its `-inf`
-//! and NaN constants) leaked about 300 KiB of JIT code per call and ran 20× slower. On
-//! lavapipe openkern therefore binds `params` as a read-only storage buffer, which the
-//! driver never inlines: [`UniformBinding::Storage`], applied to the naga module, so the
-//! kernel files stay as written.
+//! variant per distinct set of values, which is one per shape. For most kernels the
+//! driver gives up after the first try (the inlined copy is not smaller enough), but
+//! softmax's params (`has_mask`, `causal`, the `-inf` and NaN it stores) keep it
+//! inlining: f32 and bf16 softmax leaked about 300 KiB of JIT code per call and ran 15×
+//! slower. On lavapipe the kernels in [`LAVAPIPE_RESPECIALISED`] therefore bind `params`
+//! as a read-only storage buffer, which the driver never inlines
+//! ([`UniformBinding::Storage`], applied to the naga module, so the kernel files stay as
+//! written). Only those: llvmpipe reads a uniform faster than a storage buffer (matmul
+//! 512³ ran 2.5× slower with storage params). `tests/pipeline_cache.rs` runs every op
+//! family repeatedly on lavapipe and fails if any kernel compiles per call, so the list
+//! stays complete.
 
 use super::shader::{KernelSource, ShaderHeader};
 use std::collections::HashMap;
@@ -187,13 +192,21 @@ pub(crate) enum UniformBinding {
     Storage,
 }
 
+/// Kernels whose uniform params make Mesa lavapipe compile a new copy per dispatch
+/// (see the module docs); on lavapipe their params bind as storage.
+pub(crate) const LAVAPIPE_RESPECIALISED: &[&str] = &["softmax", "softmax_subgroup"];
+
+/// Whether the adapter is Mesa lavapipe (llvmpipe behind Vulkan).
+pub(crate) fn is_lavapipe(info: &wgpu::AdapterInfo) -> bool {
+    info.backend == wgpu::Backend::Vulkan
+        && info.device_type == wgpu::DeviceType::Cpu
+        && (info.name.contains("llvmpipe") || info.driver.contains("llvmpipe"))
+}
+
 impl UniformBinding {
-    /// The binding a device with this adapter needs.
-    pub(crate) fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
-        let lavapipe = info.backend == wgpu::Backend::Vulkan
-            && info.device_type == wgpu::DeviceType::Cpu
-            && (info.name.contains("llvmpipe") || info.driver.contains("llvmpipe"));
-        if lavapipe {
+    /// The binding `kernel` needs on a device that is (or is not) lavapipe.
+    pub(crate) fn for_kernel(lavapipe: bool, kernel: &str) -> Self {
+        if lavapipe && LAVAPIPE_RESPECIALISED.contains(&kernel) {
             UniformBinding::Storage
         } else {
             UniformBinding::Uniform
