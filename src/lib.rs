@@ -46,8 +46,10 @@
 //!
 //! On Vulkan the driver's compiled pipelines also persist across processes (wgpu's
 //! `PipelineCache`, one file per adapter and driver in the directory of the matmul
-//! tuning results, see [`autotune`]), so a second run skips the driver's compilation;
-//! `OPENKERN_PIPELINE_CACHE=0` turns that off.
+//! tuning results, see [`autotune`]), so a second run skips the driver's compilation
+//! where the driver keeps compiled code in that cache (Mesa lavapipe 22 keeps only a
+//! 96-byte header, so on it both runs compile); `OPENKERN_PIPELINE_CACHE=0` turns that
+//! off.
 //!
 //! A device that is lost — `wgpu::Device::destroy` on a device handed over with
 //! [`Device::from_wgpu`], a driver reset, a removed GPU — fails every later call on it,
