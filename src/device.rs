@@ -384,7 +384,9 @@ impl Device {
 
     /// Wraps a wgpu device and queue an engine already holds (a renderer, a game engine),
     /// so openkern records into the same device instead of opening a second one.
-    /// Features the device was created without are simply not used.
+    /// Features the device was created without are simply not used. openkern sets the
+    /// device's uncaptured-error handler and device-lost callback (replacing any set
+    /// before): after a loss every openkern call on it is [`Error::DeviceLost`].
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let (ctx, info) = GpuContext::wrap(
             device,
