@@ -384,7 +384,9 @@ impl Device {
 
     /// Wraps a wgpu device and queue an engine already holds (a renderer, a game engine),
     /// so openkern records into the same device instead of opening a second one.
-    /// Features the device was created without are simply not used.
+    /// Features the device was created without are simply not used. openkern sets the
+    /// device's uncaptured-error handler and device-lost callback (replacing any set
+    /// before): after a loss every openkern call on it is [`Error::DeviceLost`].
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let (ctx, info) = GpuContext::wrap(
             device,
@@ -444,11 +446,23 @@ impl Device {
         }
     }
 
-    /// Counters of the stream and buffer pool (zero on the CPU device).
-    pub fn stats(&self) -> StreamStats {
+    /// Counters of the stream, buffer pool and pipeline cache (zero on the CPU device):
+    /// see [`DeviceStats`].
+    pub fn stats(&self) -> DeviceStats {
         match &self.inner.backend {
             Backend::Gpu(g) => g.stats(),
-            Backend::Cpu => StreamStats::default(),
+            Backend::Cpu => DeviceStats::default(),
+        }
+    }
+
+    /// Bounds this device's pipeline cache to `capacity` compiled pipelines (at least 1),
+    /// dropping the least recently used at once if it holds more. The default comes from
+    /// [`PIPELINE_CAPACITY_ENV`](crate::gpu::PIPELINE_CAPACITY_ENV), else
+    /// [`DEFAULT_PIPELINE_CAPACITY`](crate::gpu::DEFAULT_PIPELINE_CAPACITY). A no-op on
+    /// the CPU device.
+    pub fn set_pipeline_cache_capacity(&self, capacity: usize) {
+        if let Backend::Gpu(g) = &self.inner.backend {
+            g.set_pipeline_capacity(capacity);
         }
     }
 
@@ -472,9 +486,11 @@ impl Device {
     }
 }
 
-/// Counters that show how work reached the GPU.
+/// Counters that show how work reached the GPU and what the device holds, from
+/// [`Device::stats`]. All zero on the CPU device. Counts are since the device opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamStats {
+#[non_exhaustive]
+pub struct DeviceStats {
     /// Queue submissions made so far.
     pub submissions: u64,
     /// Compute passes recorded so far.
@@ -483,6 +499,22 @@ pub struct StreamStats {
     pub pool_hits: u64,
     /// Buffer requests that allocated a new buffer.
     pub pool_misses: u64,
-    /// Pipelines compiled so far (cache misses).
+    /// Bytes of storage buffers held idle in the pool now, waiting for reuse
+    /// ([`Device::trim_pool`] frees them).
+    pub pool_idle_bytes: u64,
+    /// Pipelines compiled so far (cache misses, including rebuilds after an eviction).
     pub pipelines_built: u64,
+    /// Shader modules created so far (one per pipeline built).
+    pub shader_modules_created: u64,
+    /// Pipeline requests served from the cache.
+    pub pipeline_cache_hits: u64,
+    /// Pipelines dropped because the cache was over its capacity.
+    pub pipeline_evictions: u64,
+    /// Pipelines held in the cache now.
+    pub live_pipelines: u64,
+    /// The most pipelines the cache keeps (see [`Device::set_pipeline_cache_capacity`]).
+    pub pipeline_capacity: u64,
 }
+
+/// The earlier name of [`DeviceStats`].
+pub type StreamStats = DeviceStats;

@@ -294,7 +294,17 @@ pub enum Error {
         /// Rows the cache holds.
         capacity: usize,
     },
-    /// An allocation the host (or device) memory cannot hold.
+    /// The GPU device is gone: destroyed (`wgpu::Device::destroy`), reset by the driver,
+    /// or removed. Every later call on it fails with this error; its tensors are lost.
+    #[error("the GPU device {device} is lost ({reason}); open a new Device (Device::new()) and upload the tensors again")]
+    DeviceLost {
+        /// The device.
+        device: String,
+        /// wgpu's reason.
+        reason: String,
+    },
+    /// An allocation the host or the device cannot make (on a GPU, even after openkern
+    /// freed its idle pooled buffers).
     #[error("{what} needs {bytes} bytes, which {device} could not allocate; use smaller shapes (a smaller batch, or process the tensor in slices along its first dimension) or free other tensors first")]
     OutOfMemory {
         /// What was being allocated.

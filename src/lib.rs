@@ -54,6 +54,32 @@
 //! Element counts are checked wherever a shape is formed ([`Error::ShapeOverflow`]); a
 //! tensor past the adapter's storage-binding limit is [`Error::TooLarge`]; a host
 //! allocation that fails is [`Error::OutOfMemory`] rather than an abort.
+//!
+//! ## Pipelines, memory and device loss
+//!
+//! A GPU device compiles each kernel variant once, on first use, and keeps it in a
+//! bounded least-recently-used cache. A variant is a kernel, an entry point, the dtypes
+//! of its tensors and its override constants, which come from options (an activation, a
+//! flag) and from size *buckets* (a workgroup of 64, 128 or 256 lanes), never from an
+//! exact shape: however many shapes a program runs, one adapter can build at most
+//! [`gpu::pipeline_variants`] pipelines (45,690 in all; a test keeps this number
+//! current). The cache keeps [`gpu::DEFAULT_PIPELINE_CAPACITY`] (256) of them;
+//! `OPENKERN_PIPELINE_CAPACITY=n` or [`Device::set_pipeline_cache_capacity`] changes that,
+//! and [`Device::stats`] counts pipelines built, shader modules created, cache hits,
+//! evictions and idle pooled memory.
+//!
+//! On Vulkan the driver's compiled pipelines also persist across processes (wgpu's
+//! `PipelineCache`, one file per adapter and driver in the directory of the matmul
+//! tuning results, see [`autotune`]), so a second run skips the driver's compilation
+//! where the driver keeps compiled code in that cache (Mesa lavapipe 22 keeps only a
+//! 96-byte header, so on it both runs compile); `OPENKERN_PIPELINE_CACHE=0` turns that
+//! off.
+//!
+//! A device that is lost — `wgpu::Device::destroy` on a device handed over with
+//! [`Device::from_wgpu`], a driver reset, a removed GPU — fails every later call on it,
+//! from any thread, with [`Error::DeviceLost`]: never a panic or a hang. Its tensors are
+//! gone; open a new [`Device`] and upload again. A buffer the device cannot allocate
+//! (after openkern frees its idle pooled buffers) is [`Error::OutOfMemory`].
 #![warn(missing_docs)]
 
 pub mod autotune;
@@ -68,7 +94,7 @@ pub mod tensor;
 
 pub use device::{
     AdapterDescription, CoopMatrixConfig, Device, DeviceFeatures, DeviceInfo, DeviceLimits,
-    DeviceSelector, DeviceType, StreamStats,
+    DeviceSelector, DeviceStats, DeviceType, StreamStats,
 };
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

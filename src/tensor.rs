@@ -65,7 +65,7 @@ impl Tensor {
                     || format!("a {} tensor of shape {shape:?}", T::DTYPE),
                     (data.len() * T::DTYPE.size_in_bytes()) as u64,
                 )?;
-                Storage::Gpu(g.upload(bytemuck::cast_slice(data)))
+                Storage::Gpu(g.upload(bytemuck::cast_slice(data))?)
             }
             Backend::Cpu => {
                 crate::cpu::ensure_host_memory(
@@ -113,7 +113,7 @@ impl Tensor {
             Backend::Gpu(g) => {
                 let bytes = (n * dtype.size_in_bytes()) as u64;
                 g.check_binding(|| format!("a {dtype} tensor of shape {shape:?}"), bytes)?;
-                Storage::Gpu(g.zeros(bytes))
+                Storage::Gpu(g.zeros(bytes)?)
             }
             Backend::Cpu => {
                 crate::cpu::ensure_host_memory(
@@ -255,7 +255,7 @@ impl Tensor {
                     || format!("the {dtype} output of {op}, shape {shape:?}"),
                     bytes,
                 )?;
-                Storage::Gpu(g.alloc(bytes.next_multiple_of(4).max(4)))
+                Storage::Gpu(g.alloc(bytes.next_multiple_of(4).max(4))?)
             }
             Backend::Cpu => {
                 crate::cpu::ensure_host_memory(

@@ -144,8 +144,14 @@ impl AttentionLaunch {
                 .find(|l| 32 * l >= maxd)
                 .unwrap_or(8)
         };
-        let per = maxd.div_ceil(lanes);
-        let keys = (2048 / (plan.head_dim + plan.v_dim)).min(32);
+        // Both bucketed so the pipeline key never carries a head dimension: registers per
+        // lane round up to a multiple of 4 (the kernel masks past head_dim), keys per tile
+        // down to one (the tile stays within its 2048 words).
+        let per = match maxd.div_ceil(lanes) {
+            p @ (1 | 2) => p,
+            p => p.next_multiple_of(4),
+        };
+        let keys = ((2048 / (plan.head_dim + plan.v_dim)).min(32) / 4 * 4).max(4);
         let row_tiles = plan.rows().div_ceil(WORKGROUP / lanes);
         let tiling = Tiling {
             lanes: lanes as u32,
@@ -314,9 +320,9 @@ pub(crate) fn attention(
         let bytes =
             (plan.batch * plan.kv_heads * rows * splits as usize * (plan.v_dim + 2) * 4) as u64;
         g.check_binding(|| "the split-KV partials of attention".into(), bytes)?;
-        g.alloc(bytes)
+        g.alloc(bytes)?
     } else {
-        g.alloc(16)
+        g.alloc(16)?
     };
     let groups = (plan.batch * plan.kv_heads * tiling.row_tiles as usize * splits as usize) as u32;
     g.dispatch_reporting_faults(

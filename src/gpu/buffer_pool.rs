@@ -62,6 +62,11 @@ impl BufferPool {
         }
     }
 
+    /// Bytes held idle, waiting for reuse.
+    pub(crate) fn idle_bytes(&self) -> u64 {
+        self.pooled_bytes
+    }
+
     /// Frees every idle buffer.
     pub(crate) fn clear(&mut self) {
         self.free.clear();

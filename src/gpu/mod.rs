@@ -13,6 +13,9 @@ pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod pipeline_cache;
+pub use pipeline_cache::{
+    pipeline_variants, DEFAULT_PIPELINE_CAPACITY, PIPELINE_CAPACITY_ENV, PIPELINE_DISK_CACHE_ENV,
+};
 pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
@@ -24,11 +27,11 @@ pub mod timing;
 pub(crate) mod unary;
 
 use crate::device::{
-    CoopMatrixConfig, DeviceFeatures, DeviceInfo, DeviceLimits, DeviceType, StreamStats,
+    CoopMatrixConfig, DeviceFeatures, DeviceInfo, DeviceLimits, DeviceStats, DeviceType,
 };
 use crate::error::{Error, Result};
 use buffer_pool::{bucket_size, BufferPool, PooledBuffer};
-use pipeline_cache::{KernelKey, Pipeline, PipelineCache};
+use pipeline_cache::{KernelKey, Pipeline, PipelineCache, UniformBinding};
 use shader::{KernelSource, ShaderHeader};
 use std::sync::{Arc, Mutex};
 use stream::{Stream, BATCH_LIMIT};
@@ -67,7 +70,16 @@ pub(crate) struct GpuContext {
     stream: Mutex<Stream>,
     pool: Arc<Mutex<BufferPool>>,
     pipelines: Mutex<PipelineCache>,
+    /// Mesa lavapipe: some kernels bind their params as storage here (a driver
+    /// workaround, see `pipeline_cache`).
+    lavapipe: bool,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Set (with wgpu's reason) once the device is lost: destroyed, reset by the driver,
+    /// or gone. Every later call on it is [`Error::DeviceLost`].
+    lost: Arc<Mutex<Option<String>>>,
+    /// Set by wgpu's error callback: an error may mean a loss wgpu has not reported yet
+    /// (it does at the next poll), so the next [`check_alive`](Self::check_alive) polls.
+    suspect: Arc<std::sync::atomic::AtomicBool>,
     /// Held for a whole timing window: two windows on one device would share one timer.
     timing: Mutex<()>,
     /// Set once the cooperative-matrix matmul failed to build on this device: `Auto`
@@ -130,6 +142,7 @@ fn wanted_features() -> wgpu::Features {
         | wgpu::Features::SUBGROUP
         | wgpu::Features::TIMESTAMP_QUERY
         | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::PIPELINE_CACHE
 }
 
 fn scalar_name(t: wgpu::wgt::CooperativeScalarType) -> &'static str {
@@ -241,11 +254,33 @@ impl GpuContext {
         let limits = device.limits();
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
+        let suspect = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let suspect_sink = suspect.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            suspect_sink.store(true, std::sync::atomic::Ordering::Release);
             if let Ok(mut v) = sink.lock() {
                 v.push(e.to_string());
             }
         }));
+        // Replaces a callback an engine set on a device it hands over (`from_wgpu`); the
+        // loss is then visible through every openkern call instead.
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_sink.lock() {
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "the device was destroyed",
+                    _ => "the driver lost the device",
+                };
+                l.get_or_insert_with(|| {
+                    if message.is_empty() {
+                        why.to_string()
+                    } else {
+                        format!("{why}: {message}")
+                    }
+                });
+            }
+        });
         let device_info = DeviceInfo {
             name: info.name.clone(),
             backend: info.backend.to_str().to_string(),
@@ -279,6 +314,7 @@ impl GpuContext {
         };
         // Keep at most a quarter of the largest buffer size (and 1 GiB) idle in the pool.
         let pool_cap = (limits.max_buffer_size / 4).min(1 << 30);
+        let disk = pipeline_cache::DiskCache::open(&device, &info, &device_info);
         let ctx = GpuContext {
             device,
             queue,
@@ -286,8 +322,14 @@ impl GpuContext {
             limits,
             stream: Mutex::new(Stream::default()),
             pool: Arc::new(Mutex::new(BufferPool::new(pool_cap))),
-            pipelines: Mutex::new(PipelineCache::default()),
+            pipelines: Mutex::new(PipelineCache::new(
+                pipeline_cache::capacity_from_env(),
+                disk,
+            )),
+            lavapipe: pipeline_cache::is_lavapipe(&info),
             errors,
+            lost,
+            suspect,
             timing: Mutex::new(()),
             coop_broken: Default::default(),
             notes: Mutex::new(Vec::new()),
@@ -315,8 +357,40 @@ impl GpuContext {
         self.stream.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// [`Error::DeviceLost`] once the device is lost; every entry point checks it first,
+    /// so a lost device fails each call with that error instead of a wgpu panic or a wait
+    /// that never ends.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        if self
+            .suspect
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            // wgpu reports a destroyed device's loss from its next poll
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+        match &*self.lost.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(reason) => Err(Error::DeviceLost {
+                device: self.name.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// The error for a wgpu failure `message`: [`Error::DeviceLost`] where the device is
+    /// lost (polled first, so a loss wgpu has not reported yet shows), else [`Error::Gpu`].
+    fn lost_or_gpu(&self, message: String) -> Error {
+        self.suspect
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.check_alive().err().unwrap_or(Error::Gpu {
+            device: self.name.clone(),
+            message,
+        })
+    }
+
     /// Errors wgpu reported since the last check.
     fn check_errors(&self) -> Result<()> {
+        self.check_alive()?;
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if errors.is_empty() {
             return Ok(());
@@ -329,6 +403,17 @@ impl GpuContext {
         })
     }
 
+    /// Offset alignment for a dispatch's params in the stream's arena: they bind as a
+    /// uniform, or on lavapipe maybe as a storage buffer (the workaround).
+    fn params_alignment(&self) -> u64 {
+        let uniform = self.limits.min_uniform_buffer_offset_alignment;
+        if self.lavapipe {
+            uniform.max(self.limits.min_storage_buffer_offset_alignment) as u64
+        } else {
+            uniform as u64
+        }
+    }
+
     /// The most bytes one storage binding (and so one tensor) can hold on this device.
     pub(crate) fn binding_limit(&self) -> u64 {
         self.limits
@@ -338,6 +423,7 @@ impl GpuContext {
 
     /// Checks a byte size against the storage binding limit.
     pub(crate) fn check_binding(&self, what: impl FnOnce() -> String, bytes: u64) -> Result<()> {
+        self.check_alive()?;
         let limit = self.binding_limit();
         if bytes > limit {
             return Err(Error::TooLarge {
@@ -351,45 +437,88 @@ impl GpuContext {
     }
 
     /// A storage buffer of at least `bytes` (rounded to a pool bucket). Contents undefined.
-    pub(crate) fn alloc(&self, bytes: u64) -> PooledBuffer {
+    /// [`Error::OutOfMemory`] when the device cannot hold it even after freeing the idle
+    /// pooled buffers.
+    pub(crate) fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
+        self.check_alive()?;
         let size = bucket_size(bytes, self.binding_limit());
         let reused = self
             .pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take(size);
-        let buffer = reused.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("openkern tensor"),
-                size,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.create_buffer(
+                "a tensor's storage buffer",
+                &wgpu::BufferDescriptor {
+                    label: Some("openkern tensor"),
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                },
+            )?,
+        };
+        Ok(PooledBuffer::new(buffer, self.pool.clone()))
+    }
+
+    /// Creates a buffer, turning the driver's out-of-memory into [`Error::OutOfMemory`]
+    /// (after one retry with the pool's idle buffers freed) instead of an invalid buffer
+    /// that fails later.
+    fn create_buffer(&self, what: &str, desc: &wgpu::BufferDescriptor<'_>) -> Result<wgpu::Buffer> {
+        let attempt = || {
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let buffer = self.device.create_buffer(desc);
+            match pollster::block_on(scope.pop()) {
+                None => Ok(buffer),
+                Some(e) => Err(e.to_string()),
+            }
+        };
+        attempt()
+            .or_else(|_| {
+                self.trim_pool();
+                attempt()
             })
-        });
-        PooledBuffer::new(buffer, self.pool.clone())
+            .map_err(|message| {
+                self.suspect
+                    .store(true, std::sync::atomic::Ordering::Release);
+                self.check_alive().err().unwrap_or(Error::OutOfMemory {
+                    what: format!("{what} ({message})"),
+                    bytes: desc.size,
+                    device: self.name.clone(),
+                })
+            })
+            .and_then(|buffer| {
+                // a lost device fails creation as a validation error, not out-of-memory
+                self.check_alive()?;
+                Ok(buffer)
+            })
     }
 
     /// A buffer holding `bytes`, written through a staging copy recorded in the stream so
     /// it lands after every kernel already recorded (never `queue.write_buffer`, which would
     /// run before them and could overwrite a pooled buffer a pending kernel still reads).
-    pub(crate) fn upload(&self, bytes: &[u8]) -> PooledBuffer {
+    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<PooledBuffer> {
         let padded = (bytes.len() as u64).next_multiple_of(4).max(4);
-        let dst = self.alloc(padded);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("openkern upload"),
-            size: padded,
-            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
-            mapped_at_creation: true,
-        });
+        let dst = self.alloc(padded)?;
+        let staging = self.create_buffer(
+            "an upload's staging buffer",
+            &wgpu::BufferDescriptor {
+                label: Some("openkern upload"),
+                size: padded,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
+                mapped_at_creation: true,
+            },
+        )?;
         {
+            let mut range = staging
+                .get_mapped_range_mut(..)
+                .map_err(|e| self.lost_or_gpu(e.to_string()))?;
             let mut padded_bytes = bytes.to_vec();
             padded_bytes.resize(padded as usize, 0);
-            staging
-                .get_mapped_range_mut(..)
-                .expect("a buffer mapped at creation has a mapped range")
-                .copy_from_slice(&padded_bytes);
+            range.copy_from_slice(&padded_bytes);
         }
         staging.unmap();
         let mut stream = self.lock_stream();
@@ -397,25 +526,29 @@ impl GpuContext {
             .encoder(&self.device)
             .copy_buffer_to_buffer(&staging, 0, dst.buffer(), 0, padded);
         self.after_record(&mut stream);
-        dst
+        drop(stream);
+        self.check_alive()?;
+        Ok(dst)
     }
 
     /// A zero-filled buffer of at least `bytes`, cleared in stream order.
-    pub(crate) fn zeros(&self, bytes: u64) -> PooledBuffer {
-        let dst = self.alloc(bytes.next_multiple_of(4).max(4));
+    pub(crate) fn zeros(&self, bytes: u64) -> Result<PooledBuffer> {
+        let dst = self.alloc(bytes.next_multiple_of(4).max(4))?;
         let mut stream = self.lock_stream();
         stream
             .encoder(&self.device)
             .clear_buffer(dst.buffer(), 0, None);
-        dst
+        drop(stream);
+        self.check_alive()?;
+        Ok(dst)
     }
 
     /// A fresh fault word for one op's output, cleared in stream order.
-    pub(crate) fn fault_slot(&self) -> std::sync::Arc<FaultSlot> {
-        std::sync::Arc::new(FaultSlot {
-            buffer: self.zeros(FAULT_BYTES),
+    pub(crate) fn fault_slot(&self) -> Result<std::sync::Arc<FaultSlot>> {
+        Ok(std::sync::Arc::new(FaultSlot {
+            buffer: self.zeros(FAULT_BYTES)?,
             seen: std::sync::OnceLock::new(),
-        })
+        }))
     }
 
     /// Reads `bytes` of `src` from byte `offset` (a multiple of 4) back: submits the
@@ -429,16 +562,20 @@ impl GpuContext {
         bytes: u64,
         faults: &[Arc<FaultSlot>],
     ) -> Result<Vec<u8>> {
+        self.check_alive()?;
         for word in faults.iter().filter_map(|f| f.seen.get()) {
             self.report_fault(*word)?;
         }
         let padded = bytes.next_multiple_of(4).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("openkern readback"),
-            size: padded + FAULT_BYTES * faults.len() as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.create_buffer(
+            "a readback staging buffer",
+            &wgpu::BufferDescriptor {
+                label: Some("openkern readback"),
+                size: padded + FAULT_BYTES * faults.len() as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            },
+        )?;
         {
             let mut stream = self.lock_stream();
             let encoder = stream.encoder(&self.device);
@@ -452,10 +589,9 @@ impl GpuContext {
         staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         self.wait()?;
         let (out, words) = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
-                device: self.name.clone(),
-                message: e.to_string(),
-            })?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| self.lost_or_gpu(e.to_string()))?;
             let words: Vec<[u32; 4]> = (0..faults.len())
                 .map(|i| {
                     let at = padded as usize + FAULT_BYTES as usize * i;
@@ -508,17 +644,20 @@ impl GpuContext {
     }
 
     fn wait(&self) -> Result<()> {
+        self.check_alive()?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu {
-                device: self.name.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(())
+            .map_err(|e| self.lost_or_gpu(e.to_string()))?;
+        self.check_alive()
     }
 
     /// Submits the stream; resolves timestamps first while a timing window is open.
     fn flush_locked(&self, stream: &mut Stream) -> Result<()> {
+        if let Err(lost) = self.check_alive() {
+            // nothing recorded can run any more: drop it rather than submit to a lost queue
+            stream.discard();
+            return Err(lost);
+        }
         if let Some(timer) = stream.timer.take() {
             timer.record_resolve(stream.encoder(&self.device));
             stream.submit(&self.queue);
@@ -559,17 +698,32 @@ impl GpuContext {
         }
     }
 
-    pub(crate) fn stats(&self) -> StreamStats {
+    pub(crate) fn stats(&self) -> DeviceStats {
         let stream = self.lock_stream();
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        StreamStats {
+        let pipelines = self.lock_pipelines();
+        DeviceStats {
             submissions: stream.submissions,
             passes: stream.passes,
             pool_hits: pool.hits,
             pool_misses: pool.misses,
+            pool_idle_bytes: pool.idle_bytes(),
             pipelines_built: pipelines.built,
+            shader_modules_created: pipelines.modules,
+            pipeline_cache_hits: pipelines.hits,
+            pipeline_evictions: pipelines.evictions,
+            live_pipelines: pipelines.live() as u64,
+            pipeline_capacity: pipelines.capacity() as u64,
         }
+    }
+
+    fn lock_pipelines(&self) -> std::sync::MutexGuard<'_, PipelineCache> {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bounds the pipeline cache (see [`crate::Device::set_pipeline_cache_capacity`]).
+    pub(crate) fn set_pipeline_capacity(&self, capacity: usize) {
+        self.lock_pipelines().set_capacity(capacity);
     }
 
     /// Frees idle pooled buffers.
@@ -585,12 +739,28 @@ impl GpuContext {
         header: ShaderHeader,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<Pipeline>> {
+        self.check_alive()?;
         let key = KernelKey::new(kernel, entry, header, constants);
-        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.pipelines.get(&key) {
-            return Ok(p.clone());
+        debug_assert!(
+            pipeline_cache::key_in_domain(&key),
+            "{key:?} is outside the variants gpu::pipeline_variants counts: add its axis to gpu::pipeline_cache::axes (options and buckets only, never a shape)"
+        );
+        let mut cache = self.lock_pipelines();
+        if let Some(p) = cache.get(&key) {
+            return Ok(p);
         }
         let source = kernel.specialise(&key.header);
+        let build_error = |message: String| Error::ShaderBuild {
+            kernel: format!(
+                "{}::{entry} {:?} {:?}",
+                kernel.name, key.header.dtypes, constants
+            ),
+            device: self.name.clone(),
+            message,
+        };
+        let module = UniformBinding::for_kernel(self.lavapipe, kernel.name)
+            .module(&source)
+            .map_err(build_error)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // Every loop in openkern's kernels is bounded by a constant or a uniform, so
         // naga's forced loop bounding (a hidden counter and break in every loop) buys
@@ -606,11 +776,12 @@ impl GpuContext {
             self.device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                    source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(module)),
                 },
                 checks,
             )
         };
+        cache.modules += 1;
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -622,24 +793,16 @@ impl GpuContext {
                     constants,
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache: cache.disk.as_ref().map(|d| &d.cache),
             });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(Error::ShaderBuild {
-                kernel: format!(
-                    "{}::{entry} {:?} {:?}",
-                    kernel.name, key.header.dtypes, constants
-                ),
-                device: self.name.clone(),
-                message: err.to_string(),
-            });
+            return Err(build_error(err.to_string()));
         }
         let pipeline = Arc::new(Pipeline {
             layout: pipeline.get_bind_group_layout(0),
             pipeline,
         });
-        cache.built += 1;
-        cache.pipelines.insert(key, pipeline.clone());
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -653,7 +816,9 @@ impl GpuContext {
         params: Option<&[u8]>,
         workgroups: [u32; 3],
     ) -> Result<()> {
-        self.record_dispatch(pipeline, label, buffers, params, workgroups, None)
+        self.check_alive()?;
+        self.record_dispatch(pipeline, label, buffers, params, workgroups, None)?;
+        self.check_alive()
     }
 
     /// [`dispatch`](Self::dispatch) for a kernel that reports bad input through the fault
@@ -667,6 +832,7 @@ impl GpuContext {
         workgroups: [u32; 3],
         fault: &FaultSlot,
     ) -> Result<()> {
+        self.check_alive()?;
         self.record_dispatch(
             pipeline,
             label,
@@ -674,7 +840,8 @@ impl GpuContext {
             Some(params),
             workgroups,
             Some(fault),
-        )
+        )?;
+        self.check_alive()
     }
 
     fn record_dispatch(
@@ -687,13 +854,14 @@ impl GpuContext {
         fault: Option<&FaultSlot>,
     ) -> Result<()> {
         let mut stream = self.lock_stream();
-        let align = self.limits.min_uniform_buffer_offset_alignment as u64;
-        let uniform = params.map(|bytes| {
-            (
-                stream.params(&self.device, bytes, align),
-                bytes.len() as u64,
-            )
-        });
+        let align = self.params_alignment();
+        let uniform = params
+            .map(|bytes| {
+                let arena = stream.params(&self.device, bytes, align);
+                arena.map(|at| (at, bytes.len() as u64))
+            })
+            .transpose()
+            .map_err(|message| self.lost_or_gpu(message))?;
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()

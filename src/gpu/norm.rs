@@ -124,7 +124,7 @@ fn launch(
     let h_buf = match h {
         Some(h) => h.gpu_buffer(),
         None => {
-            scratch = g.alloc(4);
+            scratch = g.alloc(4)?;
             scratch.buffer().as_entire_buffer_binding()
         }
     };

@@ -60,8 +60,8 @@ pub fn copy_bandwidth(device: &Device) -> Result<ProbeResult> {
     let software = device.info().device_type == crate::DeviceType::SoftwareGpu;
     let bytes = if software { bytes.min(64 << 20) } else { bytes };
     let n = (bytes / 16) as u32;
-    let src = g.zeros(bytes);
-    let dst = g.alloc(bytes);
+    let src = g.zeros(bytes)?;
+    let dst = g.alloc(bytes)?;
     let pipeline = g.pipeline(
         &PROBE,
         "copy",
@@ -104,8 +104,8 @@ pub fn fma_throughput(device: &Device) -> Result<ProbeResult> {
         super::shader::ShaderHeader::new(vec![]),
         &[("FMA_LOOP", FMA_LOOP as f64)],
     )?;
-    let sink = g.alloc(16 * 1024);
-    let src = g.alloc(16);
+    let sink = g.alloc(16 * 1024)?;
+    let src = g.alloc(16)?;
     let params = ProbeParams {
         n: 1024,
         _pad: [0; 3],

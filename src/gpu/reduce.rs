@@ -75,7 +75,7 @@ pub(crate) fn reduce(
     let idx_buf = match idx {
         Some(t) => t.gpu_buffer(),
         None => {
-            scratch = g.alloc(4);
+            scratch = g.alloc(4)?;
             scratch.buffer().as_entire_buffer_binding()
         }
     };

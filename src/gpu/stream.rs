@@ -42,13 +42,14 @@ impl Stream {
         })
     }
 
-    /// Copies `bytes` into this batch's params arena; returns the buffer and offset to bind.
+    /// Copies `bytes` into this batch's params arena; returns the buffer and offset to
+    /// bind, or wgpu's message where the arena cannot be written.
     pub(crate) fn params(
         &mut self,
         device: &wgpu::Device,
         bytes: &[u8],
         align: u64,
-    ) -> (wgpu::Buffer, u64) {
+    ) -> Result<(wgpu::Buffer, u64), String> {
         let size = (bytes.len() as u64).next_multiple_of(16).max(16);
         let fits = self
             .params
@@ -62,7 +63,9 @@ impl Stream {
                 buffer: device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("openkern params"),
                     size: ARENA_BYTES.max(size),
-                    usage: wgpu::BufferUsages::UNIFORM,
+                    // STORAGE too: on lavapipe params bind as a read-only storage buffer
+                    // (see gpu::pipeline_cache)
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE,
                     mapped_at_creation: true,
                 }),
                 used: 0,
@@ -72,13 +75,21 @@ impl Stream {
         let offset = arena.used.next_multiple_of(align);
         let mut padded = bytes.to_vec();
         padded.resize(size as usize, 0);
+        // fails only where the device is lost (the arena is invalid then)
         arena
             .buffer
             .get_mapped_range_mut(offset..offset + size)
-            .expect("the arena stays mapped until submit")
+            .map_err(|e| e.to_string())?
             .copy_from_slice(&padded);
         arena.used = offset + size;
-        (arena.buffer.clone(), offset)
+        Ok((arena.buffer.clone(), offset))
+    }
+
+    /// Drops the recorded work unsubmitted (the device is lost; nothing can run it).
+    pub(crate) fn discard(&mut self) {
+        self.params = None;
+        self.encoder = None;
+        self.batch_passes = 0;
     }
 
     /// Hands the recorded work to the queue. Returns whether anything was submitted.

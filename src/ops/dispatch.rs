@@ -148,7 +148,7 @@ pub(crate) fn run1_reporting_faults(
         shape,
         dtype,
         |g, out| {
-            let s = g.fault_slot();
+            let s = g.fault_slot()?;
             gpu(g, out, &s)?;
             slot = Some(s);
             Ok(())

@@ -118,7 +118,7 @@ impl KvCache {
         let mut k = Tensor::zeros(device, &[batch, kv_heads, max_len, head_dim], dtype)?;
         let mut v = Tensor::zeros(device, &[batch, kv_heads, max_len, v_dim], dtype)?;
         let mut lengths = Tensor::zeros(device, &[batch], DType::U32)?;
-        let fault = device.gpu_ctx().map(|g| g.fault_slot());
+        let fault = device.gpu_ctx().map(|g| g.fault_slot()).transpose()?;
         for t in [&mut k, &mut v, &mut lengths] {
             t.faults.extend(fault.clone());
         }

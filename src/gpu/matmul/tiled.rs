@@ -195,7 +195,7 @@ pub(super) fn tiled(
         );
     }
     // Split K: partial sums into an f32 workspace, then one reduce + epilogue pass.
-    let workspace = g.alloc((splits * plan.batch() * plan.m * plan.n * 4) as u64);
+    let workspace = g.alloc((splits * plan.batch() * plan.m * plan.n * 4) as u64)?;
     let pipeline = g.pipeline(
         &MATMUL_TILED,
         "main",
