@@ -903,15 +903,12 @@ fn add_then_norm(
     })
 }
 
-/// The last row of `[n, hidden]` hidden states, as `[1, hidden]`: a one-row gather with
-/// `ops::embedding` (swap for a narrow/slice op where the library has one).
+/// The last row of `[n, hidden]` hidden states, as `[1, hidden]`: a narrow of the
+/// outermost dimension, which is a view (no copy) where the row starts at an offset the
+/// device can bind, else one small copy.
 fn last_row(hidden: &Tensor) -> Result<Tensor> {
     let n = hidden.shape()[0];
-    if n == 1 {
-        return Ok(hidden.clone());
-    }
-    let index = Tensor::from_slice(hidden.device(), &[(n - 1) as u32], &[1])?;
-    Ok(ops::embedding(&index, hidden)?)
+    Ok(ops::narrow(hidden, 0, n - 1, 1)?)
 }
 
 /// Greedy generation: runs the prompt, then decodes up to `max_new_tokens` one at a

@@ -445,6 +445,7 @@ fn axes(kernel: &str) -> Vec<Axis> {
             flag(&["LAYER"]),
             flag(&["RESIDUAL"]),
             flag(&["WRITE_SUM"]),
+            flag(&["L2"]),
             row_workgroup(),
         ],
         "probe" => vec![one(&["FMA_LOOP"], [512])],
