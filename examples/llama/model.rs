@@ -547,15 +547,17 @@ impl Checkpoint {
 // the model
 
 /// One decoder layer's weights (projections `[out, in]`, as `ops::linear` takes them).
+///
+/// The q, k and v projections are stacked into one `[q + 2·kv, hidden]` weight at load,
+/// and gate and up into one `[2·ffn, hidden]`: one GEMM each instead of three and two
+/// (k and v alone are narrow GEMMs), their outputs split with `ops::split` (views in
+/// decode, one copy per part in prefill).
 struct Layer {
     input_norm: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    qkv: Tensor,
     o: Tensor,
     post_norm: Tensor,
-    gate: Tensor,
-    up: Tensor,
+    gate_up: Tensor,
     down: Tensor,
 }
 
@@ -705,15 +707,17 @@ impl Llama {
         let mut layers = Vec::new();
         for l in 0..config.num_hidden_layers {
             let p = |s: &str| format!("model.layers.{l}.{s}");
+            let q = load(&p("self_attn.q_proj.weight"), dtype)?;
+            let k = load(&p("self_attn.k_proj.weight"), dtype)?;
+            let v = load(&p("self_attn.v_proj.weight"), dtype)?;
+            let gate = load(&p("mlp.gate_proj.weight"), dtype)?;
+            let up = load(&p("mlp.up_proj.weight"), dtype)?;
             layers.push(Layer {
                 input_norm: load(&p("input_layernorm.weight"), DType::F32)?,
-                q: load(&p("self_attn.q_proj.weight"), dtype)?,
-                k: load(&p("self_attn.k_proj.weight"), dtype)?,
-                v: load(&p("self_attn.v_proj.weight"), dtype)?,
+                qkv: ops::concat(&[&q, &k, &v], 0)?,
                 o: load(&p("self_attn.o_proj.weight"), dtype)?,
                 post_norm: load(&p("post_attention_layernorm.weight"), DType::F32)?,
-                gate: load(&p("mlp.gate_proj.weight"), dtype)?,
-                up: load(&p("mlp.up_proj.weight"), dtype)?,
+                gate_up: ops::concat(&[&gate, &up], 0)?,
                 down: load(&p("mlp.down_proj.weight"), dtype)?,
             });
         }
@@ -828,24 +832,17 @@ impl Llama {
         let mut pending: Option<Tensor> = None;
         for (layer, cache) in self.layers.iter().zip(&mut sequence.caches) {
             let h = add_then_norm(&mut residual, pending.take(), &layer.input_norm, eps)?;
-            let q = ops::linear(&h, &layer.q, None, None)?.reshape(&[
-                1,
-                n,
-                c.num_attention_heads,
-                c.head_dim,
-            ])?;
-            let k = ops::linear(&h, &layer.k, None, None)?.reshape(&[
-                1,
-                n,
-                c.num_key_value_heads,
-                c.head_dim,
-            ])?;
-            let v = ops::linear(&h, &layer.v, None, None)?.reshape(&[
-                1,
-                n,
-                c.num_key_value_heads,
-                c.head_dim,
-            ])?;
+            let (qd, kvd) = (
+                c.num_attention_heads * c.head_dim,
+                c.num_key_value_heads * c.head_dim,
+            );
+            let qkv = ops::linear(&h, &layer.qkv, None, None)?;
+            let [q, k, v]: [Tensor; 3] = ops::split(&qkv, &[qd, kvd, kvd], 1)?
+                .try_into()
+                .expect("split gives one part per size");
+            let q = q.reshape(&[1, n, c.num_attention_heads, c.head_dim])?;
+            let k = k.reshape(&[1, n, c.num_key_value_heads, c.head_dim])?;
+            let v = v.reshape(&[1, n, c.num_key_value_heads, c.head_dim])?;
             let q = ops::rope(&q, &rope)?;
             let k = ops::rope(&k, &rope)?;
             cache.append(
@@ -859,8 +856,11 @@ impl Llama {
                 .reshape(&[n, c.num_attention_heads * c.head_dim])?;
             let o = ops::linear(&attn, &layer.o, None, None)?;
             let h = add_then_norm(&mut residual, Some(o), &layer.post_norm, eps)?;
-            let gate = ops::linear(&h, &layer.gate, None, None)?;
-            let up = ops::linear(&h, &layer.up, None, None)?;
+            let gate_up = ops::linear(&h, &layer.gate_up, None, None)?;
+            let ffn = c.intermediate_size;
+            let [gate, up]: [Tensor; 2] = ops::split(&gate_up, &[ffn, ffn], 1)?
+                .try_into()
+                .expect("split gives one part per size");
             let act = ops::swiglu(&gate, &up)?;
             pending = Some(ops::linear(&act, &layer.down, None, None)?);
         }
