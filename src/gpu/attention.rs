@@ -1,7 +1,7 @@
 //! Launcher for `shaders/attention.wgsl` (prefill, and the split half of split-KV
 //! decoding) and `shaders/attention_merge.wgsl` (the merge half).
 
-use super::driver_quirks::LOOP_LIMITED_KEYS;
+use super::driver_quirks::{LOOP_LIMITED_KEYS, LOOP_LIMITED_MAX_KEYS};
 use super::shader::{
     kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };
@@ -162,8 +162,27 @@ impl AttentionLaunch {
         if !decode {
             if g.loop_limited() && plan.kv_len > LOOP_LIMITED_KEYS {
                 // llvmpipe ends loops after 65,535 iterations per invocation
-                // (gpu::driver_quirks): walk the keys in chunks, merged as in decode
-                let chunk = LOOP_LIMITED_KEYS / keys * keys;
+                // (gpu::driver_quirks): walk the keys in chunks, merged as in decode.
+                // Longer chunks (up to 4x, still inside the budget) where the partials
+                // of 1,024-key chunks would not fit one binding.
+                let part_row =
+                    (plan.batch * plan.kv_heads * plan.rows() * (plan.v_dim + 2) * 4) as u64;
+                let fit = (g.binding_limit() / part_row.max(1)).max(1) as usize;
+                let chunk = (LOOP_LIMITED_KEYS / keys * keys)
+                    .max(plan.kv_len.div_ceil(fit).next_multiple_of(keys));
+                if chunk > LOOP_LIMITED_MAX_KEYS {
+                    return Err(Error::TooLarge {
+                        what: format!(
+                            "attention over {} keys for {} query rows on {} (its shader loops stop after 65,535 iterations, so keys go in chunks whose partial results must fit one binding)",
+                            plan.kv_len,
+                            plan.rows(),
+                            g.name
+                        ),
+                        bytes: part_row * plan.kv_len.div_ceil(LOOP_LIMITED_MAX_KEYS) as u64,
+                        limit: g.binding_limit(),
+                        device: g.name.clone(),
+                    });
+                }
                 return Ok(AttentionLaunch::DecodeSplit {
                     tiling,
                     splits: plan.kv_len.div_ceil(chunk) as u32,

@@ -22,6 +22,10 @@ pub(crate) const LOOP_LIMITED_K_CHUNK: usize = 4096;
 /// between 4,096 and 16,384 keys at head dimension 128).
 pub(crate) const LOOP_LIMITED_KEYS: usize = 1024;
 
+/// The longest key chunk allowed where 1,024-key chunks would need more partial results
+/// than one binding holds (4,096 keys at head dimension 128 were still exact).
+pub(crate) const LOOP_LIMITED_MAX_KEYS: usize = 4096;
+
 impl GpuContext {
     /// True on llvmpipe, whose shader invocations stop every loop after 65,535
     /// iterations in all.
