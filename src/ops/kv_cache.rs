@@ -136,8 +136,10 @@ impl KvCache {
         })
     }
 
-    /// The key cache, `[batch, kv_heads, max_len, head_dim]`. Later appends write into
-    /// this storage: a clone taken now sees them.
+    /// The key cache, `[batch, kv_heads, max_len, head_dim]`. Read it through this
+    /// reference after the appends you need: a clone (or view) taken earlier is a
+    /// snapshot on the CPU device, where an append copies storage that is shared, while
+    /// on a GPU later appends write into the same buffer and the clone sees them.
     pub fn keys(&self) -> &Tensor {
         &self.k
     }
