@@ -36,7 +36,7 @@ const NORM_FILE: KernelSource = KernelSource {
         ],
         &[("L2", 1.0), ("WORKGROUP", 256.0)],
     ],
-    pieces: &[&pieces::ROW_REDUCE],
+    pieces: &[&pieces::ROW_REDUCE, &pieces::ROW_WRITE_WALK],
     swaps: &[],
     params: Some(&NormParams::LAYOUT),
 };
@@ -64,27 +64,13 @@ uniform_params! {
 /// `y = x / max(‖x‖₂, eps)` per row: the kernel's L2 form (x stands in for the weight
 /// and bias bindings, which it does not read).
 pub(crate) fn l2_normalize(g: &GpuContext, x: &Tensor, eps: f32, y: &Tensor) -> Result<()> {
-    launch(g, x, None, x, None, eps, y, None, true)
+    norm(g, x, None, x, None, eps, y, None, true)
 }
 
 /// Normalises the rows of `x` (+ `res`) into `y`, writing the sum to `h` when `res` is
-/// given; layer norm when `b` is given, RMS norm otherwise.
+/// given; layer norm when `b` is given, RMS norm otherwise, the L2 form with `l2`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn norm(
-    g: &GpuContext,
-    x: &Tensor,
-    res: Option<&Tensor>,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    eps: f32,
-    y: &Tensor,
-    h: Option<&Tensor>,
-) -> Result<()> {
-    launch(g, x, res, w, b, eps, y, h, false)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn launch(
     g: &GpuContext,
     x: &Tensor,
     res: Option<&Tensor>,

@@ -168,6 +168,9 @@ pub mod pieces {
 
     /// Online-softmax state `(max, sum)` updates and merges (attention).
     pub static ONLINE_SOFTMAX: Piece = piece!("online_softmax");
+    /// `write_words`: a lane's words of a row, 8 per loop iteration (lavapipe's loop
+    /// budget), through the kernel's `write_word` (softmax, norms).
+    pub static ROW_WRITE_WALK: Piece = piece!("row_write_walk");
 
     /// All of them, for the drift test.
     pub static ALL: &[&Piece] = &[
@@ -179,6 +182,7 @@ pub mod pieces {
         &PACK_F16,
         &PACK_BF16,
         &ONLINE_SOFTMAX,
+        &ROW_WRITE_WALK,
     ];
 }
 

@@ -26,7 +26,7 @@ const SOFTMAX_FILE: KernelSource = KernelSource {
         &[("LOG", 0.0), ("WORKGROUP", 256.0)],
         &[("LOG", 1.0), ("WORKGROUP", 64.0)],
     ],
-    pieces: &[&pieces::ROW_REDUCE],
+    pieces: &[&pieces::ROW_REDUCE, &pieces::ROW_WRITE_WALK],
     swaps: &[],
     params: Some(&SoftmaxParams::LAYOUT),
 };

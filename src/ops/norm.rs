@@ -228,7 +228,7 @@ fn run(
                 op,
                 &inputs,
                 [out],
-                |g, [y]| crate::gpu::norm::norm(g, x, res, &w, b.as_ref(), eps, y, None),
+                |g, [y]| crate::gpu::norm::norm(g, x, res, &w, b.as_ref(), eps, y, None, false),
                 || Ok([cpu().0]),
             )?;
             Ok((y, None))
@@ -238,7 +238,9 @@ fn run(
                 op,
                 &inputs,
                 [out, out],
-                |g, [y, h]| crate::gpu::norm::norm(g, x, Some(r), &w, b.as_ref(), eps, y, Some(h)),
+                |g, [y, h]| {
+                    crate::gpu::norm::norm(g, x, Some(r), &w, b.as_ref(), eps, y, Some(h), false)
+                },
                 || match cpu() {
                     (y, Some(h)) => Ok([y, h]),
                     (_, None) => Err(crate::Error::Internal {
