@@ -191,7 +191,9 @@ pub(crate) fn matmul(
 ) -> CpuStorage {
     let (m, n) = (plan.m, plan.n);
     let batch = plan.batch();
-    let mut out = vec![0f32; batch * m * n];
+    // every path below writes each element (gemm with read_dst off, the GEMV's
+    // transpose, k = 0's fill), so a pooled buffer's stale values never show
+    let mut out = super::take::<f32>(batch * m * n);
     let a_off = batch_offsets(&plan.batch_shape, &plan.a_batch_strides);
     let b_off = batch_offsets(&plan.batch_shape, &plan.b_batch_strides);
     // 16-bit decode shapes stream the weights; f32 ones stay on the gemm crate, which
