@@ -221,3 +221,30 @@ fn mistakes_are_typed_errors(device: &Device) {
     ));
 }
 backend_tests!(mistakes_are_typed_errors => mistakes_are_typed_errors_cpu, mistakes_are_typed_errors_gpu);
+
+/// The layers of a forward rotate the same positions: the angle table goes to the device
+/// once, and each later call records only its own pass (no upload, no new buffer).
+#[test]
+fn repeated_positions_upload_the_table_once() {
+    let Some(device) = gpu() else { return };
+    let _lock = counters_lock();
+    let x = tensor(&device, &random(4 * 3 * 64, 7), &[4, 3, 64], DType::F32);
+    let o = RopeOptions {
+        offset: 4321,
+        ..Default::default()
+    };
+    ops::rope(&x, &o).unwrap();
+    let before = device.stats();
+    for _ in 0..5 {
+        ops::rope(&x, &o).unwrap();
+    }
+    let after = device.stats();
+    let allocations = |s: &openkern::DeviceStats| s.pool_hits + s.pool_misses;
+    assert_eq!(after.passes - before.passes, 5, "{before:?} -> {after:?}");
+    // one buffer per call: its output
+    assert_eq!(
+        allocations(&after) - allocations(&before),
+        5,
+        "{before:?} -> {after:?}"
+    );
+}

@@ -87,6 +87,9 @@ pub(crate) struct GpuContext {
     pub(crate) coop_broken: std::sync::atomic::AtomicBool,
     /// What was noted while the device ran (see [`crate::Device::notes`]).
     notes: Mutex<Vec<String>>,
+    /// Device copies of recent RoPE angle tables, by the host table's identity (see
+    /// `rope::device_table`).
+    pub(crate) rope_tables: Mutex<Vec<rope::DeviceTable>>,
     name: String,
 }
 
@@ -333,6 +336,7 @@ impl GpuContext {
             timing: Mutex::new(()),
             coop_broken: Default::default(),
             notes: Mutex::new(Vec::new()),
+            rope_tables: Mutex::new(Vec::new()),
             name: info.name.clone(),
         };
         (ctx, device_info)

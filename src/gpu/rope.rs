@@ -1,11 +1,13 @@
 //! Launcher for `shaders/rope.wgsl`.
 
+use super::buffer_pool::PooledBuffer;
 use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::rope::Plan;
 use crate::tensor::Tensor;
+use std::sync::{Arc, Weak};
 
 pub(crate) static ROPE: KernelSource = KernelSource {
     name: "rope",
@@ -39,6 +41,31 @@ uniform_params! {
     }
 }
 
+/// A host angle table (held weakly, so its identity stays unique) and its device copy.
+pub(crate) type DeviceTable = (Weak<Vec<[f32; 2]>>, Arc<PooledBuffer>);
+
+/// Device copies kept per context: as many as the host keeps tables.
+const DEVICE_TABLES: usize = 8;
+
+/// The device copy of `table`, uploaded once: the layers of a forward rotate the same
+/// positions with the same host table (`ops::rope::angle_table` caches it), so one upload
+/// serves them all. The f32 (cos, sin) pairs travel as their bit patterns in a u32
+/// buffer, which the header leaves alone whatever x's dtype.
+fn device_table(g: &GpuContext, table: &Arc<Vec<[f32; 2]>>) -> Result<Arc<PooledBuffer>> {
+    let key = Arc::downgrade(table);
+    let mut cache = g.rope_tables.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, buffer)) = cache.iter().find(|(k, _)| k.ptr_eq(&key)) {
+        return Ok(buffer.clone());
+    }
+    cache.retain(|(k, _)| k.strong_count() > 0);
+    if cache.len() >= DEVICE_TABLES {
+        cache.remove(0);
+    }
+    let buffer = Arc::new(g.upload(bytemuck::cast_slice(table.as_slice()))?);
+    cache.push((key, buffer.clone()));
+    Ok(buffer)
+}
+
 pub(crate) fn rope(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Result<()> {
     let n = x.len() as u32;
     let params = RopeParams {
@@ -50,10 +77,7 @@ pub(crate) fn rope(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Res
         seq: plan.seq as u32,
         _pad: [0; 2],
     };
-    // the f32 (cos, sin) pairs travel as their bit patterns in a u32 buffer, which the
-    // header leaves alone whatever x's dtype
-    let words: &[u32] = bytemuck::cast_slice(plan.table.as_slice());
-    let table = Tensor::from_slice(x.device(), words, &[words.len()])?;
+    let table = device_table(g, &plan.table)?;
     let pipeline = g.pipeline(
         &ROPE,
         "main",
@@ -63,7 +87,11 @@ pub(crate) fn rope(g: &GpuContext, x: &Tensor, plan: &Plan, out: &Tensor) -> Res
     g.dispatch(
         &pipeline,
         "rope",
-        &[x.gpu_buffer(), table.gpu_buffer(), out.gpu_buffer()],
+        &[
+            x.gpu_buffer(),
+            table.buffer().as_entire_buffer_binding(),
+            out.gpu_buffer(),
+        ],
         Some(bytemuck::bytes_of(&params)),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
     )
