@@ -168,10 +168,16 @@ macro_rules! pooled {
 }
 pooled!(f32, f16, bf16, u32);
 
+/// Host storage from this size up is probed before it is allocated. The probe costs a
+/// map and unmap of address space; below this size that would be a syscall pair on the
+/// hot path of ordinary ops for allocations that, short of a tight `ulimit`, cannot fail.
+const PROBE_MIN_BYTES: usize = 64 << 20;
+
 /// Refuses, as [`Error::OutOfMemory`], host storage of `n` elements of `dtype` that the
 /// allocator cannot provide, before anything allocates it: an infallible allocation of
 /// that size would abort the process. (The probe reserves address space and frees it;
-/// the real buffer is allocated right after.)
+/// the real buffer is allocated right after.) Sizes below [`PROBE_MIN_BYTES`] are not
+/// probed.
 pub(crate) fn ensure_host_memory(
     what: impl FnOnce() -> String,
     dtype: DType,
@@ -179,7 +185,7 @@ pub(crate) fn ensure_host_memory(
 ) -> crate::error::Result<()> {
     let bytes = n.checked_mul(dtype.size_in_bytes());
     let ok =
-        bytes.is_some_and(|b| b < POOL_MIN_BYTES || Vec::<u8>::new().try_reserve_exact(b).is_ok());
+        bytes.is_some_and(|b| b < PROBE_MIN_BYTES || Vec::<u8>::new().try_reserve_exact(b).is_ok());
     if ok {
         Ok(())
     } else {
