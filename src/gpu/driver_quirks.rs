@@ -30,6 +30,6 @@ impl GpuContext {
     /// True on llvmpipe, whose shader invocations stop every loop after 65,535
     /// iterations in all.
     pub(crate) fn loop_limited(&self) -> bool {
-        self.name.contains("llvmpipe")
+        self.lavapipe
     }
 }
