@@ -210,10 +210,11 @@ pub(crate) fn select(
     // llvmpipe ends loops after 65,535 iterations per invocation (gpu::driver_quirks):
     // a long K runs as the tiled kernel split into chunks (GEMV takes 8 elements of K per
     // iteration and stays well inside the budget at any K that fits a binding).
-    if g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK {
-        match kernel {
-            MatmulKernel::Gemv | MatmulKernel::GemvSubgroup | MatmulKernel::Coop => {}
-            MatmulKernel::Naive | MatmulKernel::Subgroup if plan.kernel != MatmulKernel::Auto => {
+    let kernel = match kernel {
+        MatmulKernel::Naive | MatmulKernel::Subgroup
+            if g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK =>
+        {
+            if plan.kernel != MatmulKernel::Auto {
                 return Err(Error::shape(
                     "matmul",
                     format!(
@@ -224,24 +225,10 @@ pub(crate) fn select(
                     ),
                 ));
             }
-            _ => {
-                let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
-                let split = split_k(g, plan, &tile, info, kernel == MatmulKernel::SplitK);
-                let bk = tile.bk as usize;
-                let k_chunk = split.k_chunk.min(LOOP_LIMITED_K_CHUNK / bk * bk).max(bk);
-                let split = KSplit {
-                    splits: plan.k.div_ceil(k_chunk),
-                    k_chunk,
-                };
-                let workspace = (split.splits * plan.batch() * plan.m * plan.n * 4) as u64;
-                g.check_binding(
-                    || format!("the split-K partial sums of matmul (K = {} in chunks of {k_chunk} on {})", plan.k, info.name),
-                    workspace,
-                )?;
-                return Ok(MatmulLaunch::Tiled { tile, split });
-            }
+            MatmulKernel::Auto
         }
-    }
+        k => k,
+    };
     Ok(match kernel {
         MatmulKernel::Naive => MatmulLaunch::Naive,
         MatmulKernel::Subgroup => {
@@ -300,9 +287,13 @@ pub(crate) fn select(
         }
         MatmulKernel::Tiled | MatmulKernel::SplitK | MatmulKernel::Auto => {
             let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
+            // a forced Tiled runs unsplit, except where the driver's loop budget
+            // makes split_k cap the chunk
             let split = match kernel {
-                MatmulKernel::Tiled => KSplit::none(plan),
-                k => split_k(g, plan, &tile, info, k == MatmulKernel::SplitK),
+                MatmulKernel::Tiled if !(g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK) => {
+                    KSplit::none(plan)
+                }
+                k => split_k(g, plan, &tile, info, k == MatmulKernel::SplitK)?,
             };
             MatmulLaunch::Tiled { tile, split }
         }

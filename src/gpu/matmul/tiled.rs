@@ -6,6 +6,7 @@ use super::{bias_binding, epilogue_constants, flag, pairs_aligned, MatmulParams,
 use crate::autotune::TileConfig;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::driver_quirks::LOOP_LIMITED_K_CHUNK;
 use crate::gpu::shader::{kernel_file, pieces, KernelSource, ShaderHeader, TensorBinding};
 use crate::gpu::{fold_groups, GpuContext};
 use crate::ops::matmul::MatmulPlan;
@@ -103,14 +104,17 @@ impl KSplit {
 /// than the device wants workgroups and K is long enough to share (≥ 8 K-tiles per
 /// split). `force` asks for at least two where K allows it. Splits are whole BK tiles
 /// (every split but the last is full), and none where the f32 partial sums would not
-/// fit one binding. `describe` and the launcher both use this, so they agree.
+/// fit one binding. On a loop-limited driver (llvmpipe, see `gpu::driver_quirks`) no
+/// chunk is longer than [`LOOP_LIMITED_K_CHUNK`], and partial sums that would not fit are
+/// an error rather than one long, silently truncated walk. `describe` and the launcher
+/// both use this, so they agree.
 pub(crate) fn split_k(
     g: &GpuContext,
     plan: &MatmulPlan,
     tile: &TileConfig,
     info: &crate::DeviceInfo,
     force: bool,
-) -> KSplit {
+) -> Result<KSplit> {
     let tiles =
         plan.m.div_ceil(tile.bm as usize) * plan.n.div_ceil(tile.bn as usize) * plan.batch();
     let bk = tile.bk as usize;
@@ -119,13 +123,27 @@ pub(crate) fn split_k(
     let want = target_groups(info).div_ceil(tiles.max(1));
     let want = if force { want.max(2) } else { want };
     let splits = want.min(max_by_k).clamp(1, 64);
-    let k_chunk = (plan.k.div_ceil(splits).div_ceil(bk) * bk).max(1);
+    let mut k_chunk = (plan.k.div_ceil(splits).div_ceil(bk) * bk).max(1);
+    let limited = g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK;
+    if limited {
+        k_chunk = k_chunk.min(LOOP_LIMITED_K_CHUNK / bk * bk).max(bk);
+    }
     let splits = plan.k.div_ceil(k_chunk).max(1);
     let workspace_bytes = (splits * plan.batch() * plan.m * plan.n * 4) as u64;
-    if splits == 1 || workspace_bytes > g.binding_limit() {
-        return KSplit::none(plan);
+    if limited {
+        g.check_binding(
+            || {
+                format!(
+                    "the split-K partial sums of matmul (K = {} in chunks of {k_chunk} on {})",
+                    plan.k, info.name
+                )
+            },
+            workspace_bytes,
+        )?;
+    } else if splits == 1 || workspace_bytes > g.binding_limit() {
+        return Ok(KSplit::none(plan));
     }
-    KSplit { splits, k_chunk }
+    Ok(KSplit { splits, k_chunk })
 }
 
 #[allow(clippy::too_many_arguments)]
