@@ -76,14 +76,15 @@ pub const MAX_POSITION: usize = 1 << 24;
 const CACHED_TABLES: usize = 8;
 
 /// `(cos, sin)` of every rotated pair at every position of a call, `[seq][rot / 2]`: the
-/// angle `(offset + s) · inv_freq[i]` formed exactly in f64 (an integer below 2^24 times
-/// an f32 value needs at most 48 bits) and its cos and sin taken in f64, then rounded to
-/// f32. Recent tables are cached, keyed by the frequencies and the position range.
-pub(crate) fn angle_table(inv_freq: &[f32], offset: usize, seq: usize) -> Arc<Vec<[f32; 2]>> {
-    type Key = (usize, usize, Vec<u32>);
+/// angle `(offset + s) · inv_freq[i]`, with `inv_freq[i] = θ^(−2i/rot)` rounded to f32,
+/// formed exactly in f64 (an integer below 2^24 times an f32 value needs at most 48
+/// bits) and its cos and sin taken in f64, then rounded to f32. Recent tables are cached,
+/// keyed by what they are computed from (θ, rot and the position range).
+pub(crate) fn angle_table(theta: f32, rot: usize, offset: usize, seq: usize) -> Arc<Vec<[f32; 2]>> {
+    type Key = (u32, usize, usize, usize);
     type Table = Arc<Vec<[f32; 2]>>;
     static CACHE: Mutex<Vec<(Key, Table)>> = Mutex::new(Vec::new());
-    let key: Key = (offset, seq, inv_freq.iter().map(|f| f.to_bits()).collect());
+    let key: Key = (theta.to_bits(), rot, offset, seq);
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
         let hit = cache.remove(i);
@@ -91,6 +92,9 @@ pub(crate) fn angle_table(inv_freq: &[f32], offset: usize, seq: usize) -> Arc<Ve
         cache.push(hit);
         return table;
     }
+    let inv_freq: Vec<f32> = (0..rot / 2)
+        .map(|i| (theta as f64).powf(-2.0 * i as f64 / rot as f64) as f32)
+        .collect();
     let table: Arc<Vec<[f32; 2]>> = Arc::new(
         (offset..offset + seq)
             .flat_map(|p| {
@@ -180,10 +184,7 @@ pub fn rope(x: &Tensor, o: &RopeOptions) -> Result<Tensor> {
             expected: "offset + sequence length at most 2^24 (positions 0 ..= 2^24 - 1)",
         });
     }
-    let inv_freq: Vec<f32> = (0..rot / 2)
-        .map(|i| (o.theta as f64).powf(-2.0 * i as f64 / rot as f64) as f32)
-        .collect();
-    let table = angle_table(&inv_freq, o.offset, seq.max(1));
+    let table = angle_table(o.theta, rot, o.offset, seq.max(1));
     let plan = Plan {
         d,
         rot,
