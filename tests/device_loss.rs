@@ -125,25 +125,12 @@ fn out_of_device_memory_is_a_typed_error() {
         eprintln!("skipped: needs a software adapter (lavapipe) on Linux");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
     // 3 GB of address space: the driver and LLVM start within it, 64 MiB buffers soon
     // exhaust it.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 3000000 && exec '{}' --ignored --exact child_allocates_until_out_of_memory --nocapture",
-            exe.display()
-        ))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, text) =
+        run_test_under_memory_limit("child_allocates_until_out_of_memory", 3_000_000, &[]);
     assert!(
-        out.status.success() && text.contains("OOM-TYPED"),
-        "child failed ({:?}):\n{text}",
-        out.status
+        status.success() && text.contains("OOM-TYPED"),
+        "child failed ({status:?}):\n{text}"
     );
 }

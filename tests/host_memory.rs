@@ -5,6 +5,7 @@
 //! allocate and the library must report it as `Error::OutOfMemory`. Before, the process
 //! died with "memory allocation of ... bytes failed" (signal 6).
 
+mod common;
 use openkern::{ops, DType, Device, Error, Tensor};
 
 const CHILD: &str = "OPENKERN_HOST_MEMORY_CHILD";
@@ -15,24 +16,12 @@ fn host_allocation_failure_is_a_typed_error() {
         eprintln!("SKIPPED: the child's memory limit uses ulimit -v (Linux)");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 2097152 && exec \"$0\" --exact allocations_past_the_limit_fail_cleanly --nocapture --test-threads=1")
-        .arg(&exe)
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (status, text) = common::run_test_under_memory_limit(
+        "allocations_past_the_limit_fail_cleanly",
+        2_097_152,
+        &[(CHILD, "1")],
     );
-    assert!(
-        out.status.success(),
-        "child failed ({}):\n{text}",
-        out.status
-    );
+    assert!(status.success(), "child failed ({status}):\n{text}");
     assert!(
         text.contains("1 passed"),
         "child did not run the checks:\n{text}"

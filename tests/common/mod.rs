@@ -299,3 +299,30 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// Runs `test` of this test binary in a child process under an address-space limit of
+/// `kib` KiB (`ulimit -v`, Linux), with `env` set, and returns its exit status and its
+/// stdout + stderr. Passes `--ignored` so a child-only test can stay ignored in the
+/// parent's run.
+pub fn run_test_under_memory_limit(
+    test: &str,
+    kib: u64,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {kib} && exec \"$0\" --include-ignored --exact {test} --nocapture --test-threads=1"
+        ))
+        .arg(&exe)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
