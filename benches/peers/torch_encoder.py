@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `examples/encoder.rs`: the same BERT-style encoder (6 layers, hidden
+"""PyTorch peer of `examples/encoder/`: the same BERT-style encoder (6 layers, hidden
 384, 12 heads, FFN 1536, GELU, post-LayerNorm, mean pooling) on the same safetensors
 file the example writes (random weights plus the padded batch of ids and lengths), on
 the CPU. Prints the embeddings (compare with the example's) and ms per batch.

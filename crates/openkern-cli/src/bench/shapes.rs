@@ -261,6 +261,24 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             });
         }
     }
+    // the ops between the matmuls on one large tensor: 4096 × 4096 (the CPU targets'
+    // shape), a quarter of it in the quick tier
+    let (side, pw_dtypes): (&[usize], &[&str]) = match tier {
+        Tier::Quick => (&[1024, 4096], &["f32"]),
+        _ => (&[4096, 4096], &["f32", "f16"]),
+    };
+    for dt in pw_dtypes {
+        for op in crate::bench::pointwise::OPS {
+            out.push(Case {
+                family: "pointwise".into(),
+                op: (*op).into(),
+                model: String::new(),
+                phase: String::new(),
+                shape: side.to_vec(),
+                dtype: (*dt).into(),
+            });
+        }
+    }
     out
 }
 
@@ -297,6 +315,7 @@ mod tests {
                 "rope",
                 "embedding",
                 "attention",
+                "pointwise",
             ] {
                 assert!(cases.iter().any(|c| c.family == fam), "{tier} lacks {fam}");
             }

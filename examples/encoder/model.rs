@@ -1,97 +1,35 @@
-//! A BERT-style sentence encoder built from openkern's public ops: the template a model
-//! author copies.
-//!
-//! 6 layers, hidden 384, 12 heads, FFN 1536, GELU, post-LayerNorm, mean pooling (the
-//! shape of all-MiniLM-L6-v2). Random weights are first written to a safetensors file,
-//! then loaded from it as a real checkpoint would be (`Tensor::from_bytes`), so the
-//! loading code is the code a real model needs. The batch is padded: each sequence has
-//! its own length, an additive mask hides the padding from attention, and the pooling
-//! averages only the real tokens.
-//!
-//! ```text
-//! cargo run --release --example encoder -- --device cpu --dtype f32 --seq 18
-//! cargo run --release --example encoder -- --device gpu --dtype f16 --seq 128 --iters 5
-//! ```
-//!
-//! `--out FILE` also writes the embeddings as raw little-endian f32, to compare runs.
-//!
-//! Each layer runs one fused QKV projection (the checkpoint's query, key and value
-//! weights are stacked at load time), splits its output with `ops::chunk` (one copy pass
-//! per part, since the parts interleave along the last dimension), and hands the three
-//! parts to the fused `ops::attention` in the `[batch, seq, heads, head_dim]` layout
-//! (`AttentionLayout::SeqFirst`), so no permute is needed on either side.
-//!
-//! `benches/peers/torch_encoder.py` runs the same computation on the same file in
-//! PyTorch and prints its embeddings and time per batch, for comparison.
+//! The BERT-style encoder of `examples/encoder`: the model code a model author copies
+//! (6 layers, hidden 384, 12 heads, FFN 1536, GELU, post-LayerNorm, mean pooling), plus
+//! the random checkpoint the example and `openkern bench --filter encoder` run, written
+//! in Hugging Face BERT naming so the PyTorch peer (`benches/peers/torch_encoder.py`)
+//! can load the very same file.
 
 use openkern::ops::attention::{AttentionLayout, AttentionOptions};
 use openkern::{ops, DType, Device, Tensor};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
-use std::time::Instant;
 
-const LAYERS: usize = 6;
-const HIDDEN: usize = 384;
-const HEADS: usize = 12;
-const HEAD_DIM: usize = HIDDEN / HEADS;
-const FFN: usize = 1536;
-const VOCAB: usize = 30522;
-const MAX_POS: usize = 512;
-const EPS: f32 = 1e-12;
+/// Encoder layers.
+pub const LAYERS: usize = 6;
+/// Width of the residual stream.
+pub const HIDDEN: usize = 384;
+/// Attention heads per layer.
+pub const HEADS: usize = 12;
+/// Width of one head.
+pub const HEAD_DIM: usize = HIDDEN / HEADS;
+/// Width of the feed-forward layer.
+pub const FFN: usize = 1536;
+/// Word-piece vocabulary (BERT uncased).
+pub const VOCAB: usize = 30522;
+/// Longest sequence the position table covers.
+pub const MAX_POS: usize = 512;
+/// LayerNorm epsilon (BERT).
+pub const EPS: f32 = 1e-12;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-struct Args {
-    device: String,
-    dtype: DType,
-    batch: usize,
-    seq: usize,
-    iters: usize,
-    file: std::path::PathBuf,
-    /// Where to write the embeddings as raw little-endian f32 (to compare runs).
-    out: Option<std::path::PathBuf>,
-}
-
-fn parse_args() -> Res<Args> {
-    let mut a = Args {
-        device: "cpu".into(),
-        dtype: DType::F32,
-        batch: 4,
-        seq: 18,
-        iters: 10,
-        file: std::env::temp_dir().join("openkern_encoder_random.safetensors"),
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--device" => a.device = value()?,
-            "--dtype" => {
-                a.dtype = match value()?.as_str() {
-                    "f32" => DType::F32,
-                    "f16" => DType::F16,
-                    "bf16" => DType::BF16,
-                    other => return Err(format!("unknown dtype {other}; f32, f16 or bf16").into()),
-                }
-            }
-            "--batch" => a.batch = value()?.parse()?,
-            "--seq" => a.seq = value()?.parse()?,
-            "--iters" => a.iters = value()?.parse()?,
-            "--file" => a.file = value()?.into(),
-            "--out" => a.out = Some(value()?.into()),
-            other => {
-                return Err(format!(
-                    "unknown flag {other}; use --device cpu|gpu --dtype f32|f16|bf16 --batch N --seq L --iters N --file PATH --out EMBEDDINGS.f32"
-                )
-                .into())
-            }
-        }
-    }
-    Ok(a)
-}
+/// The example's result type.
+pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG; no rand dependency needed).
-fn random(n: usize, seed: u64) -> Vec<f32> {
+pub fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -104,7 +42,7 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The checkpoint's tensor names and shapes, in Hugging Face BERT naming.
-fn layout() -> Vec<(String, Vec<usize>)> {
+pub fn layout() -> Vec<(String, Vec<usize>)> {
     let mut v = vec![
         (
             "embeddings.word_embeddings.weight".into(),
@@ -149,7 +87,7 @@ fn layout() -> Vec<(String, Vec<usize>)> {
 
 /// Writes random f32 weights (LayerNorm weights near 1), plus the padded batch of token
 /// ids and lengths the example runs, so the PyTorch peer can run the very same input.
-fn write_checkpoint(path: &std::path::Path, batch: usize, seq: usize) -> Res<Vec<u32>> {
+pub fn write_checkpoint(path: &std::path::Path, batch: usize, seq: usize) -> Res<Vec<u32>> {
     let mut data: Vec<(String, Vec<usize>, Vec<u8>, StDtype)> = Vec::new();
     for (i, (name, shape)) in layout().into_iter().enumerate() {
         let n: usize = shape.iter().product();
@@ -210,7 +148,8 @@ fn write_checkpoint(path: &std::path::Path, batch: usize, seq: usize) -> Res<Vec
     Ok(lengths)
 }
 
-struct Layer {
+/// One encoder layer's weights.
+pub struct Layer {
     /// Query, key and value projections stacked: weight `[3 * HIDDEN, HIDDEN]`, bias
     /// `[3 * HIDDEN]`.
     qkv: (Tensor, Tensor),
@@ -221,7 +160,8 @@ struct Layer {
     ln2: (Tensor, Tensor),
 }
 
-struct Encoder {
+/// The loaded model.
+pub struct Encoder {
     word: Tensor,
     pos: Tensor,
     token_type: Tensor,
@@ -232,7 +172,7 @@ struct Encoder {
 impl Encoder {
     /// Loads the checkpoint: matrices in the activation dtype, LayerNorm parameters and
     /// biases kept in f32 (parameters may be f32 or the activation dtype).
-    fn load(device: &Device, st: &SafeTensors<'_>, dtype: DType) -> Res<Self> {
+    pub fn load(device: &Device, st: &SafeTensors<'_>, dtype: DType) -> Res<Self> {
         let get = |name: &str, keep_f32: bool| -> Res<Tensor> {
             let view = st.tensor(name)?;
             if view.dtype() != StDtype::F32 {
@@ -276,7 +216,7 @@ impl Encoder {
     }
 
     /// Sentence embeddings `[batch, HIDDEN]` (f32) of a padded batch of ids `[batch, seq]`.
-    fn forward(&self, ids: &Tensor, lengths: &[u32]) -> openkern::Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, lengths: &[u32]) -> openkern::Result<Tensor> {
         let device = ids.device();
         let (batch, seq) = (ids.shape()[0], ids.shape()[1]);
         let dtype = self.word.dtype();
@@ -335,58 +275,4 @@ impl Encoder {
         let counts = Tensor::from_slice(device, &counts, &[batch, 1])?;
         ops::div(&summed, &counts)
     }
-}
-
-fn main() -> Res<()> {
-    let args = parse_args()?;
-    let device = match args.device.as_str() {
-        "cpu" => Device::cpu(),
-        "gpu" => Device::gpu()?,
-        other => return Err(format!("unknown device {other}; cpu or gpu").into()),
-    };
-    let lengths = write_checkpoint(&args.file, args.batch, args.seq)?;
-    let bytes = std::fs::read(&args.file)?;
-    let st = SafeTensors::deserialize(&bytes)?;
-    let model = Encoder::load(&device, &st, args.dtype)?;
-    let ids_view = st.tensor("input_ids")?;
-    let ids: Vec<u32> = ids_view
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u32)
-        .collect();
-    let ids = Tensor::from_slice(&device, &ids, &[args.batch, args.seq])?;
-    println!(
-        "encoder: {LAYERS} layers, hidden {HIDDEN}, {HEADS} heads, FFN {FFN}; batch {} x {} tokens (lengths {lengths:?}), {} on {}",
-        args.batch,
-        args.seq,
-        args.dtype,
-        device.info().name
-    );
-    println!("weights: {}", args.file.display());
-    let emb = model.forward(&ids, &lengths)?;
-    let values = emb.to_vec::<f32>()?;
-    if let Some(out) = &args.out {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(out, bytes)?;
-    }
-    for (b, row) in values.chunks(HIDDEN).enumerate() {
-        let head: Vec<String> = row[..6].iter().map(|v| format!("{v:+.5}")).collect();
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        println!(
-            "embedding[{b}] = [{}, ...]  |e| = {norm:.5}",
-            head.join(", ")
-        );
-    }
-    let start = Instant::now();
-    for _ in 0..args.iters {
-        let e = model.forward(&ids, &lengths)?;
-        device.sync()?;
-        drop(e);
-    }
-    let ms = start.elapsed().as_secs_f64() * 1e3 / args.iters.max(1) as f64;
-    println!(
-        "time per batch: {ms:.2} ms ({} x {} tokens, {}, {} iterations)",
-        args.batch, args.seq, args.dtype, args.iters
-    );
-    Ok(())
 }
