@@ -49,8 +49,8 @@ def load_safetensors(path):
 
 def forward(w, ids, lengths, dtype):
     batch, seq = ids.shape
-    c = lambda name: w[name].to(dtype)  # matrices in the activation dtype
-    f = lambda name: w[name]  # LayerNorm parameters and biases stay f32
+    # weights were cast to the activation dtype once, at load (see main)
+    c = f = lambda name: w[name]
     x = c("embeddings.word_embeddings.weight")[ids]
     x = x + c("embeddings.position_embeddings.weight")[:seq]
     x = x + c("embeddings.token_type_embeddings.weight")[0]
@@ -90,6 +90,8 @@ def main():
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     w = load_safetensors(args.file)
     ids, lengths = w["input_ids"], w["lengths"]
+    # cast once, as a model loaded in that dtype would be (not on every forward)
+    w = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in w.items()}
     with torch.inference_mode():
         emb = forward(w, ids, lengths, dtype)
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; batch {tuple(ids.shape)} lengths {lengths.tolist()} {args.dtype}")

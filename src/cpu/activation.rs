@@ -1,7 +1,8 @@
 //! CPU twin of `shaders/activation.wgsl` (same formulas, same special values).
 
-use super::math::{each, each2, exp, narrow, widen};
-use super::unary::{map_blocks, BLOCK};
+use super::lanes::{self, LaneOp};
+use super::math::{each, each2, each_into, exp, narrow, widen};
+use super::unary::{map_lanes_or_blocks, BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::activation::Activation;
@@ -58,8 +59,17 @@ fn silu(a: f32) -> f32 {
     a / (1.0 + exp_full(-a))
 }
 
-fn map_unary<T: Element + Pooled>(x: &[T], f: impl Fn(f32) -> f32 + Copy + Sync) -> Vec<T> {
-    map_blocks(x, |b| each(b, f))
+/// `f` over `x` in f32 blocks, through the 8-lane form `lane` where the CPU has one.
+fn map_unary<T: Element + Pooled>(
+    x: &[T],
+    lane: Option<LaneOp>,
+    f: impl Fn(f32) -> f32 + Copy + Sync,
+) -> Vec<T> {
+    map_lanes_or_blocks(x, lane, |s, d| {
+        if !lane.is_some_and(|op| lanes::map_into(op, s, d)) {
+            each_into(s, d, f)
+        }
+    })
 }
 
 fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
@@ -71,20 +81,21 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
             let (a, b) = (&mut a[..gs.len()], &mut b[..gs.len()]);
             widen(gs, a);
             widen(us, b);
-            each2(a, b, |v, w| silu(v) * w);
+            if !lanes::swiglu(a, b) {
+                each2(a, b, |v, w| silu(v) * w);
+            }
             narrow(a, o);
         });
     out
 }
 
-// NaN passes through (v > 0 is false for it, so keep v unless v ≤ 0)
+// NaN passes through (a ≤ 0 is false for it). A bit mask rather than a select: in
+// place (the matmul epilogue), a select that keeps `a` becomes a masked store, slow
+// microcode on AMD (see `math::each_into`).
 #[inline(always)]
 fn relu(a: f32) -> f32 {
-    if a <= 0.0 {
-        0.0
-    } else {
-        a
-    }
+    let keep = if a <= 0.0 { 0 } else { u32::MAX };
+    f32::from_bits(a.to_bits() & keep)
 }
 
 /// `v[i] = act(v[i] + bias[i])` over one f32 row (the matmul epilogue), each activation
@@ -93,6 +104,12 @@ fn relu(a: f32) -> f32 {
 pub(crate) fn epilogue(v: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>) {
     if let Some(b) = bias {
         each2(v, b, |x, y| x + y);
+    }
+    if act
+        .and_then(LaneOp::of_activation)
+        .is_some_and(|op| lanes::map(op, v))
+    {
+        return;
     }
     match act {
         None => {}
@@ -108,10 +125,10 @@ fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T>
     match (act, b) {
         (Activation::SwiGlu, Some(b)) => map_swiglu(a, b),
         (Activation::SwiGlu, None) => unreachable!("swiglu is called with both operands"),
-        (Activation::Gelu, _) => map_unary(a, gelu),
-        (Activation::GeluTanh, _) => map_unary(a, gelu_tanh),
-        (Activation::Silu, _) => map_unary(a, silu),
-        (Activation::Relu, _) => map_unary(a, relu),
+        (Activation::Gelu, _) => map_unary(a, Some(LaneOp::Gelu), gelu),
+        (Activation::GeluTanh, _) => map_unary(a, Some(LaneOp::GeluTanh), gelu_tanh),
+        (Activation::Silu, _) => map_unary(a, Some(LaneOp::Silu), silu),
+        (Activation::Relu, _) => map_unary(a, None, relu),
     }
 }
 

@@ -2,9 +2,10 @@
 //! widened into an f32 buffer in L1, mapped by a loop specialised per op (no function
 //! pointer per element), and narrowed once.
 
-use super::math::{each, exp, narrow, widen};
+use super::lanes::{self, LaneOp};
+use super::math::{each_into, exp, narrow, widen};
 use super::{take, CpuStorage, Pooled};
-use crate::dtype::Element;
+use crate::dtype::{DType, Element};
 use crate::ops::unary::UnaryOp;
 use crate::tensor::CpuSlice;
 use rayon::prelude::*;
@@ -24,35 +25,85 @@ pub(crate) fn exp_ieee(x: f32) -> f32 {
     }
 }
 
-/// `out[i] = f(x[i])` in f32 blocks; `f` maps a whole widened block in place, so each
-/// op's loop is compiled (and vectorised) on its own.
-pub(crate) fn map_blocks<T: Element + Pooled>(x: &[T], f: impl Fn(&mut [f32]) + Sync) -> Vec<T> {
+/// `out[i] = f(x[i])` in f32 blocks: `f(src, dst)` maps a whole block, so each op's loop
+/// is compiled (and vectorised) on its own. f32 data is mapped straight from the input
+/// into the output; 16-bit data is widened into an L1 block, mapped into a second one,
+/// and narrowed.
+pub(crate) fn map_blocks<T: Element + Pooled>(
+    x: &[T],
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Vec<T> {
+    map_lanes_or_blocks(x, None, f)
+}
+
+/// [`map_blocks`], but f16 data goes straight through the 8-lane form `lane` where the
+/// CPU has it: widened, mapped and narrowed in registers, no block buffers.
+pub(crate) fn map_lanes_or_blocks<T: Element + Pooled>(
+    x: &[T],
+    lane: Option<LaneOp>,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Vec<T> {
     let mut out = take::<T>(x.len());
+    if let (Some(op), DType::F16, true) = (lane, T::DTYPE, lanes::available()) {
+        let src: &[u16] = bytemuck::cast_slice(x);
+        let dst: &mut [u16] = bytemuck::cast_slice_mut(&mut out);
+        let done = std::sync::atomic::AtomicBool::new(true);
+        dst.par_chunks_mut(BLOCK)
+            .zip(src.par_chunks(BLOCK))
+            .for_each(|(o, s)| {
+                if !lanes::map_f16(op, s, o) {
+                    done.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        if done.into_inner() {
+            return out;
+        }
+    }
+    if T::DTYPE == DType::F32 {
+        let src: &[f32] = bytemuck::cast_slice(x);
+        let dst: &mut [f32] = bytemuck::cast_slice_mut(&mut out);
+        dst.par_chunks_mut(BLOCK)
+            .zip(src.par_chunks(BLOCK))
+            .for_each(|(o, s)| f(s, o));
+        return out;
+    }
     out.par_chunks_mut(BLOCK)
         .zip(x.par_chunks(BLOCK))
         .for_each(|(o, xs)| {
-            let mut buf = [0f32; BLOCK];
-            let buf = &mut buf[..xs.len()];
-            widen(xs, buf);
-            f(buf);
-            narrow(buf, o);
+            // two 1 KiB blocks stay in L1 beside the data streaming through (two of
+            // BLOCK, zeroed per task, spilled to L2: f16 ReLU ran at 7 GB/s that way)
+            let (mut a, mut b) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
+            for (oc, xc) in o.chunks_mut(SUB_BLOCK).zip(xs.chunks(SUB_BLOCK)) {
+                let (a, b) = (&mut a[..xc.len()], &mut b[..xc.len()]);
+                widen(xc, a);
+                f(a, b);
+                narrow(b, oc);
+            }
         });
     out
 }
 
+/// Elements per widened block of 16-bit data in [`map_blocks`].
+const SUB_BLOCK: usize = 256;
+
 fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
+    if let Some(lane) = LaneOp::of_unary(op).filter(|_| lanes::available()) {
+        return map_lanes_or_blocks(x, Some(lane), |s, d| {
+            lanes::map_into(lane, s, d);
+        });
+    }
     match op {
-        UnaryOp::Exp => map_blocks(x, |b| each(b, exp_ieee)),
-        UnaryOp::Log => map_blocks(x, |b| each(b, f32::ln)),
-        UnaryOp::Sqrt => map_blocks(x, |b| each(b, f32::sqrt)),
-        UnaryOp::Rsqrt => map_blocks(x, |b| each(b, |v| 1.0 / v.sqrt())),
-        UnaryOp::Neg => map_blocks(x, |b| each(b, |v| -v)),
-        UnaryOp::Abs => map_blocks(x, |b| each(b, f32::abs)),
-        UnaryOp::Tanh => map_blocks(x, |b| each(b, f32::tanh)),
-        UnaryOp::Sigmoid => map_blocks(x, |b| each(b, |v| 1.0 / (1.0 + exp_ieee(-v)))),
+        UnaryOp::Exp => map_blocks(x, |s, d| each_into(s, d, exp_ieee)),
+        UnaryOp::Log => map_blocks(x, |s, d| each_into(s, d, f32::ln)),
+        UnaryOp::Sqrt => map_blocks(x, |s, d| each_into(s, d, f32::sqrt)),
+        UnaryOp::Rsqrt => map_blocks(x, |s, d| each_into(s, d, |v| 1.0 / v.sqrt())),
+        UnaryOp::Neg => map_blocks(x, |s, d| each_into(s, d, |v| -v)),
+        UnaryOp::Abs => map_blocks(x, |s, d| each_into(s, d, f32::abs)),
+        UnaryOp::Tanh => map_blocks(x, |s, d| each_into(s, d, f32::tanh)),
+        UnaryOp::Sigmoid => map_blocks(x, |s, d| each_into(s, d, |v| 1.0 / (1.0 + exp_ieee(-v)))),
         // NaN passes through (PyTorch's clamp): compare, don't use f32::max
-        UnaryOp::Clamp { min, max } => map_blocks(x, |b| {
-            each(b, |v| {
+        UnaryOp::Clamp { min, max } => map_blocks(x, |s, d| {
+            each_into(s, d, |v| {
                 let v = if v < min { min } else { v };
                 if v > max {
                     max
@@ -61,8 +112,8 @@ fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
                 }
             })
         }),
-        UnaryOp::AdditiveMask => map_blocks(x, |b| {
-            each(b, |v| if v != 0.0 { 0.0 } else { f32::NEG_INFINITY })
+        UnaryOp::AdditiveMask => map_blocks(x, |s, d| {
+            each_into(s, d, |v| if v != 0.0 { 0.0 } else { f32::NEG_INFINITY })
         }),
     }
 }
