@@ -89,13 +89,14 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
     out
 }
 
-// NaN passes through (a ≤ 0 is false for it). A bit mask rather than a select: in
-// place (the matmul epilogue), a select that keeps `a` becomes a masked store, slow
-// microcode on AMD (see `math::each_into`).
+// NaN passes through (a ≤ 0 is false for it)
 #[inline(always)]
 fn relu(a: f32) -> f32 {
-    let keep = if a <= 0.0 { 0 } else { u32::MAX };
-    f32::from_bits(a.to_bits() & keep)
+    if a <= 0.0 {
+        0.0
+    } else {
+        a
+    }
 }
 
 /// `v[i] = act(v[i] + bias[i])` over one f32 row (the matmul epilogue), each activation
@@ -116,7 +117,16 @@ pub(crate) fn epilogue(v: &mut [f32], bias: Option<&[f32]>, act: Option<Activati
         Some(Activation::Gelu) => each(v, gelu),
         Some(Activation::GeluTanh) => each(v, gelu_tanh),
         Some(Activation::Silu) => each(v, silu),
-        Some(Activation::Relu) => each(v, relu),
+        // through a copy: in place, LLVM turns ReLU's select into a masked store
+        // (see `math::each_into`)
+        Some(Activation::Relu) => {
+            let mut t = [0f32; 256];
+            for c in v.chunks_mut(256) {
+                let t = &mut t[..c.len()];
+                t.copy_from_slice(c);
+                each_into(t, c, relu);
+            }
+        }
         Some(Activation::SwiGlu) => unreachable!("swiglu takes two inputs; ops refuse it here"),
     }
 }
