@@ -52,47 +52,7 @@ fn run<T: Element + Pooled>(
     let mut y = take::<T>(x.len());
     let mut h = res.filter(|_| write_sum).map(|_| take::<T>(x.len()));
     let per = rows_per_task(n) * n;
-    let inv_n = 1.0 / n as f32;
-    let body = |(ys, hs, xs, rs): Task<'_, T>| {
-        let mut buf = vec![0f32; n];
-        let mut tmp = vec![0f32; if rs.is_some() { n } else { 0 }];
-        let mut hs = hs;
-        for r in 0..xs.len() / n {
-            let span = r * n..(r + 1) * n;
-            match rs {
-                Some(rs) => {
-                    widen(&xs[span.clone()], &mut buf);
-                    widen(&rs[span.clone()], &mut tmp);
-                    for (o, &c) in buf.iter_mut().zip(&tmp) {
-                        *o += c;
-                    }
-                    if let Some(hs) = hs.as_deref_mut() {
-                        narrow(&buf, &mut hs[span.clone()]);
-                    }
-                }
-                None => widen(&xs[span.clone()], &mut buf),
-            }
-            let yr = &mut ys[span];
-            match b {
-                Some(b) => {
-                    let mean = lanes_sum(&buf, |v| v) * inv_n;
-                    let var_sum = lanes_sum(&buf, |v| (v - mean) * (v - mean));
-                    let rstd = inv_scale(var_sum, inv_n, eps);
-                    for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
-                        *v = (*v - mean) * rstd * wj + bj;
-                    }
-                    narrow(&buf, yr);
-                }
-                None => {
-                    let rstd = inv_scale(lanes_sum(&buf, |v| v * v), inv_n, eps);
-                    for (v, &wj) in buf.iter_mut().zip(w) {
-                        *v = *v * rstd * wj;
-                    }
-                    narrow(&buf, yr);
-                }
-            }
-        }
-    };
+    let body = |t: Task<'_, T>| norm_task_avx2(t, w, b, eps, n);
     match (h.as_mut(), res) {
         (Some(h), Some(r)) => y
             .par_chunks_mut(per)
@@ -109,6 +69,79 @@ fn run<T: Element + Pooled>(
             .for_each(|(ys, xs)| body((ys, None, xs, None))),
     }
     (y, h)
+}
+
+/// [`norm_task`] compiled for AVX2 + FMA where the CPU has them (8-wide loops).
+fn norm_task_avx2<T: Element>(t: Task<'_, T>, w: &[f32], b: Option<&[f32]>, eps: f32, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<T: Element>(
+            t: Task<'_, T>,
+            w: &[f32],
+            b: Option<&[f32]>,
+            eps: f32,
+            n: usize,
+        ) {
+            norm_task(t, w, b, eps, n)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected on this CPU just above.
+            return unsafe { avx2(t, w, b, eps, n) };
+        }
+    }
+    norm_task(t, w, b, eps, n)
+}
+
+/// One task's rows (see the module docs).
+#[inline(always)]
+fn norm_task<T: Element>(
+    (ys, hs, xs, rs): Task<'_, T>,
+    w: &[f32],
+    b: Option<&[f32]>,
+    eps: f32,
+    n: usize,
+) {
+    let inv_n = 1.0 / n as f32;
+    let mut buf = vec![0f32; n];
+    let mut tmp = vec![0f32; if rs.is_some() { n } else { 0 }];
+    let mut hs = hs;
+    for r in 0..xs.len() / n {
+        let span = r * n..(r + 1) * n;
+        match rs {
+            Some(rs) => {
+                widen(&xs[span.clone()], &mut buf);
+                widen(&rs[span.clone()], &mut tmp);
+                for (o, &c) in buf.iter_mut().zip(&tmp) {
+                    *o += c;
+                }
+                if let Some(hs) = hs.as_deref_mut() {
+                    narrow(&buf, &mut hs[span.clone()]);
+                }
+            }
+            None => widen(&xs[span.clone()], &mut buf),
+        }
+        let yr = &mut ys[span];
+        match b {
+            Some(b) => {
+                let mean = lanes_sum(&buf, |v| v) * inv_n;
+                let var_sum = lanes_sum(&buf, |v| (v - mean) * (v - mean));
+                let rstd = inv_scale(var_sum, inv_n, eps);
+                for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
+                    *v = (*v - mean) * rstd * wj + bj;
+                }
+                narrow(&buf, yr);
+            }
+            None => {
+                let rstd = inv_scale(lanes_sum(&buf, |v| v * v), inv_n, eps);
+                for (v, &wj) in buf.iter_mut().zip(w) {
+                    *v = *v * rstd * wj;
+                }
+                narrow(&buf, yr);
+            }
+        }
+    }
 }
 
 /// `1 / sqrt(sum_sq / n + eps)`, or NaN when the row's sum of squares is not finite (the
@@ -128,23 +161,7 @@ pub(crate) fn l2_normalize(x: CpuSlice<'_>, eps: f32, n: usize) -> CpuStorage {
         let per = rows_per_task(n) * n;
         y.par_chunks_mut(per)
             .zip(x.par_chunks(per))
-            .for_each(|(ys, xs)| {
-                let mut buf = vec![0f32; n];
-                for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
-                    widen(xr, &mut buf);
-                    let sum_sq = lanes_sum(&buf, |v| v * v);
-                    // a non-finite sum makes the whole row NaN, as in the norms
-                    let inv = if sum_sq.is_finite() {
-                        1.0 / sum_sq.sqrt().max(eps)
-                    } else {
-                        f32::NAN
-                    };
-                    for v in buf.iter_mut() {
-                        *v *= inv;
-                    }
-                    narrow(&buf, yr);
-                }
-            });
+            .for_each(|(ys, xs)| l2_task_avx2(ys, xs, eps, n));
         y
     }
     match x {
@@ -152,5 +169,42 @@ pub(crate) fn l2_normalize(x: CpuSlice<'_>, eps: f32, n: usize) -> CpuStorage {
         CpuSlice::F16(v) => CpuStorage::F16(go(v, eps, n)),
         CpuSlice::BF16(v) => CpuStorage::BF16(go(v, eps, n)),
         CpuSlice::U32(_) => unreachable!("l2_normalize refuses u32 before dispatch"),
+    }
+}
+
+/// [`l2_task`] compiled for AVX2 + FMA where the CPU has them (8-wide loops).
+fn l2_task_avx2<T: Element>(ys: &mut [T], xs: &[T], eps: f32, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<T: Element>(ys: &mut [T], xs: &[T], eps: f32, n: usize) {
+            l2_task(ys, xs, eps, n)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected on this CPU just above.
+            return unsafe { avx2(ys, xs, eps, n) };
+        }
+    }
+    l2_task(ys, xs, eps, n)
+}
+
+/// One task's rows of [`l2_normalize`].
+#[inline(always)]
+fn l2_task<T: Element>(ys: &mut [T], xs: &[T], eps: f32, n: usize) {
+    let mut buf = vec![0f32; n];
+    for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
+        widen(xr, &mut buf);
+        let sum_sq = lanes_sum(&buf, |v| v * v);
+        // a non-finite sum makes the whole row NaN, as in the norms
+        let inv = if sum_sq.is_finite() {
+            1.0 / sum_sq.sqrt().max(eps)
+        } else {
+            f32::NAN
+        };
+        for v in buf.iter_mut() {
+            *v *= inv;
+        }
+        narrow(&buf, yr);
     }
 }
