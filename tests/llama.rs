@@ -11,7 +11,10 @@ use common::*;
 #[path = "../examples/llama/model.rs"]
 mod model;
 
-use model::{generate, Checkpoint, Config, Llama, ModelError};
+use model::{
+    generate, generate_with, sample_token, Checkpoint, Config, Llama, ModelError, Sampling,
+    TokenRng,
+};
 use openkern::{DType, Device, Tensor};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use std::collections::BTreeMap;
@@ -627,3 +630,90 @@ fn model_reports_device_and_dtype() {
     assert_eq!(model.next_token(&mut seq, &t).unwrap().shape(), &[1]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The sampler draws from softmax(logits / T) over the top k: frequencies over many
+/// draws match the probabilities, k = 1 and a tiny temperature are the argmax, and bad
+/// settings or logits are errors, not a silent token.
+#[test]
+fn sampling_draws_from_the_tempered_top_k() {
+    let logits = [1.0f32, 3.0, 2.0, -1.0, 3.0];
+    let mut rng = TokenRng::new(7);
+    // k = 1: the largest logit, lower id on a tie
+    for _ in 0..50 {
+        assert_eq!(sample_token(&logits, 1.0, 1, &mut rng).unwrap(), 1);
+        assert_eq!(sample_token(&logits, 1e-3, 0, &mut rng).unwrap() % 3, 1);
+    }
+    for (t, k) in [(1.0f64, 0usize), (0.5, 3), (2.0, 2)] {
+        let draws = 40_000;
+        let mut counts = [0usize; 5];
+        for _ in 0..draws {
+            counts[sample_token(&logits, t as f32, k, &mut rng).unwrap() as usize] += 1;
+        }
+        // the expected probabilities, in f64, over the kept ids
+        let mut ids: Vec<usize> = (0..5).collect();
+        ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let kept = if k == 0 { 5 } else { k };
+        let w: Vec<f64> = (0..5)
+            .map(|i| {
+                if ids[..kept].contains(&i) {
+                    (logits[i] as f64 / t).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let total: f64 = w.iter().sum();
+        for i in 0..5 {
+            let p = w[i] / total;
+            let f = counts[i] as f64 / draws as f64;
+            // 5 standard deviations of a binomial frequency
+            let sd = (p * (1.0 - p) / draws as f64).sqrt();
+            assert!(
+                (f - p).abs() <= 5.0 * sd + 1e-9,
+                "T {t} k {k} id {i}: frequency {f}, probability {p}"
+            );
+        }
+    }
+    for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let err = sample_token(&logits, bad, 0, &mut rng).expect_err("bad temperature");
+        assert!(err.to_string().contains("temperature"), "{err}");
+    }
+    let err = sample_token(&[0.0, f32::NAN], 1.0, 0, &mut rng).expect_err("NaN logit");
+    assert!(err.to_string().contains("NaN"), "{err}");
+    let err = sample_token(&[f32::NEG_INFINITY; 3], 1.0, 0, &mut rng).expect_err("no finite");
+    assert!(err.to_string().contains("finite"), "{err}");
+}
+
+/// Sampling through the model: top-k 1 gives the greedy ids (the logits read back and
+/// the id uploaded agree with the on-device argmax), a seed reproduces its tokens, and a
+/// bad temperature is refused before any work.
+fn sampled_generation(device: &Device) {
+    let (dir, _) = checkpoint(&format!("sampled_{}", device.is_cpu()), false);
+    let model = Llama::load(&dir, device, DType::F32).expect("load");
+    let greedy = generate(&model, &PROMPT, 6, |_| {}).expect("greedy").ids;
+    let top1 = Sampling::Sample {
+        temperature: 0.8,
+        top_k: 1,
+        seed: 3,
+    };
+    let g = generate_with(&model, &PROMPT, 6, top1, |_| {}).expect("top-1");
+    assert_eq!(g.ids, greedy, "top-k 1 is greedy");
+    let warm = Sampling::Sample {
+        temperature: 1.5,
+        top_k: 0,
+        seed: 11,
+    };
+    let a = generate_with(&model, &PROMPT, 8, warm, |_| {}).expect("sampled");
+    let b = generate_with(&model, &PROMPT, 8, warm, |_| {}).expect("sampled again");
+    assert_eq!(a.ids, b.ids, "same seed, same tokens");
+    assert!(a.ids.iter().all(|&id| (id as usize) < VOCAB));
+    let bad = Sampling::Sample {
+        temperature: f32::NAN,
+        top_k: 0,
+        seed: 0,
+    };
+    let err = generate_with(&model, &PROMPT, 4, bad, |_| {}).expect_err("NaN temperature");
+    assert!(matches!(err, ModelError::Sampling { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+backend_tests!(sampled_generation => sampled_generation_cpu, sampled_generation_gpu);

@@ -1,10 +1,16 @@
 //! Runs a LLaMA-architecture Hugging Face checkpoint (Llama 2, TinyLlama, SmolLM, ...)
-//! with openkern: prefill, then greedy decode with the KV cache on the device.
+//! with openkern: prefill, then greedy decode with the KV cache on the device, or
+//! temperature / top-k sampling.
 //!
 //! ```text
 //! cargo run --release --example llama -- --model DIR --prompt-ids 1,15043,3186 \
-//!     [--max-new-tokens 32] [--dtype f32|f16|bf16] [--device cpu|gpu|INDEX]
+//!     [--max-new-tokens 32] [--dtype f32|f16|bf16] [--device cpu|gpu|INDEX] \
+//!     [--temperature T [--top-k K] [--seed S]]
 //! ```
+//!
+//! Without `--temperature` (or with 0) decoding is greedy and only each token id is read
+//! back; with it, the last position's logits are read back and a token is drawn on the
+//! host (seeded, so a run is reproducible).
 //!
 //! `DIR` holds `config.json` and `model.safetensors` (or shards with
 //! `model.safetensors.index.json`), as published. The model code is `model.rs` beside
@@ -20,12 +26,12 @@
 #[path = "model.rs"]
 mod model;
 
-use model::{generate, Llama};
+use model::{generate_with, Llama, Sampling};
 use openkern::{DType, Device, DeviceSelector};
 use std::io::Write;
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: llama --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--dtype f32|f16|bf16] [--device cpu|gpu|INDEX]";
+const USAGE: &str = "usage: llama --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--dtype f32|f16|bf16] [--device cpu|gpu|INDEX] [--temperature T [--top-k K] [--seed S]]";
 
 /// The prompt as given on the command line.
 enum Prompt {
@@ -39,6 +45,7 @@ struct Args {
     max_new_tokens: usize,
     dtype: DType,
     device: String,
+    sampling: Sampling,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
     let mut max_new_tokens = 32;
     let mut dtype = DType::F32;
     let mut device = "gpu".to_string();
+    let (mut temperature, mut top_k, mut seed) = (0.0f32, 0usize, 0u64);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value; {USAGE}"));
@@ -79,9 +87,29 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--device" => device = value()?,
+            "--temperature" => {
+                temperature = value()?
+                    .parse()
+                    .ok()
+                    .filter(|t: &f32| t.is_finite() && *t >= 0.0)
+                    .ok_or("--temperature takes a number ≥ 0 (0: greedy)")?
+            }
+            "--top-k" => {
+                top_k = value()?
+                    .parse()
+                    .map_err(|_| "--top-k takes a count (0: all tokens)".to_string())?
+            }
+            "--seed" => {
+                seed = value()?
+                    .parse()
+                    .map_err(|_| "--seed takes an unsigned integer".to_string())?
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}; {USAGE}")),
         }
+    }
+    if temperature == 0.0 && (top_k != 0 || seed != 0) {
+        return Err("--top-k and --seed apply to sampling: add --temperature T (> 0)".into());
     }
     Ok(Args {
         model: model.ok_or(format!("--model is required; {USAGE}"))?,
@@ -89,6 +117,15 @@ fn parse_args() -> Result<Args, String> {
         max_new_tokens,
         dtype,
         device,
+        sampling: if temperature > 0.0 {
+            Sampling::Sample {
+                temperature,
+                top_k,
+                seed,
+            }
+        } else {
+            Sampling::Greedy
+        },
     })
 }
 
@@ -188,7 +225,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.dtype,
         load_start.elapsed().as_secs_f64()
     );
-    let g = generate(&model, &ids, args.max_new_tokens, |id| {
+    let g = generate_with(&model, &ids, args.max_new_tokens, args.sampling, |id| {
         eprint!("{id} ");
         let _ = std::io::stderr().flush();
     })?;

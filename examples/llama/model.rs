@@ -103,6 +103,11 @@ pub enum ModelError {
         /// What is wrong.
         problem: String,
     },
+    /// Sampling settings out of range, or logits a token cannot be drawn from.
+    Sampling {
+        /// What is wrong.
+        problem: String,
+    },
     /// An error from openkern itself.
     Openkern(openkern::Error),
 }
@@ -152,6 +157,7 @@ impl fmt::Display for ModelError {
                 "the prompt has {prompt} tokens but the model's max_position_embeddings is {max_position_embeddings}; shorten the prompt"
             ),
             ModelError::Prompt { problem } => write!(f, "prompt: {problem}"),
+            ModelError::Sampling { problem } => write!(f, "sampling: {problem}"),
             ModelError::Openkern(e) => write!(f, "{e}"),
         }
     }
@@ -874,6 +880,15 @@ impl Llama {
         Ok(ops::linear(&hidden, &self.lm_head, None, None)?)
     }
 
+    /// Runs `ids` and returns the logits of the last position, `[1, vocab]`, on the
+    /// device (for sampling; greedy decoding stays on the device with
+    /// [`Llama::next_token`]).
+    pub fn last_logits(&self, sequence: &mut Sequence, ids: &Tensor) -> Result<Tensor> {
+        let hidden = self.forward(sequence, ids)?;
+        let last = last_row(&hidden)?;
+        Ok(ops::linear(&last, &self.lm_head, None, None)?)
+    }
+
     /// Runs `ids` and returns the greedy next token as a u32 `[1]` tensor on the
     /// device: only the last position goes through the LM head, and the argmax runs on
     /// the device, so reading the id back is the only transfer.
@@ -918,6 +933,129 @@ pub fn generate(
     model: &Llama,
     prompt: &[u32],
     max_new_tokens: usize,
+    on_token: impl FnMut(u32),
+) -> Result<Generation> {
+    generate_with(model, prompt, max_new_tokens, Sampling::Greedy, on_token)
+}
+
+/// How [`generate_with`] picks each next token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely token. The argmax runs on the device and its id tensor is the
+    /// next step's input, so only the id (4 bytes) is read back per token.
+    Greedy,
+    /// A draw from softmax(logits / temperature) over the `top_k` most likely tokens
+    /// (`top_k` 0: all of them), from a generator seeded with `seed` (the same seed
+    /// gives the same tokens). The last position's logits are read back (4 bytes per
+    /// vocabulary entry) and the draw is made on the host; the drawn id is uploaded as
+    /// the next input.
+    Sample {
+        /// Softmax temperature, finite and > 0 (below 1 sharpens, above 1 flattens).
+        temperature: f32,
+        /// Keep only this many most likely tokens; 0 keeps all.
+        top_k: usize,
+        /// Generator seed.
+        seed: u64,
+    },
+}
+
+/// A small seeded generator (xorshift64*) for [`sample_token`]: reproducible draws
+/// without a dependency.
+#[derive(Debug, Clone)]
+pub struct TokenRng(u64);
+
+impl TokenRng {
+    /// A generator from `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> TokenRng {
+        TokenRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Draws a token id from softmax(`logits` / `temperature`) restricted to the `top_k`
+/// largest logits (0: all), in f64. Ties at the k-th logit keep the lower ids.
+/// Refuses a temperature that is not finite and > 0, and logits with NaN or with no
+/// finite value among the kept ones.
+pub fn sample_token(
+    logits: &[f32],
+    temperature: f32,
+    top_k: usize,
+    rng: &mut TokenRng,
+) -> Result<u32> {
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(ModelError::Sampling {
+            problem: format!(
+                "temperature {temperature} must be finite and > 0 (use greedy decoding for 0)"
+            ),
+        });
+    }
+    if let Some(i) = logits.iter().position(|v| v.is_nan()) {
+        return Err(ModelError::Sampling {
+            problem: format!("logit {i} is NaN; the model produced invalid values"),
+        });
+    }
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = if top_k == 0 {
+        logits.len()
+    } else {
+        top_k.min(logits.len())
+    };
+    // the k largest first (descending by logit, then ascending id), in O(n)
+    let by_rank = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if k < order.len() {
+        order.select_nth_unstable_by(k, by_rank);
+        order.truncate(k);
+    }
+    let max = order
+        .iter()
+        .map(|&i| logits[i as usize])
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return Err(ModelError::Sampling {
+            problem: "no kept logit is finite (all −∞ or +∞)".into(),
+        });
+    }
+    let t = temperature as f64;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i as usize] as f64 - max as f64) / t).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.next_f64() * total;
+    for (&id, w) in order.iter().zip(&weights) {
+        if u < *w {
+            return Ok(id);
+        }
+        u -= w;
+    }
+    // rounding left u at the very top: the last token with any weight
+    Ok(*order
+        .iter()
+        .zip(&weights)
+        .rev()
+        .find(|(_, w)| **w > 0.0)
+        .map(|(id, _)| id)
+        .expect("the largest logit has weight 1"))
+}
+
+/// [`generate`] with a choice of [`Sampling`].
+pub fn generate_with(
+    model: &Llama,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    sampling: Sampling,
     mut on_token: impl FnMut(u32),
 ) -> Result<Generation> {
     let c = &model.config;
@@ -927,16 +1065,40 @@ pub fn generate(
             max_position_embeddings: c.max_position_embeddings,
         });
     }
+    if let Sampling::Sample { temperature, .. } = sampling {
+        // refuse bad settings before any work
+        sample_token(&[0.0], temperature, 0, &mut TokenRng::new(0))?;
+    }
     // positions past max_position_embeddings are never generated
     let max_new_tokens = max_new_tokens.min(c.max_position_embeddings - prompt.len());
     let mut sequence = model.new_sequence(prompt.len() + max_new_tokens.max(1))?;
     let ids = model.prompt_ids(&sequence, prompt)?;
     let device = model.device();
     device.sync()?;
+    let mut rng = match sampling {
+        Sampling::Sample { seed, .. } => TokenRng::new(seed),
+        Sampling::Greedy => TokenRng::new(0),
+    };
+    // one step: the next id as a device tensor (the next input) and its value
+    let mut step = |sequence: &mut Sequence, input: &Tensor| -> Result<(Tensor, u32)> {
+        match sampling {
+            Sampling::Greedy => {
+                let next = model.next_token(sequence, input)?;
+                let id = next.to_vec::<u32>()?[0];
+                Ok((next, id))
+            }
+            Sampling::Sample {
+                temperature, top_k, ..
+            } => {
+                let logits = model.last_logits(sequence, input)?.to_f32_vec()?;
+                let id = sample_token(&logits, temperature, top_k, &mut rng)?;
+                Ok((Tensor::from_slice(device, &[id], &[1])?, id))
+            }
+        }
+    };
 
     let start = std::time::Instant::now();
-    let mut next = model.next_token(&mut sequence, &ids)?;
-    let mut id = next.to_vec::<u32>()?[0];
+    let (mut next, mut id) = step(&mut sequence, &ids)?;
     let prefill_s = start.elapsed().as_secs_f64();
     let mut out = Vec::new();
 
@@ -948,9 +1110,8 @@ pub fn generate(
         if c.eos_token_ids.contains(&id) || out.len() == max_new_tokens {
             break;
         }
-        // the argmax tensor is the next step's input: it never leaves the device
-        next = model.next_token(&mut sequence, &next)?;
-        id = next.to_vec::<u32>()?[0];
+        // greedy: the argmax tensor is the next step's input and never leaves the device
+        (next, id) = step(&mut sequence, &next)?;
     }
     let decode_s = start.elapsed().as_secs_f64();
     let decoded = out.len().saturating_sub(1);
