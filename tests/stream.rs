@@ -115,13 +115,13 @@ fn long_chains_submit_in_batches() {
     gpu.sync().unwrap();
     let before = gpu.stats().submissions;
     let mut y = x;
-    for _ in 0..1100 {
+    for _ in 0..4500 {
         y = ops::add_scalar(&y, 1.0).unwrap();
     }
     let submitted = gpu.stats().submissions - before;
     assert!(
         (2..=3).contains(&submitted),
-        "1100 passes should make 2 batch submissions, made {submitted}"
+        "4500 passes should make 2 batch submissions of 2048, made {submitted}"
     );
-    assert!(y.to_vec::<f32>().unwrap().iter().all(|&v| v == 1100.0));
+    assert!(y.to_vec::<f32>().unwrap().iter().all(|&v| v == 4500.0));
 }

@@ -6,8 +6,11 @@
 
 use super::timing::PassTimer;
 
-/// Passes recorded before the stream submits on its own.
-pub(crate) const BATCH_LIMIT: u32 = 512;
+/// Passes recorded before the stream submits on its own: enough for one decoded token
+/// of a model of up to about 128 layers (a LLaMA decode step records 11–16 passes a
+/// layer: 26 for the 2-layer test model), so deep models still make one submission per
+/// token, while a loop that never reads still submits.
+pub(crate) const BATCH_LIMIT: u32 = 2048;
 
 #[derive(Default)]
 pub(crate) struct Stream {
