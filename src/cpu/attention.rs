@@ -440,15 +440,17 @@ mod small {
     ) {
         let nr = q.len() / d;
         let body = d / 8 * 8;
-        for r in 0..nr {
-            let qr = &q[r * d..(r + 1) * d];
-            let sr = &mut s[r * s_rs..r * s_rs + nk];
-            let mut j = 0;
-            while j + 4 <= nk {
-                let k0 = &k[j * ks..j * ks + d];
-                let k1 = &k[(j + 1) * ks..(j + 1) * ks + d];
-                let k2 = &k[(j + 2) * ks..(j + 2) * ks + d];
-                let k3 = &k[(j + 3) * ks..(j + 3) * ks + d];
+        // keys outer, query rows inner: four K rows (2 KiB at d = 128) stay in L1 while
+        // every query row meets them, so a K tile is read from memory once, not once per
+        // row (a decode step's 8 rows per kv head re-read 64 KiB tiles from L2 before)
+        let mut j = 0;
+        while j + 4 <= nk {
+            let k0 = &k[j * ks..j * ks + d];
+            let k1 = &k[(j + 1) * ks..(j + 1) * ks + d];
+            let k2 = &k[(j + 2) * ks..(j + 2) * ks + d];
+            let k3 = &k[(j + 3) * ks..(j + 3) * ks + d];
+            for r in 0..nr {
+                let qr = &q[r * d..(r + 1) * d];
                 let (mut a0, mut a1, mut a2, mut a3) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
                 for ((((x, y0), y1), y2), y3) in lanes(qr, body)
                     .zip(lanes(k0, body))
@@ -470,11 +472,14 @@ mod small {
                     t4[2] += qr[c] * k2[c];
                     t4[3] += qr[c] * k3[c];
                 }
-                sr[j..j + 4].copy_from_slice(&t4);
-                j += 4;
+                s[r * s_rs + j..r * s_rs + j + 4].copy_from_slice(&t4);
             }
-            while j < nk {
-                let kj = &k[j * ks..j * ks + d];
+            j += 4;
+        }
+        while j < nk {
+            let kj = &k[j * ks..j * ks + d];
+            for r in 0..nr {
+                let qr = &q[r * d..(r + 1) * d];
                 let mut a = [0f32; 8];
                 for (x, y) in qr[..body].chunks_exact(8).zip(kj[..body].chunks_exact(8)) {
                     for t in 0..8 {
@@ -485,9 +490,9 @@ mod small {
                 for c in body..d {
                     v += qr[c] * kj[c];
                 }
-                sr[j] = v;
-                j += 1;
+                s[r * s_rs + j] = v;
             }
+            j += 1;
         }
     }
 
@@ -541,23 +546,27 @@ mod small {
         o: &mut [f32],
         dv: usize,
     ) {
-        for r in 0..nr {
-            let orow = &mut o[r * dv..(r + 1) * dv];
-            let prow = &p[r * p_rs..r * p_rs + nk];
-            // two keys per pass over the output row halves its loads and stores
-            let mut j = 0;
-            while j + 2 <= nk {
-                let (w0, w1) = (prow[j], prow[j + 1]);
-                let v0 = &v[j * vs..j * vs + dv];
-                let v1 = &v[(j + 1) * vs..(j + 1) * vs + dv];
+        // keys outer, rows inner: two V rows stay in L1 while every output row takes
+        // them (read once per tile, not once per row); two keys per pass over an output
+        // row halve its loads and stores
+        let mut j = 0;
+        while j + 2 <= nk {
+            let v0 = &v[j * vs..j * vs + dv];
+            let v1 = &v[(j + 1) * vs..(j + 1) * vs + dv];
+            for r in 0..nr {
+                let (w0, w1) = (p[r * p_rs + j], p[r * p_rs + j + 1]);
+                let orow = &mut o[r * dv..(r + 1) * dv];
                 for ((x, &a), &b) in orow.iter_mut().zip(v0).zip(v1) {
                     *x = fma::<FMA>(w1, b, fma::<FMA>(w0, a, *x));
                 }
-                j += 2;
             }
-            if j < nk {
-                let w = prow[j];
-                for (x, &a) in orow.iter_mut().zip(&v[j * vs..j * vs + dv]) {
+            j += 2;
+        }
+        if j < nk {
+            let vj = &v[j * vs..j * vs + dv];
+            for r in 0..nr {
+                let w = p[r * p_rs + j];
+                for (x, &a) in o[r * dv..(r + 1) * dv].iter_mut().zip(vj) {
                     *x = fma::<FMA>(w, a, *x);
                 }
             }
