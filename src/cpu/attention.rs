@@ -112,7 +112,7 @@ fn run<T: Element>(q: &[T], k: &[T], v: &[T], plan: &Plan, n: usize) -> Vec<T> {
         .into_par_iter()
         .for_each_init(Scratch::default, |scratch, (b, h, r0, nr)| {
             let len = lengths.map_or(plan.kv_len, |l| (l[b] as usize).min(plan.kv_len));
-            task(q, k, v, plan, mask, len, (b, h, r0, nr), scratch, ptr);
+            task_avx2(q, k, v, plan, mask, len, (b, h, r0, nr), scratch, ptr);
         });
     out
 }
@@ -184,6 +184,48 @@ fn rows_f32<'a, T: Element>(
     (&buf[..], dim)
 }
 
+/// [`task`] compiled for AVX2 + FMA where the CPU has them: the per-row softmax loops
+/// between the tile products (max, mask, rescale) run 8 wide instead of SSE2's 4.
+#[allow(clippy::too_many_arguments)]
+fn task_avx2<T: Element>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    plan: &Plan,
+    mask: Option<&[f32]>,
+    len: usize,
+    tile: (usize, usize, usize, usize),
+    sc: &mut Scratch,
+    out: Out<T>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2<T: Element>(
+            q: &[T],
+            k: &[T],
+            v: &[T],
+            plan: &Plan,
+            mask: Option<&[f32]>,
+            len: usize,
+            tile: (usize, usize, usize, usize),
+            sc: &mut Scratch,
+            out: Out<T>,
+        ) {
+            task(q, k, v, plan, mask, len, tile, sc, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected on this CPU just above.
+            return unsafe { avx2(q, k, v, plan, mask, len, tile, sc, out) };
+        }
+    }
+    task(q, k, v, plan, mask, len, tile, sc, out)
+}
+
+/// One task: a tile of query rows of one (batch, kv head) against its visible keys.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn task<T: Element>(
     q: &[T],
