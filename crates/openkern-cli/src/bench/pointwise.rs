@@ -1,5 +1,7 @@
 //! Every elementwise, activation, unary, norm, RoPE and cast op on one large tensor
-//! (`[4096, 4096]`; RoPE as `[4096 tokens, 32 heads, 128]`), in f32 and f16: the minimal
+//! (`[4096, 4096]`; RoPE as `[4096 tokens, 32 heads, 128]`), in f32 and f16, with
+//! `--full` or when `--filter` names `pointwise` (`[1024, 4096]` in f32 otherwise, so
+//! the default run stays short): the minimal
 //! bytes read + written per second against the copy probe. These are the ops a model
 //! runs between its matmuls, so on the CPU backend they should move memory at the copy
 //! probe's pace, whatever arithmetic (erf, exp, 16-bit widening) they do per element.
@@ -10,7 +12,7 @@
 //! machine. Without python3 and torch the rows run alone, with a message.
 
 use super::memory::tensor;
-use super::{kernel_label, measure, parse_dtype, run_cases, skip, BenchArgs, Bound, Row};
+use super::{kernel_label, measure, parse_dtype, run_list, skip, BenchArgs, Bound, Row};
 use openkern::ops::{self, RopeLayout, RopeOptions};
 use openkern::{DType, Device, DeviceType, Tensor};
 use std::io::{BufRead, BufReader, Write};
@@ -172,14 +174,26 @@ fn time_op(
 
 /// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let cases = args.cases("pointwise");
+    let mut cases = args.cases("pointwise");
+    let named = !args.quick
+        && args
+            .filter
+            .as_deref()
+            .is_some_and(|f| f.split(',').any(|f| f.contains("pointwise")));
+    if named && !args.full {
+        // the family asked for by name: the full tier's 4096 × 4096, f32 and f16
+        cases = super::shapes::cases(super::Tier::Full)
+            .into_iter()
+            .filter(|c| c.family == "pointwise")
+            .collect();
+    }
     let mut peer = if device.info().device_type == DeviceType::Cpu && !cases.is_empty() {
         TorchPeer::start()
     } else {
         None
     };
     let mut inputs: Option<(Vec<usize>, DType, Tensor, Tensor)> = None;
-    run_cases(args, "pointwise", |case| {
+    run_list(cases.clone(), |case| {
         let dtype = parse_dtype(&case.dtype);
         // one pair of inputs per shape and dtype, shared by that dtype's rows
         if !matches!(&inputs, Some((s, d, _, _)) if *s == case.shape && *d == dtype) {

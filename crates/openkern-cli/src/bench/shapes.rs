@@ -261,11 +261,12 @@ pub fn cases(tier: Tier) -> Vec<Case> {
             });
         }
     }
-    // the ops between the matmuls on one large tensor: 4096 × 4096 (the CPU targets'
-    // shape), a quarter of it in the quick tier
+    // the ops between the matmuls on one large tensor: 4096 × 4096 in f32 and f16 (the
+    // CPU targets' shape) in the full tier and whenever `--filter` names the family (see
+    // bench::pointwise), a quarter of it in f32 otherwise, to keep the default run short
     let (side, pw_dtypes): (&[usize], &[&str]) = match tier {
-        Tier::Quick => (&[1024, 4096], &["f32"]),
-        _ => (&[4096, 4096], &["f32", "f16"]),
+        Tier::Full => (&[4096, 4096], &["f32", "f16"]),
+        _ => (&[1024, 4096], &["f32"]),
     };
     for dt in pw_dtypes {
         for op in crate::bench::pointwise::OPS {
