@@ -5,7 +5,7 @@
 //! element; only general broadcasting computes a strided index per element.
 
 use super::math::{each, each2, narrow, widen};
-use super::unary::BLOCK;
+use super::unary::{BLOCK, SUB_BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::elementwise::BinaryOp;
@@ -68,23 +68,33 @@ fn run<T: Element + Pooled>(
             .par_chunks_mut(BLOCK)
             .zip(a.par_chunks(BLOCK))
             .for_each(|(o, xs)| {
-                let mut buf = [0f32; BLOCK];
-                let buf = &mut buf[..xs.len()];
-                widen(xs, buf);
-                apply_scalar(op, buf, s);
-                narrow(buf, o);
+                // 1 KiB sub-blocks stay in L1 (a BLOCK-sized buffer, zeroed per task,
+                // spilled to L2)
+                let mut buf = [0f32; SUB_BLOCK];
+                for (oc, xc) in o.chunks_mut(SUB_BLOCK).zip(xs.chunks(SUB_BLOCK)) {
+                    let buf = &mut buf[..xc.len()];
+                    widen(xc, buf);
+                    apply_scalar(op, buf, s);
+                    narrow(buf, oc);
+                }
             }),
         Ok((r, rshape)) if rshape == lshape => {
             let b = r.as_slice::<T>();
             out.par_chunks_mut(BLOCK)
                 .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
                 .for_each(|(o, (xs, ys))| {
-                    let (mut p, mut q) = ([0f32; BLOCK], [0f32; BLOCK]);
-                    let (p, q) = (&mut p[..xs.len()], &mut q[..xs.len()]);
-                    widen(xs, p);
-                    widen(ys, q);
-                    apply_slices(op, p, q);
-                    narrow(p, o);
+                    let (mut p, mut q) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
+                    for ((oc, xc), yc) in o
+                        .chunks_mut(SUB_BLOCK)
+                        .zip(xs.chunks(SUB_BLOCK))
+                        .zip(ys.chunks(SUB_BLOCK))
+                    {
+                        let (p, q) = (&mut p[..xc.len()], &mut q[..xc.len()]);
+                        widen(xc, p);
+                        widen(yc, q);
+                        apply_slices(op, p, q);
+                        narrow(p, oc);
+                    }
                 });
         }
         Ok((r, rshape)) if same_lhs && repeats_along_leading_dims(rshape, out_shape) => {

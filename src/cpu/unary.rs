@@ -83,8 +83,9 @@ pub(crate) fn map_lanes_or_blocks<T: Element + Pooled>(
     out
 }
 
-/// Elements per widened block of 16-bit data in [`map_blocks`].
-const SUB_BLOCK: usize = 256;
+/// Elements per widened block of 16-bit data in [`map_blocks`] (and the elementwise
+/// twins): small enough that a few stay in L1 beside the streaming data.
+pub(crate) const SUB_BLOCK: usize = 256;
 
 fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
     if let Some(lane) = LaneOp::of_unary(op).filter(|_| lanes::available()) {
