@@ -105,12 +105,12 @@ fn run<T: Element + Pooled>(
             out.par_chunks_mut(rows_per * len)
                 .zip(a.par_chunks(rows_per * len))
                 .for_each(|(o, xs)| {
-                    let mut buf = [0f32; BLOCK];
+                    let mut buf = [0f32; SUB_BLOCK];
                     for (or, xr) in o.chunks_mut(len).zip(xs.chunks(len)) {
                         for ((oc, xc), rc) in or
-                            .chunks_mut(BLOCK)
-                            .zip(xr.chunks(BLOCK))
-                            .zip(row.chunks(BLOCK))
+                            .chunks_mut(SUB_BLOCK)
+                            .zip(xr.chunks(SUB_BLOCK))
+                            .zip(row.chunks(SUB_BLOCK))
                         {
                             let p = &mut buf[..xc.len()];
                             widen(xc, p);
