@@ -79,6 +79,11 @@ impl TorchPeer {
         );
         let mut child = Command::new("python3")
             .arg(script)
+            // torch's OpenMP workers otherwise spin after each answer, on the cores the
+            // next openkern row is timed on (they slowed rows up to 2.4x, a 300 ms pause
+            // notwithstanding); passive waiting costs torch a wake-up per op, microseconds
+            // against these milliseconds
+            .env("OMP_WAIT_POLICY", "PASSIVE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
