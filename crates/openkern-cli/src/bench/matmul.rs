@@ -4,10 +4,17 @@
 //! gate and up are the same shape — and ffn down), and the square `gemm` sweep. The
 //! kernel column is `ops::matmul::describe`. Autotune runs first where the adapter has
 //! no cached tile choice.
+//!
+//! The `linear_epilogue` rows ([`epilogue_rows`]) time the fused bias/activation
+//! epilogue against the same linear without it plus a separate pass of that epilogue,
+//! all in the same run, on BERT-encoder shapes.
 
 use super::memory::data;
-use super::{bar, measure, parse_dtype, run_cases, run_list, BenchArgs, Bound, Row};
-use openkern::ops::{self, MatmulOptions};
+use super::shapes::{Case, Tier};
+use super::{
+    bar, kernel_label, measure, parse_dtype, run_cases, run_list, skip, BenchArgs, Bound, Row,
+};
+use openkern::ops::{self, Activation, MatmulKernel, MatmulOptions};
 use openkern::{DType, Device, Tensor};
 
 fn tune(device: &Device) -> openkern::Result<()> {
@@ -99,5 +106,163 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             Bound::Compute,
         )])
     })?);
+    Ok(rows)
+}
+
+/// `(M, N, K)` of the epilogue rows: a BERT-style encoder's FFN up and down projections
+/// at 72 tokens (4 × 18), and the FFN up at 512 tokens (hidden 576). The quick tier runs
+/// the first.
+const EPILOGUE_SHAPES: [(usize, usize, usize); 3] =
+    [(72, 1536, 384), (72, 384, 1536), (512, 1536, 576)];
+
+/// The epilogues timed: (bias, activation).
+const EPILOGUES: [(bool, Option<Activation>); 7] = [
+    (true, None),
+    (false, Some(Activation::Gelu)),
+    (false, Some(Activation::GeluTanh)),
+    (false, Some(Activation::Silu)),
+    (false, Some(Activation::Relu)),
+    (true, Some(Activation::Gelu)),
+    (true, Some(Activation::Relu)),
+];
+
+/// `bias+gelu`, `gelu`, `bias`, `none`: an epilogue's name in the rows.
+fn epilogue_name(bias: bool, act: Option<Activation>) -> String {
+    match (bias, act) {
+        (false, None) => "none".into(),
+        (true, None) => "bias".into(),
+        (false, Some(a)) => a.name().into(),
+        (true, Some(a)) => format!("bias+{}", a.name()),
+    }
+}
+
+/// The case key of an epilogue row (outside the shape list): `op` is
+/// `epi.<kernel>.<epilogue>`, or `epi.pass.<epilogue>` for the separate pass.
+fn epilogue_case(op: String, (m, n, k): (usize, usize, usize)) -> Case {
+    Case {
+        family: "linear_epilogue".into(),
+        op,
+        model: String::new(),
+        phase: "prefill".into(),
+        shape: vec![m, n, k],
+        dtype: "f32".into(),
+    }
+}
+
+/// The `linear_epilogue` rows: for each shape, the separate epilogue passes (`ops::add`
+/// of the bias row, then the activation op, over the `[M, N]` output: GB/s against the
+/// copy probe), and for each matmul kernel (tiled and subgroup on a GPU, where the
+/// adapter runs them; the CPU backend's own) the plain linear and every fused epilogue
+/// (GFLOP/s against the FMA probe). A fused row's peer is the unfused work measured in
+/// the same run, plain linear + separate pass, at the same FLOPs: `1.05x unfused` means
+/// the fused epilogue is 5% faster than the two, below 1 that fusing costs more than a
+/// pass of its own.
+pub fn epilogue_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    let shapes = match args.tier() {
+        Tier::Quick => &EPILOGUE_SHAPES[..1],
+        _ => &EPILOGUE_SHAPES[..],
+    };
+    let kernels: &[MatmulKernel] = if device.is_cpu() {
+        &[MatmulKernel::Auto]
+    } else {
+        &[MatmulKernel::Tiled, MatmulKernel::Subgroup]
+    };
+    let mut rows = Vec::new();
+    for &(m, n, k) in shapes {
+        bar().set_message(format!("linear epilogue {m}x{n}x{k}"));
+        let x = Tensor::from_f32(device, &data(m * k, 4), &[m, k], DType::F32)?;
+        let w = Tensor::from_f32(device, &data(n * k, 3), &[n, k], DType::F32)?;
+        let bias = Tensor::from_f32(device, &data(n, 5), &[n], DType::F32)?;
+        let y = Tensor::from_f32(device, &data(m * n, 6), &[m, n], DType::F32)?;
+        let flops = 2.0 * (m * n * k) as f64;
+        let out_bytes = (m * n * 4) as f64;
+        // the separate passes, once per shape (they do not depend on the matmul kernel)
+        let mut pass_seconds = Vec::new();
+        for (with_bias, act) in EPILOGUES {
+            let t = measure(device, || {
+                let h = if with_bias {
+                    ops::add(&y, &bias)?
+                } else {
+                    y.clone()
+                };
+                if let Some(a) = act {
+                    ops::activation(a, &h)?;
+                }
+                Ok(())
+            })?;
+            let passes = usize::from(with_bias) + usize::from(act.is_some());
+            let bytes = passes as f64 * 2.0 * out_bytes;
+            let name = epilogue_name(with_bias, act);
+            let case = epilogue_case(format!("epi.pass.{name}"), (m, n, k));
+            let mut row = Row::new(
+                &case,
+                "linear_epilogue",
+                String::new(),
+                &t,
+                0.0,
+                bytes,
+                Bound::Memory,
+            );
+            row.kernel = kernel_label(device, &name);
+            rows.push(row);
+            pass_seconds.push(t.median);
+        }
+        for &kernel in kernels {
+            let opts = |with_bias: bool, act: Option<Activation>| MatmulOptions {
+                trans_b: true,
+                bias: with_bias.then(|| bias.clone()),
+                activation: act,
+                kernel,
+                ..Default::default()
+            };
+            let desc = match ops::matmul::describe(&x, &w, &opts(false, None)) {
+                Ok(d) => d,
+                Err(e @ openkern::Error::MissingFeature { .. }) => {
+                    skip(&format!(
+                        "linear epilogue {m}x{n}x{k} {}: {e}",
+                        kernel.name()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let label = if device.is_cpu() {
+                "cpu"
+            } else {
+                kernel.name()
+            };
+            let plain = measure(device, || {
+                ops::matmul_with(&x, &w, &opts(false, None)).map(drop)
+            })?;
+            let case = epilogue_case(format!("epi.{label}.none"), (m, n, k));
+            rows.push(Row::new(
+                &case,
+                "linear_epilogue",
+                desc.clone(),
+                &plain,
+                flops,
+                0.0,
+                Bound::Compute,
+            ));
+            for (&(with_bias, act), pass) in EPILOGUES.iter().zip(&pass_seconds) {
+                let t = measure(device, || {
+                    ops::matmul_with(&x, &w, &opts(with_bias, act)).map(drop)
+                })?;
+                let name = epilogue_name(with_bias, act);
+                let case = epilogue_case(format!("epi.{label}.{name}"), (m, n, k));
+                let mut row = Row::new(
+                    &case,
+                    "linear_epilogue",
+                    format!("{desc} fused"),
+                    &t,
+                    flops,
+                    0.0,
+                    Bound::Compute,
+                );
+                row.peer = Some(("unfused", flops / (plain.median + pass)));
+                rows.push(row);
+            }
+        }
+    }
     Ok(rows)
 }
