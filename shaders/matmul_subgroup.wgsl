@@ -196,10 +196,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // Epilogue. The bias is added while the tile is copied into `tile`, and the
     // activation and stores read the copy: the copy loop is small enough for every
     // compiler to unroll, so `acc` is only ever indexed by constants and stays in
-    // registers. Indexed by a loop counter in the store loop instead — which llvmpipe
-    // (Mesa 22.3) does not unroll once an activation or bias makes its body large — the
-    // whole accumulator became an array in memory for the K loop as well, which doubled
-    // the matmul. The copy costs one store and load per output.
+    // registers. Mesa's NIR unrolls a loop only while its cost × trip count stays within
+    // 32 × 26 instructions on llvmpipe (nir_opt_loop_unroll, max_unroll_iterations 32):
+    // a store loop that also adds the bias or evaluates GELU stays a loop there, and
+    // indexed by its counter the whole accumulator became an array in memory for the K
+    // loop as well, which made a fused GELU cost 1.5–2× the plain matmul. The copy costs
+    // one store and load per output.
     var bias_v: array<f32, 4>;
     for (var j = 0u; j < TN; j++) {
         let col = n0 + j * SG + lane;

@@ -361,11 +361,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     //
     // The bias is added while the tile is copied into `tile`, and the activation and
     // stores read the copy: the copy loop is small enough for every compiler to unroll,
-    // so `acc` is only ever indexed by constants and stays in registers. Indexed by a
-    // loop counter in the store loop instead — which llvmpipe (Mesa 22.3) does not
-    // unroll once an activation or bias makes its body large — the whole accumulator
-    // became an array in memory for the K loop as well. The copy costs one store and
-    // load per output.
+    // so `acc` is only ever indexed by constants and stays in registers whatever the
+    // epilogue costs (Mesa's NIR, for one, leaves a loop rolled once its cost × trip
+    // count passes 32 × 26 instructions on llvmpipe; see matmul_subgroup.wgsl). The copy
+    // costs one store and load per output.
     var bias_v: array<vec4<f32>, 2>;
     for (var j = 0u; j < TN / 4u; j++) {
         let col = n0 + 4u * (tx + j * (BN / TN));
