@@ -193,17 +193,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 
+    // Epilogue. The bias is added while the tile is copied into `tile`, and the
+    // activation and stores read the copy: the copy loop is small enough for every
+    // compiler to unroll, so `acc` is only ever indexed by constants and stays in
+    // registers. Mesa's NIR unrolls a loop only while its cost × trip count stays within
+    // 32 × 26 instructions on llvmpipe (nir_opt_loop_unroll, max_unroll_iterations 32):
+    // a store loop that also adds the bias or evaluates GELU stays a loop there, and
+    // indexed by its counter the whole accumulator became an array in memory for the K
+    // loop as well, which made a fused GELU cost 1.5–2× the plain matmul. The copy costs
+    // one store and load per output.
+    var bias_v: array<f32, 4>;
+    for (var j = 0u; j < TN; j++) {
+        let col = n0 + j * SG + lane;
+        var v = 0.0;
+        if (HAS_BIAS && col < params.n) {
+            v = load_bias(col);
+        }
+        bias_v[j] = v;
+    }
+    var tile: array<f32, 32>;
+    for (var r = 0u; r < TM; r++) {
+        for (var j = 0u; j < TN; j++) {
+            var x = acc[r][j];
+            if (HAS_BIAS) {
+                x += bias_v[j];
+            }
+            tile[r * 4u + j] = x;
+        }
+    }
     let pairs_ok = params.n % 2u == 0u;
     let out_base = bidx * params.m * params.n;
     for (var r = 0u; r < TM; r++) {
         let row = row0 + r;
         for (var j = 0u; j < TN; j++) {
             let col = n0 + j * SG + lane;
-            var x = acc[r][j];
-            if (HAS_BIAS && col < params.n) {
-                x += load_bias(col);
-            }
-            x = activate(x, ACT);
+            let x = activate(tile[r * 4u + j], ACT);
             // Every lane takes part in the shuffle; only in-range lanes store.
             let right = subgroupShuffleDown(x, 1u);
             if (!live || row >= params.m || col >= params.n) {

@@ -358,6 +358,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     // Epilogue: bias, activation, store. Row i of the micro-tile is tile row
     // 4·(ty + (i/4)·(BM/TM)) + i%4; column group j starts at 4·(tx + j·(BN/TN)).
+    //
+    // The bias is added while the tile is copied into `tile`, and the activation and
+    // stores read the copy: the copy loop is small enough for every compiler to unroll,
+    // so `acc` is only ever indexed by constants and stays in registers whatever the
+    // epilogue costs (Mesa's NIR, for one, leaves a loop rolled once its cost × trip
+    // count passes 32 × 26 instructions on llvmpipe; see matmul_subgroup.wgsl). The copy
+    // costs one store and load per output.
+    var bias_v: array<vec4<f32>, 2>;
+    for (var j = 0u; j < TN / 4u; j++) {
+        let col = n0 + 4u * (tx + j * (BN / TN));
+        var v = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            if (HAS_BIAS && col + e < params.n) {
+                v[e] = load_bias(col + e);
+            }
+        }
+        bias_v[j] = v;
+    }
+    var tile: array<vec4<f32>, 16>;
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN / 4u; j++) {
+            var v = acc[i * 2u + j];
+            if (HAS_BIAS) {
+                v += bias_v[j];
+            }
+            tile[i * 2u + j] = v;
+        }
+    }
     let out_base = (split * params.batch + bidx) * params.m * params.n;
     let pairs_ok = params.n % 2u == 0u;
     for (var i = 0u; i < TM; i++) {
@@ -367,13 +395,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         for (var j = 0u; j < TN / 4u; j++) {
             let col = n0 + 4u * (tx + j * (BN / TN));
-            var v = acc[i * 2u + j];
+            var v = tile[i * 2u + j];
             for (var e = 0u; e < 4u; e++) {
-                var x = v[e];
-                if (HAS_BIAS && col + e < params.n) {
-                    x += load_bias(col + e);
-                }
-                v[e] = activate(x, ACT);
+                v[e] = activate(v[e], ACT);
             }
             let at = out_base + row * params.n + col;
             if (pairs_ok && col + 4u <= params.n) {

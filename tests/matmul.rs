@@ -86,6 +86,8 @@ fn act_f64(act: Option<Activation>, x: f64) -> f64 {
                 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
         }
         Activation::Silu => x / (1.0 + (-x).exp()),
+        // NaN stays NaN (f64::max would return 0)
+        Activation::Relu if x.is_nan() => x,
         Activation::Relu => x.max(0.0),
         _ => unreachable!("new activation: add its reference"),
     }
@@ -406,6 +408,78 @@ fn output_dtypes_bias_and_activations(device: &Device) {
     }
 }
 backend_tests!(output_dtypes_bias_and_activations => output_dtypes_bias_and_activations_cpu, output_dtypes_bias_and_activations_gpu);
+
+/// The fused epilogue (bias, then each activation) with NaN and ±∞ reaching it through A
+/// (rows holding one +∞, one −∞, one NaN, and both infinities) and through the bias, on
+/// shapes spanning several tiles of every kernel in M and N, none a tile multiple: each
+/// element must land where the f64 reference puts it, whichever kernel runs.
+fn epilogue_special_values(device: &Device) {
+    let acts = [
+        None,
+        Some(Activation::Gelu),
+        Some(Activation::GeluTanh),
+        Some(Activation::Silu),
+        Some(Activation::Relu),
+    ];
+    let f = &device.info().features;
+    let mut kernels = vec![MatmulKernel::Auto];
+    if !device.is_cpu() {
+        kernels.extend([
+            MatmulKernel::Tiled,
+            MatmulKernel::SplitK,
+            MatmulKernel::Naive,
+        ]);
+        if f.subgroup && f.subgroup_min_size == f.subgroup_max_size {
+            kernels.push(MatmulKernel::Subgroup);
+        }
+    }
+    for &(m, n, k) in &[(70, 67, 40), (5, 130, 33)] {
+        let mut a = random(m * k, 41);
+        a[k + 3] = f32::INFINITY;
+        a[4 * k] = f32::NEG_INFINITY;
+        a[m / 2 * k + 7] = f32::NAN;
+        a[(m - 1) * k + 1] = f32::INFINITY;
+        a[(m - 1) * k + 2] = f32::NEG_INFINITY;
+        let w = random(n * k, 42);
+        let mut bias = random(n, 43);
+        bias[1] = f32::INFINITY;
+        bias[n / 2] = f32::NEG_INFINITY;
+        bias[n - 2] = f32::NAN;
+        let ta = tensor(device, &a, &[m, k], DType::F32);
+        let tw = tensor(device, &w, &[n, k], DType::F32);
+        let tbias = tensor(device, &bias, &[n], DType::F32);
+        for &kernel in &kernels {
+            for act in acts {
+                for with_bias in [false, true] {
+                    let mut c = Case::new(m, n, k, DType::F32);
+                    c.trans_b = true;
+                    c.act = act;
+                    c.kernel = kernel;
+                    let opts = MatmulOptions {
+                        trans_b: true,
+                        bias: with_bias.then(|| tbias.clone()),
+                        activation: act,
+                        kernel,
+                        ..Default::default()
+                    };
+                    let what = format!(
+                        "{m}x{n}x{k} bias {with_bias} {act:?} kernel {kernel:?} on {}",
+                        device.info().name
+                    );
+                    let got = ops::matmul_with(&ta, &tw, &opts)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"))
+                        .to_f32_vec()
+                        .unwrap();
+                    let (_, want) = reference(&c, &a, &w, with_bias.then_some(&bias[..]));
+                    let atol = 2.0 * k as f64 * DType::F32.epsilon()
+                        + if act.is_none() { 0.0 } else { 1e-6 };
+                    assert_close(&what, &got, &want, atol, 5.0 * DType::F32.epsilon());
+                }
+            }
+        }
+    }
+}
+backend_tests!(epilogue_special_values => epilogue_special_values_cpu, epilogue_special_values_gpu);
 
 fn linear_layout_and_leading_dims(device: &Device) {
     for dtype in FLOATS {

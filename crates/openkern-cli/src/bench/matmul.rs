@@ -4,10 +4,18 @@
 //! gate and up are the same shape — and ffn down), and the square `gemm` sweep. The
 //! kernel column is `ops::matmul::describe`. Autotune runs first where the adapter has
 //! no cached tile choice.
+//!
+//! The `linear_epilogue` rows ([`epilogue_rows`]) time the fused bias/activation
+//! epilogue against the same linear without it plus a separate pass of that epilogue,
+//! all in the same run, on BERT-encoder shapes.
 
 use super::memory::data;
-use super::{bar, measure, parse_dtype, run_cases, run_list, BenchArgs, Bound, Row};
-use openkern::ops::{self, MatmulOptions};
+use super::shapes::{Case, Tier};
+use super::{
+    bar, kernel_label, measure, parse_dtype, run_cases, run_list, skip, BenchArgs, Bound, Row,
+    Sampled,
+};
+use openkern::ops::{self, Activation, MatmulKernel, MatmulOptions};
 use openkern::{DType, Device, Tensor};
 
 fn tune(device: &Device) -> openkern::Result<()> {
@@ -99,5 +107,210 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             Bound::Compute,
         )])
     })?);
+    Ok(rows)
+}
+
+/// `(M, N, K)` of the epilogue rows: a BERT-style encoder's FFN up and down projections
+/// at 72 tokens (4 × 18), and, in the full tier, the FFN up at 512 tokens (hidden 576).
+/// The quick tier runs the first.
+const EPILOGUE_SHAPES: [(usize, usize, usize); 3] =
+    [(72, 1536, 384), (72, 384, 1536), (512, 1536, 576)];
+
+/// The epilogues timed: (bias, activation).
+const EPILOGUES: [(bool, Option<Activation>); 7] = [
+    (true, None),
+    (false, Some(Activation::Gelu)),
+    (false, Some(Activation::GeluTanh)),
+    (false, Some(Activation::Silu)),
+    (false, Some(Activation::Relu)),
+    (true, Some(Activation::Gelu)),
+    (true, Some(Activation::Relu)),
+];
+
+/// `bias+gelu`, `gelu`, `bias`, `none`: an epilogue's name in the rows.
+fn epilogue_name(bias: bool, act: Option<Activation>) -> String {
+    match (bias, act) {
+        (false, None) => "none".into(),
+        (true, None) => "bias".into(),
+        (false, Some(a)) => a.name().into(),
+        (true, Some(a)) => format!("bias+{}", a.name()),
+    }
+}
+
+/// The case key of an epilogue row (outside the shape list): `op` is
+/// `epi.<kernel>.<epilogue>`, or `epi.pass.<epilogue>` for the separate pass.
+fn epilogue_case(op: String, (m, n, k): (usize, usize, usize)) -> Case {
+    Case {
+        family: "linear_epilogue".into(),
+        op,
+        model: String::new(),
+        phase: "prefill".into(),
+        shape: vec![m, n, k],
+        dtype: "f32".into(),
+    }
+}
+
+/// A recorder of one op run, for [`interleaved`].
+type Op<'a> = &'a mut dyn FnMut() -> openkern::Result<()>;
+
+/// Times `ops` as [`measure`] does (warm-up, then windows of a few tens of milliseconds;
+/// 3 samples where a run takes over a quarter second, else 5), but in alternating
+/// windows — a, b, c, a, b, c, … — so load that drifts during the run (a software adapter
+/// sharing its CPU with other work) falls on all of them alike and their ratio holds.
+fn interleaved(device: &Device, ops: &mut [Op<'_>]) -> openkern::Result<Vec<Sampled>> {
+    let mut firsts = Vec::new();
+    for op in ops.iter_mut() {
+        op()?;
+        device.sync()?;
+        firsts.push(device.time(1, &mut **op)?);
+    }
+    let want = if firsts.iter().any(|t| t.seconds > 0.25) {
+        3
+    } else {
+        5
+    };
+    let iters: Vec<usize> = firsts
+        .iter()
+        .map(|t| (0.03 / t.seconds.max(1e-7)).clamp(1.0, 500.0) as usize)
+        .collect();
+    let mut samples = vec![Vec::new(); ops.len()];
+    for _ in 0..want {
+        for ((op, s), &n) in ops.iter_mut().zip(&mut samples).zip(&iters) {
+            s.push(device.time(n, &mut **op)?.seconds);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .zip(firsts)
+        .map(|(mut s, first)| {
+            s.sort_by(f64::total_cmp);
+            Sampled {
+                median: s[s.len() / 2],
+                min: s[0],
+                max: s[s.len() - 1],
+                samples: s.len(),
+                source: first.source,
+            }
+        })
+        .collect())
+}
+
+/// The `linear_epilogue` rows. For each shape and matmul kernel (tiled and subgroup on a
+/// GPU, where the adapter runs them; the CPU backend's own) and each epilogue, three
+/// things timed in alternating windows ([`interleaved`]): the plain linear, the linear
+/// with the epilogue fused, and the epilogue as a separate pass over the `[M, N]` output
+/// (`ops::add` of the bias row, then the activation op). Rows: the plain linear (`none`,
+/// from the first epilogue's windows) and each fused epilogue (GFLOP/s against the FMA
+/// probe), whose peer is the unfused work of the same windows, plain + separate pass, at
+/// the same FLOPs: `1.05x unfused` means fusing is 5% faster than the two, below 1 that it
+/// costs more than a pass of its own. The separate passes get rows of their own (GB/s
+/// against the copy probe), from the first kernel's windows.
+pub fn epilogue_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    let shapes = match args.tier() {
+        Tier::Quick => &EPILOGUE_SHAPES[..1],
+        Tier::Default => &EPILOGUE_SHAPES[..2],
+        Tier::Full => &EPILOGUE_SHAPES[..],
+    };
+    let kernels: &[MatmulKernel] = if device.is_cpu() {
+        &[MatmulKernel::Auto]
+    } else {
+        &[MatmulKernel::Tiled, MatmulKernel::Subgroup]
+    };
+    let mut rows = Vec::new();
+    for &(m, n, k) in shapes {
+        bar().set_message(format!("linear epilogue {m}x{n}x{k}"));
+        let x = Tensor::from_f32(device, &data(m * k, 4), &[m, k], DType::F32)?;
+        let w = Tensor::from_f32(device, &data(n * k, 3), &[n, k], DType::F32)?;
+        let bias = Tensor::from_f32(device, &data(n, 5), &[n], DType::F32)?;
+        let y = Tensor::from_f32(device, &data(m * n, 6), &[m, n], DType::F32)?;
+        let flops = 2.0 * (m * n * k) as f64;
+        let out_bytes = (m * n * 4) as f64;
+        let mut pass_rows = Vec::new();
+        for &kernel in kernels {
+            let opts = |with_bias: bool, act: Option<Activation>| MatmulOptions {
+                trans_b: true,
+                bias: with_bias.then(|| bias.clone()),
+                activation: act,
+                kernel,
+                ..Default::default()
+            };
+            let desc = match ops::matmul::describe(&x, &w, &opts(false, None)) {
+                Ok(d) => d,
+                Err(e @ openkern::Error::MissingFeature { .. }) => {
+                    skip(&format!(
+                        "linear epilogue {m}x{n}x{k} {}: {e}",
+                        kernel.name()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let label = if device.is_cpu() {
+                "cpu"
+            } else {
+                kernel.name()
+            };
+            let first_kernel = pass_rows.is_empty();
+            for (i, (with_bias, act)) in EPILOGUES.into_iter().enumerate() {
+                let mut plain = || ops::matmul_with(&x, &w, &opts(false, None)).map(drop);
+                let mut fused = || ops::matmul_with(&x, &w, &opts(with_bias, act)).map(drop);
+                let mut pass = || {
+                    let h = if with_bias {
+                        ops::add(&y, &bias)?
+                    } else {
+                        y.clone()
+                    };
+                    if let Some(a) = act {
+                        ops::activation(a, &h)?;
+                    }
+                    Ok(())
+                };
+                let t = interleaved(device, &mut [&mut plain, &mut fused, &mut pass])?;
+                let (t_plain, t_fused, t_pass) = (&t[0], &t[1], &t[2]);
+                let name = epilogue_name(with_bias, act);
+                if i == 0 {
+                    let case = epilogue_case(format!("epi.{label}.none"), (m, n, k));
+                    rows.push(Row::new(
+                        &case,
+                        "linear_epilogue",
+                        desc.clone(),
+                        t_plain,
+                        flops,
+                        0.0,
+                        Bound::Compute,
+                    ));
+                }
+                let case = epilogue_case(format!("epi.{label}.{name}"), (m, n, k));
+                let mut row = Row::new(
+                    &case,
+                    "linear_epilogue",
+                    format!("{desc} fused"),
+                    t_fused,
+                    flops,
+                    0.0,
+                    Bound::Compute,
+                );
+                row.peer = Some(("unfused", flops / (t_plain.median + t_pass.median)));
+                rows.push(row);
+                if first_kernel {
+                    let passes = usize::from(with_bias) + usize::from(act.is_some());
+                    let bytes = passes as f64 * 2.0 * out_bytes;
+                    let case = epilogue_case(format!("epi.pass.{name}"), (m, n, k));
+                    let mut row = Row::new(
+                        &case,
+                        "linear_epilogue",
+                        String::new(),
+                        t_pass,
+                        0.0,
+                        bytes,
+                        Bound::Memory,
+                    );
+                    row.kernel = kernel_label(device, &name);
+                    pass_rows.push(row);
+                }
+            }
+        }
+        rows.extend(pass_rows);
+    }
     Ok(rows)
 }

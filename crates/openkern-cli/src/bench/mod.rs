@@ -445,6 +445,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("softmax", &["softmax"], softmax::rows),
     ("reduce", &["reduce"], reduce::rows),
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
+    ("linear_epilogue", &[], matmul::epilogue_rows),
     ("attention", &["attention"], attention::rows),
     ("encoder", &[], encoder::rows),
     ("llama", &[], llama::rows),
