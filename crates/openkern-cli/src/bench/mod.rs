@@ -442,6 +442,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("softmax", &["softmax"], softmax::rows),
     ("reduce", &["reduce"], reduce::rows),
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
+    ("linear-torch", &[], matmul::torch_rows),
     ("attention", &["attention"], attention::rows),
     ("llama", &[], llama::rows),
 ];
