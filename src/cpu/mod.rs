@@ -9,6 +9,7 @@ pub(crate) mod layout;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod packed;
 pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
