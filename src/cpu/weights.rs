@@ -139,10 +139,56 @@ pub(crate) fn clear() {
     CACHE.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
 }
 
-/// Entries and bytes held (for tests of the cache's keys and sweeping).
 #[cfg(test)]
-pub(crate) fn held() -> (usize, usize) {
-    let mut guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    guard.0.retain(|e| e.key.strong_count() > 0);
-    (guard.0.len(), guard.0.iter().map(|e| e.bytes).sum())
+mod tests {
+    use super::*;
+    use crate::ops::{self, MatmulOptions};
+    use crate::{Device, Tensor};
+
+    /// Entries keyed by `storage` (live or not: the `Weak` keeps its address unique).
+    fn forms_of(storage: &Weak<Storage>) -> usize {
+        let guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.iter().filter(|e| e.key.ptr_eq(storage)).count()
+    }
+
+    #[test]
+    fn one_entry_per_range_and_layout_swept_when_the_weight_drops() {
+        let device = Device::cpu();
+        let (m, k) = (40, 32);
+        let x = Tensor::from_f32(&device, &vec![0.5; m * k], &[m, k], crate::DType::F32).unwrap();
+        let w = Tensor::from_f32(
+            &device,
+            &vec![0.25; 2 * k * k],
+            &[2 * k, k],
+            crate::DType::F32,
+        )
+        .unwrap();
+        let storage = Arc::downgrade(&w.storage);
+        ops::linear(&x, &w, None, None).unwrap();
+        ops::linear(&x, &w, None, None).unwrap();
+        assert_eq!(
+            forms_of(&storage),
+            1,
+            "a second call reuses the packed form"
+        );
+        let halves = ops::split(&w, &[k, k], 0).unwrap();
+        for h in &halves {
+            ops::linear(&x, h, None, None).unwrap();
+            ops::matmul_with(&x, h, &MatmulOptions::default()).unwrap();
+        }
+        assert_eq!(
+            forms_of(&storage),
+            5,
+            "two ranges × two layouts, and the whole"
+        );
+        drop((w, halves));
+        // the next lookup sweeps them
+        let y = Tensor::from_f32(&device, &vec![0.5; k * k], &[k, k], crate::DType::F32).unwrap();
+        ops::linear(&x, &y, None, None).unwrap();
+        assert_eq!(
+            forms_of(&storage),
+            0,
+            "a dropped weight's entries are swept on lookup"
+        );
+    }
 }
