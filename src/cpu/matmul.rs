@@ -1,5 +1,7 @@
 //! CPU twin of the matmul kernels. Three paths: a streaming GEMV for a few rows against
-//! 16-bit weights; where the CPU has AVX2 and FMA and A's rows are contiguous, our own
+//! weights read along K (`cpu/gemv.rs` where the CPU has AVX2, FMA and F16C; a portable
+//! one for 16-bit weights elsewhere); where the CPU has AVX2 and FMA and A's rows are
+//! contiguous, our own
 //! GEMM on B packed into panels (cached for weights, see `cpu/packed.rs` and
 //! `cpu/weights.rs`) with the bias and activation applied per output tile; otherwise
 //! the `gemm` crate (AVX2/AVX-512/NEON microkernels, multithreaded on rayon). 16-bit
@@ -226,7 +228,24 @@ pub(crate) fn matmul(
         && plan.sak == 1
         && b_off.iter().all(|&o| o == b_off[0])
         && (b_weight.is_some() || m >= PACK_PER_CALL_MIN_M);
-    if m * n > 0 && small {
+    // decode shapes against weights read along K: our AVX2 dot products on the weights
+    // as stored (nothing packed or cached; a decode step is bound by the weight read)
+    let own_gemv = m <= GEMV_MAX_M && plan.sbk == 1 && plan.sak == 1 && super::gemv::available();
+    if m * n > 0 && own_gemv {
+        let a = widen(a);
+        for (i, c) in out.chunks_mut(m * n).enumerate() {
+            super::gemv::gemv(
+                m,
+                n,
+                plan.k,
+                &a[a_off[i]..],
+                plan.sam,
+                slice_from(b, b_off[i]),
+                plan.sbn,
+                c,
+            );
+        }
+    } else if m * n > 0 && small {
         let a = widen(a);
         gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
     } else if m * n > 0 && packed {

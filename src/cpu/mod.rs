@@ -5,6 +5,7 @@ pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod gemv;
 pub(crate) mod layout;
 pub(crate) mod math;
 pub(crate) mod matmul;
