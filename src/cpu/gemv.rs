@@ -28,6 +28,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// `c[i, j] = Σ a[i·lda + p] · w[j·ldw + p]` for i < m, j < n, p < k: `c` is m × n
 /// row-major, `w` holds n rows of k (`ldw` apart). Needs [`available`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv(
     m: usize,
     n: usize,
