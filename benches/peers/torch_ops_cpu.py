@@ -7,7 +7,7 @@ ms and GB/s (GFLOP/s for linear) of the same computation, to divide row by row.
     python3 benches/peers/torch_ops_cpu.py --linear 16x1536x384,512x960x576
         # M x N x K: F.linear(x [M, K], w [N, K], bias [N]) in f32; prints the median
         # seconds per call of each case, one per line (what `openkern bench` calls for
-        # its `linear-torch` rows; the same timing scheme as openkern's rows: a warm-up,
+        # its `linear-torch` rows; the same timing scheme as openkern's rows: warm-up,
         # then 5 windows of at least 30 ms, their median)
 
 Without torch it prints a message and exits with status 0.
@@ -33,8 +33,11 @@ def bench(fn, iters=10):
 
 
 def median_seconds(fn, window=0.03, samples=5):
-    """Median seconds per call over `samples` windows of at least `window` seconds."""
-    fn()
+    """Median seconds per call over `samples` windows of at least `window` seconds, after
+    0.1 s of warm-up calls (OpenMP's threads spin up on the first ones)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.1:
+        fn()
     start = time.perf_counter()
     fn()
     first = max(time.perf_counter() - start, 1e-7)

@@ -222,12 +222,16 @@ pub(crate) fn matmul(
     let small = m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuSlice::F32(_));
     // the packed GEMM: A read in place (rows contiguous along K), one B for the whole
     // batch, packed once and cached where it is a weight (else packed per call, which
-    // pays off only over enough rows)
+    // pays off only over enough rows). A weight whose panels would take over a quarter
+    // of the cache (8192×8192 f32 and up) is likely to be evicted by its neighbours
+    // and packed again every call, so with few rows it stays on the gemm crate.
+    let panel_bytes = n.div_ceil(super::packed::NR) * super::packed::NR * plan.k * 4;
+    let cacheable = b_weight.is_some() && panel_bytes <= super::weights::MAX_BYTES / 4;
     let packed = super::packed::available()
         && batch > 0
         && plan.sak == 1
         && b_off.iter().all(|&o| o == b_off[0])
-        && (b_weight.is_some() || m >= PACK_PER_CALL_MIN_M);
+        && (cacheable || m >= PACK_PER_CALL_MIN_M);
     // decode shapes against weights read along K: our AVX2 dot products on the weights
     // as stored (nothing packed or cached; a decode step is bound by the weight read)
     let own_gemv = m <= GEMV_MAX_M && plan.sbk == 1 && plan.sak == 1 && super::gemv::available();
