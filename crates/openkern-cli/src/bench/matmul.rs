@@ -121,8 +121,9 @@ const TORCH_LINEARS: &[(&str, usize, usize, usize)] = &[
 ];
 
 /// PyTorch's seconds per `F.linear` (f32, with bias) for each `m×n×k` of `cases`, from
-/// `benches/peers/torch_ops_cpu.py --linear`, or None without torch.
-fn torch_linear_seconds(cases: &[(usize, usize, usize)]) -> Option<Vec<f64>> {
+/// `benches/peers/torch_ops_cpu.py --linear`, on as many threads as the CPU backend
+/// uses (`RAYON_NUM_THREADS=1` compares one core with one core), or None without torch.
+fn torch_linear_seconds(cases: &[(usize, usize, usize)], threads: usize) -> Option<Vec<f64>> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../benches/peers/torch_ops_cpu.py"
@@ -134,6 +135,7 @@ fn torch_linear_seconds(cases: &[(usize, usize, usize)]) -> Option<Vec<f64>> {
     let out = std::process::Command::new("python3")
         .arg(script)
         .args(["--linear", &spec.join(",")])
+        .args(["--threads", &threads.max(1).to_string()])
         .output()
         .ok()?;
     let seconds: Vec<f64> = String::from_utf8(out.stdout)
@@ -209,7 +211,7 @@ pub fn torch_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row
     if device.is_cpu() && !rows.is_empty() {
         bar().set_message("PyTorch F.linear (benches/peers/torch_ops_cpu.py)");
         let per_case = selected.len();
-        match torch_linear_seconds(&shapes[..per_case]) {
+        match torch_linear_seconds(&shapes[..per_case], device.info().threads) {
             Some(seconds) => {
                 for (i, r) in rows.iter_mut().enumerate() {
                     r.peer = Some(("torch", r.flops / seconds[i % per_case]));
