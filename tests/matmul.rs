@@ -783,13 +783,14 @@ fn linear_ref(
 
 /// Shapes around the CPU GEMM's blocking: every M from 1 to 17 (strips of 6 rows and
 /// their tails, the streaming GEMV's rows), M past a 96-row task and several tasks, N
-/// off the 16-column panels, K tails and K over one 256-long block (513 = 3 blocks of
-/// 171, 600 = 3 of 200), each with bias and an activation applied per output tile, in
+/// off the 16-column panels, K tails and K over one 576-long block (600 = 2 blocks of
+/// 300, 1153 = 385 + 385 + 383), each with bias and an activation applied per output tile, in
 /// every dtype; every output written even where the pooled buffer held NaN.
 fn linear_blocking_shapes(device: &Device) {
     let mut shapes: Vec<(usize, usize, usize)> = (1..=17).map(|m| (m, 35, 19)).collect();
     shapes.extend([
-        (7, 17, 513),
+        (7, 17, 1153),
+        (11, 17, 1153),
         (13, 33, 600),
         (97, 47, 257),
         (200, 161, 40),
