@@ -130,7 +130,8 @@ impl Device {
     }
 
     /// Frees buffers idle in the pool (the GPU buffer pool, or the CPU backend's pool of
-    /// large host buffers).
+    /// large host buffers), and the CPU backend's cached forms of matmul weights (see
+    /// [`ops::linear`]; they are made again on a weight's next use).
     pub fn trim_pool(&self) {
         match self.gpu_ctx() {
             Some(g) => g.trim_pool(),

@@ -787,20 +787,22 @@ fn auto_picks_gemv_for_decode_and_split_k_for_skinny() {
     assert_eq!(d, "cpu gemm");
 }
 
-/// The CPU backend caches the widened copy of a 16-bit weight: repeated calls agree, and
-/// a new weight (possibly at a freed weight's address) never sees the old copy.
+/// The CPU backend caches the widened or packed copy of a weight: repeated calls agree,
+/// and a new weight (possibly at a freed weight's address, in a reused pooled buffer)
+/// never sees the old copy.
 fn weight_cache_follows_the_weight(device: &Device) {
+    for dtype in [DType::F16, DType::F32] {
+        weight_cache_follows(device, dtype);
+    }
+}
+
+fn weight_cache_follows(device: &Device, dtype: DType) {
     let (m, k, n) = (40, 33, 21); // above the streaming-GEMV rows, so the GEMM path
-    let x = tensor(
-        device,
-        &quantize(&random(m * k, 1), DType::F16),
-        &[m, k],
-        DType::F16,
-    );
+    let x = tensor(device, &quantize(&random(m * k, 1), dtype), &[m, k], dtype);
     let mut last = None;
     for seed in 0..4u64 {
-        let wv = quantize(&random(n * k, 10 + seed), DType::F16);
-        let w = tensor(device, &wv, &[n, k], DType::F16);
+        let wv = quantize(&random(n * k, 10 + seed), dtype);
+        let w = tensor(device, &wv, &[n, k], dtype);
         let a = ops::linear(&x, &w, None, None)
             .unwrap()
             .to_f32_vec()
@@ -809,8 +811,11 @@ fn weight_cache_follows_the_weight(device: &Device) {
             .unwrap()
             .to_f32_vec()
             .unwrap();
-        assert_eq!(a, b, "seed {seed}: a cached weight gives the same result");
-        let xs = quantize(&random(m * k, 1), DType::F16);
+        assert_eq!(
+            a, b,
+            "{dtype} seed {seed}: a cached weight gives the same result"
+        );
+        let xs = quantize(&random(m * k, 1), dtype);
         let want: Vec<f64> = (0..m * n)
             .map(|i| {
                 let (r, c) = (i / n, i % n);
@@ -830,3 +835,151 @@ fn weight_cache_follows_the_weight(device: &Device) {
     }
 }
 backend_tests!(weight_cache_follows_the_weight => weight_cache_follows_the_weight_cpu, weight_cache_follows_the_weight_gpu);
+
+/// `x · wᵀ + bias` in f64 for row-major `x` [m, k] and `w` [n, k], then `act`.
+fn linear_ref(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    (m, n, k): (usize, usize, usize),
+) -> Vec<f64> {
+    (0..m * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            let s: f64 = (0..k)
+                .map(|p| x[r * k + p] as f64 * w[c * k + p] as f64)
+                .sum();
+            act_f64(act, s + bias.map_or(0.0, |b| b[c] as f64))
+        })
+        .collect()
+}
+
+/// Shapes around the CPU GEMM's blocking: every M from 1 to 17 (strips of 6 rows and
+/// their tails, the streaming GEMV's rows), M past a 96-row task and several tasks, N
+/// off the 16-column panels, K tails and K over one 576-long block (600 = 2 blocks of
+/// 300, 1153 = 385 + 385 + 383), each with bias and an activation applied per output tile, in
+/// every dtype; every output written even where the pooled buffer held NaN.
+fn linear_blocking_shapes(device: &Device) {
+    let mut shapes: Vec<(usize, usize, usize)> = (1..=17).map(|m| (m, 35, 19)).collect();
+    shapes.extend([
+        (7, 17, 1153),
+        (11, 17, 1153),
+        (13, 33, 600),
+        (97, 47, 257),
+        (200, 161, 40),
+        (33, 300, 300),
+    ]);
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for dtype in FLOATS {
+            let nan = Tensor::from_f32(device, &vec![f32::NAN; m * n], &[m * n], DType::F32);
+            drop(nan.unwrap());
+            let xv = quantize(&random(m * k, 3 * i as u64), dtype);
+            let wv = quantize(&random(n * k, 3 * i as u64 + 1), dtype);
+            let bv = quantize(&random(n, 3 * i as u64 + 2), dtype);
+            let x = tensor(device, &xv, &[m, k], dtype);
+            let w = tensor(device, &wv, &[n, k], dtype);
+            let b = tensor(device, &bv, &[n], dtype);
+            let act = [None, Some(Activation::Gelu), Some(Activation::Silu)][i % 3];
+            let got = ops::linear(&x, &w, Some(&b), act)
+                .unwrap()
+                .to_f32_vec()
+                .unwrap();
+            let want = linear_ref(&xv, &wv, Some(&bv), act, (m, n, k));
+            let atol = 2.0 * k as f64 * DType::F32.epsilon() + 1e-6 + 6e-8;
+            let rtol = dtype.epsilon() * 1.01 + 4.0 * DType::F32.epsilon();
+            let what = format!("linear {m}x{n}x{k} {dtype} {act:?}");
+            assert_close(&what, &got, &want, atol, rtol);
+        }
+    }
+}
+backend_tests!(linear_blocking_shapes => linear_blocking_shapes_cpu, linear_blocking_shapes_gpu);
+
+/// One weight read two ways (`x · wᵀ` by linear, `x · w` by matmul, square so the
+/// shapes agree) and the two halves of a stacked weight (views into one buffer): the
+/// CPU's packed copies of them are separate entries, so each product is its own.
+fn packed_weight_views_and_layouts(device: &Device) {
+    let (m, k) = (40, 48);
+    for dtype in [DType::F32, DType::F16] {
+        let xv = quantize(&random(m * k, 7), dtype);
+        let x = tensor(device, &xv, &[m, k], dtype);
+        // square: w as [out, in] and as [in, out]
+        let wv = quantize(&random(k * k, 8), dtype);
+        let w = tensor(device, &wv, &[k, k], dtype);
+        let wt: Vec<f32> = (0..k * k).map(|i| wv[(i % k) * k + i / k]).collect();
+        for round in 0..2 {
+            let lin = ops::linear(&x, &w, None, None).unwrap();
+            let mm = ops::matmul(&x, &w).unwrap();
+            let what = format!("{dtype} round {round}");
+            assert_close(
+                &format!("{what}: x·wᵀ"),
+                &lin.to_f32_vec().unwrap(),
+                &linear_ref(&xv, &wv, None, None, (m, k, k)),
+                1e-4,
+                2e-3,
+            );
+            assert_close(
+                &format!("{what}: x·w"),
+                &mm.to_f32_vec().unwrap(),
+                &linear_ref(&xv, &wt, None, None, (m, k, k)),
+                1e-4,
+                2e-3,
+            );
+        }
+        // stacked gate/up: the halves are views at two offsets of one storage
+        let n = 24;
+        let gv = quantize(&random(n * k, 9), dtype);
+        let uv = quantize(&random(n * k, 10), dtype);
+        let stacked = ops::concat(
+            &[
+                &tensor(device, &gv, &[n, k], dtype),
+                &tensor(device, &uv, &[n, k], dtype),
+            ],
+            0,
+        )
+        .unwrap();
+        let halves = ops::split(&stacked, &[n, n], 0).unwrap();
+        for round in 0..2 {
+            for (half, want) in halves.iter().zip([&gv, &uv]) {
+                let got = ops::linear(&x, half, None, None).unwrap();
+                assert_close(
+                    &format!("{dtype} round {round}: a stacked weight's half"),
+                    &got.to_f32_vec().unwrap(),
+                    &linear_ref(&xv, want, None, None, (m, n, k)),
+                    1e-4,
+                    2e-3,
+                );
+            }
+        }
+    }
+}
+backend_tests!(packed_weight_views_and_layouts => packed_weight_views_and_layouts_cpu, packed_weight_views_and_layouts_gpu);
+
+/// NaN and ±∞ reach exactly the outputs whose row of x or row of w holds them (the CPU
+/// GEMM's zero-padded panel columns and partial strips must not spread them).
+fn linear_nan_propagation(device: &Device) {
+    let (m, n, k) = (14, 21, 37);
+    let mut xv = random(m * k, 11);
+    let mut wv = random(n * k, 12);
+    xv[5 * k + 30] = f32::NAN; // row 5 of the output
+    wv[17 * k + 3] = f32::INFINITY; // column 17
+    let x = tensor(device, &xv, &[m, k], DType::F32);
+    let w = tensor(device, &wv, &[n, k], DType::F32);
+    let got = ops::linear(&x, &w, None, None)
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    for r in 0..m {
+        for c in 0..n {
+            let v = got[r * n + c];
+            if r == 5 {
+                assert!(v.is_nan(), "({r}, {c}) = {v}: want NaN");
+            } else if c == 17 {
+                assert!(v.is_infinite() || v.is_nan(), "({r}, {c}) = {v}: want ±∞");
+            } else {
+                assert!(v.is_finite(), "({r}, {c}) = {v}: want finite");
+            }
+        }
+    }
+}
+backend_tests!(linear_nan_propagation => linear_nan_propagation_cpu, linear_nan_propagation_gpu);

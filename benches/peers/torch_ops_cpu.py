@@ -4,12 +4,24 @@ activation, norm, rope, cast rows at 4096x4096) and the small-M linears of the e
 ms and GB/s (GFLOP/s for linear) of the same computation, to divide row by row.
 
     python3 benches/peers/torch_ops_cpu.py [--threads N]
+    python3 benches/peers/torch_ops_cpu.py --linear 16x1536x384,512x960x576
+        # M x N x K: F.linear(x [M, K], w [N, K], bias [N]) in f32; prints the median
+        # seconds per call of each case, one per line (what `openkern bench` calls for
+        # its `linear-torch` rows; the same timing scheme as openkern's rows: warm-up,
+        # then 5 windows of at least 30 ms, their median)
+
+Without torch it prints a message and exits with status 0.
 """
 import argparse
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("torch_ops_cpu.py: torch is not installed (pip install torch); skipping the peer", file=sys.stderr)
+    sys.exit(0)
 
 
 def bench(fn, iters=10):
@@ -20,12 +32,48 @@ def bench(fn, iters=10):
     return (time.perf_counter() - start) / iters
 
 
+def median_seconds(fn, window=0.03, samples=5):
+    """Median seconds per call over `samples` windows of at least `window` seconds, after
+    0.1 s of warm-up calls (OpenMP's threads spin up on the first ones)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.1:
+        fn()
+    start = time.perf_counter()
+    fn()
+    first = max(time.perf_counter() - start, 1e-7)
+    iters = max(1, min(500, int(window / first)))
+    out = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        out.append((time.perf_counter() - start) / iters)
+    out.sort()
+    return out[len(out) // 2]
+
+
+def linear_cases(spec):
+    """Seconds of F.linear with bias for each MxNxK case of `spec`, f32."""
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for case in spec.split(","):
+            m, n, k = (int(v) for v in case.split("x"))
+            x = torch.rand(m, k, generator=g) * 2 - 1
+            w = (torch.rand(n, k, generator=g) * 2 - 1) / k**0.5
+            b = torch.rand(n, generator=g)
+            print(f"{median_seconds(lambda: F.linear(x, w, b)):.9f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--linear", help="MxNxK cases, comma-separated: print seconds per F.linear")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.linear:
+        linear_cases(args.linear)
+        return
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads (CPU)")
     m, n = 4096, 4096
     with torch.inference_mode():

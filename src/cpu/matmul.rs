@@ -1,6 +1,11 @@
-//! CPU twin of the matmul kernels, through the `gemm` crate (AVX2/AVX-512/NEON
-//! microkernels, multithreaded on rayon). 16-bit inputs are widened to f32 first, so
-//! accumulation is f32 as on the GPU; bias and activation run on the f32 result.
+//! CPU twin of the matmul kernels. Three paths: a streaming GEMV for a few rows against
+//! weights read along K (`cpu/gemv.rs` where the CPU has AVX2, FMA and F16C; a portable
+//! one for 16-bit weights elsewhere); where the CPU has AVX2 and FMA and A's rows are
+//! contiguous, our own
+//! GEMM on B packed into panels (cached for weights, see `cpu/packed.rs` and
+//! `cpu/weights.rs`) with the bias and activation applied per output tile; otherwise
+//! the `gemm` crate (AVX2/AVX-512/NEON microkernels, multithreaded on rayon). 16-bit
+//! inputs are widened to f32 first, so accumulation is f32 as on the GPU.
 
 use super::activation::epilogue;
 use super::CpuStorage;
@@ -54,6 +59,20 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// Rows of A up to which weights read along K take the streaming GEMV path.
 const GEMV_MAX_M: usize = 8;
+
+/// Rows of A from which a second operand that is not a cached weight is packed per call
+/// for the packed GEMM (packing reads and writes B once, worth it over enough rows).
+const PACK_PER_CALL_MIN_M: usize = 32;
+
+/// `s` from element `offset` on.
+fn slice_from(s: CpuSlice<'_>, offset: usize) -> CpuSlice<'_> {
+    match s {
+        CpuSlice::F32(v) => CpuSlice::F32(&v[offset..]),
+        CpuSlice::F16(v) => CpuSlice::F16(&v[offset..]),
+        CpuSlice::BF16(v) => CpuSlice::BF16(&v[offset..]),
+        CpuSlice::U32(v) => CpuSlice::U32(&v[offset..]),
+    }
+}
 
 /// Small-M product with B read along K (`linear` weights, token decode), parallel over
 /// output columns: each weight row streams through dot products with the M rows of A
@@ -201,9 +220,66 @@ pub(crate) fn matmul(
     // 16-bit decode shapes stream the weights; f32 ones stay on the gemm crate, which
     // measured faster (20 vs 13.5 GB/s at 1×4096×4096 here).
     let small = m <= GEMV_MAX_M && plan.sbk == 1 && plan.k > 0 && !matches!(b, CpuSlice::F32(_));
-    if m * n > 0 && small {
+    // the packed GEMM: A read in place (rows contiguous along K), one B for the whole
+    // batch, packed once and cached where it is a weight (else packed per call, which
+    // pays off only over enough rows). A weight whose panels would take over a quarter
+    // of the cache (8192×8192 f32 and up) is likely to be evicted by its neighbours
+    // and packed again every call, so with few rows it stays on the gemm crate.
+    let panel_bytes = n.div_ceil(super::packed::NR) * super::packed::NR * plan.k * 4;
+    let cacheable = b_weight.is_some() && panel_bytes <= super::weights::MAX_BYTES / 4;
+    let packed = super::packed::available()
+        && batch > 0
+        && plan.sak == 1
+        && b_off.iter().all(|&o| o == b_off[0])
+        && (cacheable || m >= PACK_PER_CALL_MIN_M);
+    // decode shapes against weights read along K: our AVX2 dot products on the weights
+    // as stored (nothing packed or cached; a decode step is bound by the weight read)
+    let own_gemv = m <= GEMV_MAX_M && plan.sbk == 1 && plan.sak == 1 && super::gemv::available();
+    if m * n > 0 && own_gemv {
+        let a = widen(a);
+        for (i, c) in out.chunks_mut(m * n).enumerate() {
+            super::gemv::gemv(
+                m,
+                n,
+                plan.k,
+                &a[a_off[i]..],
+                plan.sam,
+                slice_from(b, b_off[i]),
+                plan.sbn,
+                c,
+            );
+        }
+    } else if m * n > 0 && small {
         let a = widen(a);
         gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
+    } else if m * n > 0 && packed {
+        let a = widen(a);
+        let layout = (plan.k, n, plan.sbk, plan.sbn);
+        let b = match b_weight {
+            Some((storage, range)) => super::weights::packed(storage, range, layout, || {
+                super::packed::pack(slice_from(b, b_off[0]), plan.k, n, plan.sbk, plan.sbn)
+            }),
+            None => std::sync::Arc::new(super::packed::pack(
+                slice_from(b, b_off[0]),
+                plan.k,
+                n,
+                plan.sbk,
+                plan.sbn,
+            )),
+        };
+        let bias = bias.map(|b| b.to_f32());
+        for (i, c) in out.chunks_mut(m * n).enumerate() {
+            super::packed::gemm(
+                m,
+                &a[a_off[i]..],
+                plan.sam,
+                &b,
+                c,
+                bias.as_deref(),
+                plan.activation,
+            );
+        }
+        return CpuStorage::from_f32(plan.out_dtype, out);
     } else if m * n > 0 {
         let a = widen(a);
         // a 16-bit weight is widened once and reused (see cpu/weights.rs)

@@ -96,6 +96,18 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `x · wᵀ + bias`, then `activation`: a linear layer with weights `[out, in]`.
 /// `x` is `[..., in]` (any number of leading dimensions); the result is `[..., out]` in
 /// `x`'s dtype. Bias and activation run in the matmul kernel's epilogue.
+///
+/// On the CPU backend a weight (any rank-2 second operand, also of [`matmul_with`]) is
+/// read in the form its kernel wants, made on first use and cached: for more than 8
+/// rows of `x`, f32 column panels (where the CPU has AVX2 and FMA; elsewhere the f32
+/// copy of a 16-bit weight), so a 16-bit weight is widened once, not on every call; for
+/// up to 8 rows (token decode) the weight is read as stored and nothing is cached. An
+/// entry is keyed by the weight's storage (held weakly, so the cache never keeps a
+/// tensor alive), the element range the tensor covers in it (views such as the halves
+/// of a stacked gate-up weight are separate entries) and the layout read; it is freed
+/// when the weight drops (swept on the next lookup), when the cache's 1 GiB bound
+/// evicts it (least recently used first), or by [`crate::Device::trim_pool`]. A cached
+/// f32 weight costs its size again in host memory.
 pub fn linear(
     x: &Tensor,
     w: &Tensor,

@@ -3,7 +3,9 @@
 //! once, GB/s against the copy probe) for each projection of a layer (qkv, o, ffn up —
 //! gate and up are the same shape — and ffn down), and the square `gemm` sweep. The
 //! kernel column is `ops::matmul::describe`. Autotune runs first where the adapter has
-//! no cached tile choice.
+//! no cached tile choice. The `linear-torch` family ([`torch_rows`]) times `linear` with
+//! bias on the encoder's small-M shapes and the 135M LLaMA's prefill shapes beside
+//! PyTorch's `F.linear` in the same run.
 //!
 //! The `linear_epilogue` rows ([`epilogue_rows`]) time the fused bias/activation
 //! epilogue against the same linear without it plus a separate pass of that epilogue,
@@ -311,6 +313,125 @@ pub fn epilogue_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<
             }
         }
         rows.extend(pass_rows);
+    }
+    Ok(rows)
+}
+
+/// `(model, m, n, k)` of the linears timed beside PyTorch's `F.linear`: the BERT-style
+/// encoder's (hidden 384, FFN 1536) at 16 and 72 rows, and the 135M LLaMA's prefill
+/// projections at 512 tokens (q/k/v stacked: 576 + 2·192 outputs; gate/up stacked).
+const TORCH_LINEARS: &[(&str, usize, usize, usize)] = &[
+    ("encoder", 16, 384, 384),
+    ("encoder", 16, 1536, 384),
+    ("encoder", 16, 384, 1536),
+    ("encoder", 72, 384, 384),
+    ("encoder", 72, 1536, 384),
+    ("encoder", 72, 384, 1536),
+    ("135m", 512, 960, 576),
+    ("135m", 512, 576, 576),
+    ("135m", 512, 3072, 576),
+    ("135m", 512, 576, 1536),
+];
+
+/// PyTorch's seconds per `F.linear` (f32, with bias) for each `m×n×k` of `cases`, from
+/// `benches/peers/torch_ops_cpu.py --linear`, on as many threads as the CPU backend
+/// uses (`RAYON_NUM_THREADS=1` compares one core with one core), or None without torch.
+fn torch_linear_seconds(cases: &[(usize, usize, usize)], threads: usize) -> Option<Vec<f64>> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/peers/torch_ops_cpu.py"
+    );
+    let spec: Vec<String> = cases
+        .iter()
+        .map(|(m, n, k)| format!("{m}x{n}x{k}"))
+        .collect();
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--linear", &spec.join(",")])
+        .args(["--threads", &threads.max(1).to_string()])
+        .output()
+        .ok()?;
+    let seconds: Vec<f64> = String::from_utf8(out.stdout)
+        .ok()?
+        .split_whitespace()
+        .map(|s| s.parse().ok())
+        .collect::<Option<_>>()?;
+    (seconds.len() == cases.len()).then_some(seconds)
+}
+
+/// The `linear-torch` rows: `ops::linear` with bias on [`TORCH_LINEARS`], f32 and f16,
+/// as GFLOP/s against the FMA probe; on the CPU device PyTorch's `F.linear` (f32) on
+/// the same shapes is timed right after ours and its ratio printed beside each row (the
+/// f16 rows against the f32 peer: torch has no fast f16 CPU linear). Without torch the
+/// rows print alone and say so.
+pub fn torch_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
+    let dtypes: &[DType] = if args.quick {
+        &[DType::F32]
+    } else {
+        &[DType::F32, DType::F16]
+    };
+    // `--filter linear-torch,135m` keeps one model's shapes
+    let named: Vec<&str> = args
+        .filter
+        .as_deref()
+        .map(|f| {
+            f.split(',')
+                .filter(|f| TORCH_LINEARS.iter().any(|c| c.0 == *f))
+                .collect()
+        })
+        .unwrap_or_default();
+    let selected: Vec<_> = TORCH_LINEARS
+        .iter()
+        .copied()
+        .filter(|c| named.is_empty() || named.contains(&c.0))
+        .collect();
+    let mut rows = Vec::new();
+    let mut shapes = Vec::new();
+    for &dtype in dtypes {
+        for &(model, m, n, k) in &selected {
+            let case = super::shapes::Case {
+                family: "linear".into(),
+                op: "linear.bias".into(),
+                model: model.into(),
+                phase: "prefill".into(),
+                shape: vec![m, n, k],
+                dtype: dtype.name().into(),
+            };
+            bar().set_message(format!("{model} linear.bias [{m},{n},{k}] {dtype}"));
+            let w = Tensor::from_f32(device, &data(n * k, 3), &[n, k], dtype)?;
+            let b = Tensor::from_f32(device, &data(n, 5), &[n], dtype)?;
+            let x = Tensor::from_f32(device, &data(m * k, 4), &[m, k], dtype)?;
+            let trans_b = MatmulOptions {
+                trans_b: true,
+                ..Default::default()
+            };
+            let kernel = ops::matmul::describe(&x, &w, &trans_b)?;
+            let t = measure(device, || ops::linear(&x, &w, Some(&b), None).map(drop))?;
+            let flops = 2.0 * (m * n * k) as f64;
+            let bytes = ((m * k + n * k + m * n + n) * dtype.size_in_bytes()) as f64;
+            rows.push(Row::new(
+                &case,
+                "linear",
+                kernel,
+                &t,
+                flops,
+                bytes,
+                Bound::Compute,
+            ));
+            shapes.push((m, n, k));
+        }
+    }
+    if device.is_cpu() && !rows.is_empty() {
+        bar().set_message("PyTorch F.linear (benches/peers/torch_ops_cpu.py)");
+        let per_case = selected.len();
+        match torch_linear_seconds(&shapes[..per_case], device.info().threads) {
+            Some(seconds) => {
+                for (i, r) in rows.iter_mut().enumerate() {
+                    r.peer = Some(("torch", r.flops / seconds[i % per_case]));
+                }
+            }
+            None => super::skip("the PyTorch F.linear peer: python3 with torch not found"),
+        }
     }
     Ok(rows)
 }

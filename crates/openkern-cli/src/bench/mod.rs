@@ -446,6 +446,7 @@ const FAMILIES: &[(&str, &[&str], Family)] = &[
     ("reduce", &["reduce"], reduce::rows),
     ("matmul", &["gemv", "linear", "gemm"], matmul::rows),
     ("linear_epilogue", &[], matmul::epilogue_rows),
+    ("linear-torch", &[], matmul::torch_rows),
     ("attention", &["attention"], attention::rows),
     ("encoder", &[], encoder::rows),
     ("llama", &[], llama::rows),
