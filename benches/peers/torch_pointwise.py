@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch CPU peer for the `pointwise` rows of `openkern bench --device cpu`: the same
 elementwise, activation, unary, norm, RoPE and cast computations on the same shapes,
-timed the same way (one warm-up, then the median of 5 windows of ~30 ms).
+timed the same way (0.1 s of warm-up, then the median of 5 windows of ~30 ms).
 
 The bench starts this script once and talks to it over stdin/stdout, one case per line,
 so that each of its rows and the peer's are measured back to back (interleaved):
@@ -20,23 +20,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+# the same timing as the linear peer: warm-up, then the median of 5 windows
+from torch_ops_cpu import median_seconds
+
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
-
-
-def median_seconds(fn, window=0.03, samples=5):
-    fn()
-    start = time.perf_counter()
-    fn()
-    first = max(time.perf_counter() - start, 1e-7)
-    iters = int(min(max(window / first, 1), 500))
-    out = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        out.append((time.perf_counter() - start) / iters)
-    out.sort()
-    return out[len(out) // 2]
 
 
 def data(rows, cols, dt, seed):

@@ -85,12 +85,7 @@ fn case(seq: usize, dtype: DType) -> super::shapes::Case {
 
 /// The encoder rows (see the module docs for the tiers).
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let big = args.full
-        || (!args.quick
-            && args
-                .filter
-                .as_deref()
-                .is_some_and(|f| f.split(',').any(|f| f.contains("encoder"))));
+    let big = args.full || args.names("encoder");
     let (seqs, dtypes): (&[usize], &[DType]) = if big {
         (&[18, 128], &[DType::F32, DType::F16])
     } else {

@@ -171,12 +171,7 @@ fn case(
 
 /// The llama rows: prefill and decode per dtype (see the module docs for the tiers).
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let big = args.full
-        || (!args.quick
-            && args
-                .filter
-                .as_deref()
-                .is_some_and(|f| f.split(',').any(|f| f.contains("llama"))));
+    let big = args.full || args.names("llama");
     let (layers, prompt, steps) = if big { (LAYERS, 512, 30) } else { (4, 64, 12) };
     let cpu = device.info().device_type == DeviceType::Cpu;
     let dtypes: &[DType] = if big {

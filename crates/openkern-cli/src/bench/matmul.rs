@@ -210,10 +210,7 @@ fn interleaved(device: &Device, ops: &mut [Op<'_>]) -> openkern::Result<Vec<Samp
 pub fn epilogue_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     // both 72-token shapes when `--filter` names the family, one in the default run (its
     // 46 rows of 0.2 s matmuls on lavapipe would add a minute to it)
-    let named = args
-        .filter
-        .as_deref()
-        .is_some_and(|f| f.split(',').any(|f| f.contains("epilogue")));
+    let named = args.names("epilogue");
     let shapes = match args.tier() {
         Tier::Full => &EPILOGUE_SHAPES[..],
         Tier::Default if named => &EPILOGUE_SHAPES[..2],

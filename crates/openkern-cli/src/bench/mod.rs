@@ -73,6 +73,16 @@ impl BenchArgs {
         }
     }
 
+    /// Whether `--filter` names `what` (outside the quick tier): families that keep their
+    /// default rows short run their large shapes then.
+    pub fn names(&self, what: &str) -> bool {
+        !self.quick
+            && self
+                .filter
+                .as_deref()
+                .is_some_and(|f| f.split(',').any(|f| f.contains(what)))
+    }
+
     /// The tier's cases of `family` that `--filter` selects.
     pub fn cases(&self, family: &str) -> Vec<Case> {
         shapes::cases(self.tier())

@@ -180,11 +180,7 @@ fn time_op(
 /// The rows of this family for the cases `args` selects.
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     let mut cases = args.cases("pointwise");
-    let named = !args.quick
-        && args
-            .filter
-            .as_deref()
-            .is_some_and(|f| f.split(',').any(|f| f.contains("pointwise")));
+    let named = args.names("pointwise");
     if named && !args.full {
         // the family asked for by name: the full tier's 4096 × 4096, f32 and f16
         cases = super::shapes::cases(super::Tier::Full)
