@@ -44,27 +44,7 @@ pub(crate) fn permute(
     src_strides: &[usize],
     out: &Tensor,
 ) -> Result<()> {
-    let n = out.len() as u32;
-    let params = LayoutParams {
-        n,
-        rank: shape.len() as u32,
-        out_shape: pad_rank(shape),
-        src_strides: pad_rank(src_strides),
-        ..bytemuck::Zeroable::zeroed()
-    };
-    let pipeline = g.pipeline(
-        &LAYOUT,
-        "permute",
-        ShaderHeader::new(vec![x.dtype(); 2]),
-        &[],
-    )?;
-    g.dispatch(
-        &pipeline,
-        "permute",
-        &[x.gpu_buffer(), out.gpu_buffer()],
-        Some(bytemuck::bytes_of(&params)),
-        fold_groups(n.div_ceil(2 * WORKGROUP)),
-    )
+    copy_kernel(g, "permute", x, 0, shape, src_strides, out)
 }
 
 /// Copies `x`, viewed as `[outer, src_block]`, into `out` viewed as
@@ -157,6 +137,20 @@ pub(crate) fn strided_copy(
         g.after_record(&mut stream);
         return Ok(());
     }
+    copy_kernel(g, "strided copy", x, offset, shape, strides, out)
+}
+
+/// The layout shader's strided copy (the `permute` entry point): `out`, walked in order
+/// over `shape`, takes `x`'s element at `offset` plus the dot of the index and `strides`.
+fn copy_kernel(
+    g: &GpuContext,
+    label: &'static str,
+    x: &Tensor,
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+    out: &Tensor,
+) -> Result<()> {
     let n = out.len() as u32;
     let params = LayoutParams {
         n,
@@ -174,7 +168,7 @@ pub(crate) fn strided_copy(
     )?;
     g.dispatch(
         &pipeline,
-        "strided copy",
+        label,
         &[x.gpu_buffer(), out.gpu_buffer()],
         Some(bytemuck::bytes_of(&params)),
         fold_groups(n.div_ceil(2 * WORKGROUP)),
