@@ -96,12 +96,25 @@ pub(crate) fn map_into(op: LaneOp, src: &[f32], dst: &mut [f32]) -> bool {
     false
 }
 
+/// Whether this CPU runs [`map_f16`] (the lane forms plus F16C).
+#[inline]
+pub(crate) fn available_f16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available() && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `dst[i] = op(src[i])` on f16 data (bit patterns), widened and narrowed in registers
 /// (F16C, nearest even); false (nothing written) without AVX2, FMA and F16C.
 #[inline]
 pub(crate) fn map_f16(op: LaneOp, src: &[u16], dst: &mut [u16]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if available() && std::arch::is_x86_feature_detected!("f16c") {
+    if available_f16() {
         let n = src.len().min(dst.len());
         // SAFETY: AVX2, FMA and F16C were detected on this CPU just above; both slices
         // hold n elements.

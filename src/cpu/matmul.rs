@@ -64,16 +64,6 @@ const GEMV_MAX_M: usize = 8;
 /// for the packed GEMM (packing reads and writes B once, worth it over enough rows).
 const PACK_PER_CALL_MIN_M: usize = 32;
 
-/// `s` from element `offset` on.
-fn slice_from(s: CpuSlice<'_>, offset: usize) -> CpuSlice<'_> {
-    match s {
-        CpuSlice::F32(v) => CpuSlice::F32(&v[offset..]),
-        CpuSlice::F16(v) => CpuSlice::F16(&v[offset..]),
-        CpuSlice::BF16(v) => CpuSlice::BF16(&v[offset..]),
-        CpuSlice::U32(v) => CpuSlice::U32(&v[offset..]),
-    }
-}
-
 /// Small-M product with B read along K (`linear` weights, token decode), parallel over
 /// output columns: each weight row streams through dot products with the M rows of A
 /// once. 16-bit rows are widened in L1-sized pieces right before use, so the weights
@@ -244,7 +234,7 @@ pub(crate) fn matmul(
                 plan.k,
                 &a[a_off[i]..],
                 plan.sam,
-                slice_from(b, b_off[i]),
+                b.skip(b_off[i]),
                 plan.sbn,
                 c,
             );
@@ -257,10 +247,10 @@ pub(crate) fn matmul(
         let layout = (plan.k, n, plan.sbk, plan.sbn);
         let b = match b_weight {
             Some((storage, range)) => super::weights::packed(storage, range, layout, || {
-                super::packed::pack(slice_from(b, b_off[0]), plan.k, n, plan.sbk, plan.sbn)
+                super::packed::pack(b.skip(b_off[0]), plan.k, n, plan.sbk, plan.sbn)
             }),
             None => std::sync::Arc::new(super::packed::pack(
-                slice_from(b, b_off[0]),
+                b.skip(b_off[0]),
                 plan.k,
                 n,
                 plan.sbk,

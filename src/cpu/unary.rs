@@ -44,20 +44,15 @@ pub(crate) fn map_lanes_or_blocks<T: Element + Pooled>(
     f: impl Fn(&[f32], &mut [f32]) + Sync,
 ) -> Vec<T> {
     let mut out = take::<T>(x.len());
-    if let (Some(op), DType::F16, true) = (lane, T::DTYPE, lanes::available()) {
+    if let (Some(op), DType::F16, true) = (lane, T::DTYPE, lanes::available_f16()) {
         let src: &[u16] = bytemuck::cast_slice(x);
         let dst: &mut [u16] = bytemuck::cast_slice_mut(&mut out);
-        let done = std::sync::atomic::AtomicBool::new(true);
         dst.par_chunks_mut(BLOCK)
             .zip(src.par_chunks(BLOCK))
             .for_each(|(o, s)| {
-                if !lanes::map_f16(op, s, o) {
-                    done.store(false, std::sync::atomic::Ordering::Relaxed);
-                }
+                lanes::map_f16(op, s, o);
             });
-        if done.into_inner() {
-            return out;
-        }
+        return out;
     }
     if T::DTYPE == DType::F32 {
         let src: &[f32] = bytemuck::cast_slice(x);
