@@ -990,13 +990,7 @@ pub fn sample_token(
     top_k: usize,
     rng: &mut TokenRng,
 ) -> Result<u32> {
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(ModelError::Sampling {
-            problem: format!(
-                "temperature {temperature} must be finite and > 0 (use greedy decoding for 0)"
-            ),
-        });
-    }
+    check_temperature(temperature)?;
     if let Some(i) = logits.iter().position(|v| v.is_nan()) {
         return Err(ModelError::Sampling {
             problem: format!("logit {i} is NaN; the model produced invalid values"),
@@ -1050,6 +1044,19 @@ pub fn sample_token(
         .expect("the largest logit has weight 1"))
 }
 
+/// Refuses a sampling temperature that is not finite and > 0.
+fn check_temperature(temperature: f32) -> Result<()> {
+    if temperature.is_finite() && temperature > 0.0 {
+        Ok(())
+    } else {
+        Err(ModelError::Sampling {
+            problem: format!(
+                "temperature {temperature} must be finite and > 0 (use greedy decoding for 0)"
+            ),
+        })
+    }
+}
+
 /// [`generate`] with a choice of [`Sampling`].
 pub fn generate_with(
     model: &Llama,
@@ -1066,8 +1073,7 @@ pub fn generate_with(
         });
     }
     if let Sampling::Sample { temperature, .. } = sampling {
-        // refuse bad settings before any work
-        sample_token(&[0.0], temperature, 0, &mut TokenRng::new(0))?;
+        check_temperature(temperature)?;
     }
     // positions past max_position_embeddings are never generated
     let max_new_tokens = max_new_tokens.min(c.max_position_embeddings - prompt.len());
