@@ -789,3 +789,32 @@ fn cache_seq_first(device: &Device) {
     assert_eq!(cache.len(), Some(n));
 }
 backend_tests!(cache_seq_first => cache_seq_first_cpu, cache_seq_first_gpu);
+
+/// The CPU output comes from the host buffer pool: every element is written, zeros for
+/// the rows that see no key, even where the pooled buffer held NaN just before (outputs
+/// of 1 MiB and up are pooled).
+#[test]
+fn every_output_element_is_written_cpu() {
+    let device = Device::cpu();
+    let (b, h, s, d) = (2, 4, 256, 128); // 2·4·256·128 f32 = 1 MiB out
+    let n = b * h * s * d;
+    drop(tensor(&device, &vec![f32::NAN; n], &[n], DType::F32));
+    let q = tensor(&device, &random(n, 1), &[b, h, s, d], DType::F32);
+    let k = tensor(&device, &random(n, 2), &[b, h, s, d], DType::F32);
+    let v = tensor(&device, &random(n, 3), &[b, h, s, d], DType::F32);
+    // batch 1 has no valid key at all: its rows must come out zero
+    let lens = Tensor::from_slice(&device, &[s as u32, 0], &[2]).unwrap();
+    let o = AttentionOptions {
+        kv_lengths: Some(&lens),
+        ..Default::default()
+    };
+    let out = ops::attention(&q, &k, &v, &o)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(
+        out.iter().all(|x| x.is_finite()),
+        "a stale NaN came through"
+    );
+    assert!(out[n / 2..].iter().all(|&x| x == 0.0));
+}

@@ -19,7 +19,7 @@
 //! The exponentials use the vectorised `math::exp`.
 
 use super::math::{exp_in_place, narrow, widen};
-use super::CpuStorage;
+use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::attention::Plan;
 use crate::tensor::CpuSlice;
@@ -86,6 +86,15 @@ struct Out<T>(*mut T);
 unsafe impl<T> Send for Out<T> {}
 unsafe impl<T> Sync for Out<T> {}
 
+/// What every task of one call reads: the operands, the plan and the widened mask.
+struct Inputs<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    plan: &'a Plan,
+    mask: Option<&'a [f32]>,
+}
+
 /// Per-thread scratch.
 #[derive(Default)]
 struct Scratch {
@@ -99,8 +108,10 @@ struct Scratch {
     row: Vec<f32>,
 }
 
-fn run<T: Element>(q: &[T], k: &[T], v: &[T], plan: &Plan, n: usize) -> Vec<T> {
-    let mut out = vec![T::from_f32(0.0); n];
+fn run<T: Element + Pooled>(q: &[T], k: &[T], v: &[T], plan: &Plan, n: usize) -> Vec<T> {
+    // every output row belongs to exactly one task, which writes all of it (zeros where
+    // no key is visible), so a pooled buffer's stale contents never show
+    let mut out = take::<T>(n);
     let mask = plan.mask.as_ref().map(|m| m.cpu_storage().to_f32());
     let mask = mask.as_deref();
     let lengths = plan
@@ -108,11 +119,18 @@ fn run<T: Element>(q: &[T], k: &[T], v: &[T], plan: &Plan, n: usize) -> Vec<T> {
         .as_ref()
         .map(|l| l.cpu_storage().as_slice::<u32>());
     let ptr = Out(out.as_mut_ptr());
+    let inputs = Inputs {
+        q,
+        k,
+        v,
+        plan,
+        mask,
+    };
     tasks(plan)
         .into_par_iter()
         .for_each_init(Scratch::default, |scratch, (b, h, r0, nr)| {
             let len = lengths.map_or(plan.kv_len, |l| (l[b] as usize).min(plan.kv_len));
-            task_avx2(q, k, v, plan, mask, len, (b, h, r0, nr), scratch, ptr);
+            task_avx2(&inputs, len, (b, h, r0, nr), scratch, ptr);
         });
     out
 }
@@ -186,13 +204,8 @@ fn rows_f32<'a, T: Element>(
 
 /// [`task`] compiled for AVX2 + FMA where the CPU has them: the per-row softmax loops
 /// between the tile products (max, mask, rescale) run 8 wide instead of SSE2's 4.
-#[allow(clippy::too_many_arguments)]
 fn task_avx2<T: Element>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    plan: &Plan,
-    mask: Option<&[f32]>,
+    inputs: &Inputs<'_, T>,
     len: usize,
     tile: (usize, usize, usize, usize),
     sc: &mut Scratch,
@@ -201,38 +214,34 @@ fn task_avx2<T: Element>(
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
         unsafe fn avx2<T: Element>(
-            q: &[T],
-            k: &[T],
-            v: &[T],
-            plan: &Plan,
-            mask: Option<&[f32]>,
+            inputs: &Inputs<'_, T>,
             len: usize,
             tile: (usize, usize, usize, usize),
             sc: &mut Scratch,
             out: Out<T>,
         ) {
-            task(q, k, v, plan, mask, len, tile, sc, out)
+            task(inputs, len, tile, sc, out)
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: AVX2 and FMA were detected on this CPU just above.
-            return unsafe { avx2(q, k, v, plan, mask, len, tile, sc, out) };
+            return unsafe { avx2(inputs, len, tile, sc, out) };
         }
     }
-    task(q, k, v, plan, mask, len, tile, sc, out)
+    task(inputs, len, tile, sc, out)
 }
 
 /// One task: a tile of query rows of one (batch, kv head) against its visible keys.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn task<T: Element>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    plan: &Plan,
-    mask: Option<&[f32]>,
+    &Inputs {
+        q,
+        k,
+        v,
+        plan,
+        mask,
+    }: &Inputs<'_, T>,
     len: usize,
     (b, h, r0, nr): (usize, usize, usize, usize),
     sc: &mut Scratch,
