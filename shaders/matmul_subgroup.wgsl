@@ -7,6 +7,12 @@
 // The workgroup stacks WGS subgroups along M. Barrier-free, which suits adapters where
 // workgroup barriers are expensive (software rasterisers) and where SG is large.
 //
+// Loads per FMA. Per step of K a lane loads TN values of B and TM / SG of A and does
+// TM · TN FMAs, so tall tiles (TM up to 32) pay where a load costs far more than an FMA:
+// llvmpipe (Mesa 22.3) loads a storage element lane by lane with a bounds check, some
+// 20 cycles per lane, whether the index is uniform or the load a vec4, while a shuffle
+// is one vpermd. The row accumulators are vec4s over the TN ≤ 4 columns.
+//
 // Stores: with N even, lane pairs combine through subgroupShuffleDown so 16-bit outputs
 // are whole-word stores.
 
@@ -54,8 +60,8 @@ struct Params {
 
 // subgroup size the launcher saw (fixed on this adapter)
 override SG: u32 = 32u;
-// rows per subgroup (≤ 8), columns per lane (≤ 4), subgroups per workgroup
-override TM: u32 = 8u;
+// rows per subgroup (≤ 32), columns per lane (≤ 4), subgroups per workgroup
+override TM: u32 = 32u;
 override TN: u32 = 4u;
 override WGS: u32 = 2u;
 // false: every lane loads A[row, k] itself (a uniform address: one broadcast load, which
@@ -134,6 +140,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) sgi: u32) {
+    // The parameters are read once into registers: read inside the loops, every use
+    // was a fresh uniform-buffer load (a gather of eight lanes on llvmpipe).
+    let m = params.m;
+    let n = params.n;
+    let kk_total = params.k;
+    let sam = params.sam;
+    let sak = params.sak;
+    let sbk = params.sbk;
+    let sbn = params.sbn;
     let g = wid.y * groups.x + wid.x;
     let live = g < params.total_groups;
     let tn = g % params.tiles_n;
@@ -143,52 +158,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = tm * (TM * WGS) + sgi * TM;
     let n0 = tn * (TN * SG);
 
-    var acc: array<array<f32, 4>, 8>;
+    var acc: array<vec4<f32>, 32>;
     for (var r = 0u; r < TM; r++) {
-        for (var j = 0u; j < TN; j++) {
-            acc[r][j] = 0.0;
-        }
+        acc[r] = vec4<f32>(0.0);
     }
     var k_end = 0u;
     if (live) {
-        k_end = params.k;
+        k_end = kk_total;
     }
     for (var k0 = 0u; k0 < k_end; k0 += SG) {
         // This lane's share of the A chunk: A[row0 + r, k0 + lane].
-        var a_reg: array<f32, 8>;
+        var a_reg: array<f32, 32>;
         let ka = k0 + lane;
         if (A_SHUFFLE) {
             for (var r = 0u; r < TM; r++) {
                 let row = row0 + r;
                 var v = 0.0;
-                if (row < params.m && ka < params.k) {
-                    v = load_a(offs.x + row * params.sam + ka * params.sak);
+                if (row < m && ka < kk_total) {
+                    v = load_a(offs.x + row * sam + ka * sak);
                 }
                 a_reg[r] = v;
             }
         }
-        let count = min(SG, params.k - k0);
+        let count = min(SG, kk_total - k0);
         for (var kk = 0u; kk < count; kk++) {
             let k = k0 + kk;
-            var bv: array<f32, 4>;
+            var bv = vec4<f32>(0.0);
             for (var j = 0u; j < TN; j++) {
                 let col = n0 + j * SG + lane;
-                var v = 0.0;
-                if (col < params.n) {
-                    v = load_b(offs.y + k * params.sbk + col * params.sbn);
+                if (col < n) {
+                    bv[j] = load_b(offs.y + k * sbk + col * sbn);
                 }
-                bv[j] = v;
             }
             for (var r = 0u; r < TM; r++) {
                 var x = 0.0;
                 if (A_SHUFFLE) {
                     x = subgroupShuffle(a_reg[r], kk);
-                } else if (row0 + r < params.m) {
-                    x = load_a(offs.x + (row0 + r) * params.sam + k * params.sak);
+                } else if (row0 + r < m) {
+                    x = load_a(offs.x + (row0 + r) * sam + k * sak);
                 }
-                for (var j = 0u; j < TN; j++) {
-                    acc[r][j] = fma(x, bv[j], acc[r][j]);
-                }
+                acc[r] = fma(vec4<f32>(x), bv, acc[r]);
             }
         }
     }
@@ -202,38 +211,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // indexed by its counter the whole accumulator became an array in memory for the K
     // loop as well, which made a fused GELU cost 1.5–2× the plain matmul. The copy costs
     // one store and load per output.
-    var bias_v: array<f32, 4>;
+    var bias_v = vec4<f32>(0.0);
     for (var j = 0u; j < TN; j++) {
         let col = n0 + j * SG + lane;
-        var v = 0.0;
-        if (HAS_BIAS && col < params.n) {
-            v = load_bias(col);
+        if (HAS_BIAS && col < n) {
+            bias_v[j] = load_bias(col);
         }
-        bias_v[j] = v;
     }
-    var tile: array<f32, 32>;
+    var tile: array<vec4<f32>, 32>;
     for (var r = 0u; r < TM; r++) {
-        for (var j = 0u; j < TN; j++) {
-            var x = acc[r][j];
-            if (HAS_BIAS) {
-                x += bias_v[j];
-            }
-            tile[r * 4u + j] = x;
+        tile[r] = acc[r];
+        if (HAS_BIAS) {
+            tile[r] += bias_v;
         }
     }
-    let pairs_ok = params.n % 2u == 0u;
-    let out_base = bidx * params.m * params.n;
+    let pairs_ok = n % 2u == 0u;
+    let out_base = bidx * m * n;
     for (var r = 0u; r < TM; r++) {
         let row = row0 + r;
         for (var j = 0u; j < TN; j++) {
             let col = n0 + j * SG + lane;
-            let x = activate(tile[r * 4u + j], ACT);
+            let x = activate(tile[r][j], ACT);
             // Every lane takes part in the shuffle; only in-range lanes store.
             let right = subgroupShuffleDown(x, 1u);
-            if (!live || row >= params.m || col >= params.n) {
+            if (!live || row >= m || col >= n) {
                 continue;
             }
-            let at = out_base + row * params.n + col;
+            let at = out_base + row * n + col;
             if (pairs_ok) {
                 if (lane % 2u == 0u) {
                     store2_c(at >> 1u, vec2<f32>(x, right));

@@ -260,7 +260,25 @@ fn sweep_subgroup_kernel() {
         );
         return;
     }
-    sweep_kernel(MatmulKernel::Subgroup, usize::MAX, &[device]);
+    sweep_kernel(MatmulKernel::Subgroup, usize::MAX, std::slice::from_ref(&device));
+    // Every tile height the launcher picks (M cut into chunks of at most 32 rows, rounded
+    // up to 8: 9 → 16, 24 → 24, 25 → 32, 33 → 2 × 24, 72 → 3 × 24, 100 → 4 × 32, 257 → 9
+    // × 32 with two subgroups per workgroup), and the longest K it takes on a
+    // loop-limited driver.
+    let mut shapes: Vec<(usize, usize, usize)> = [9, 24, 25, 33, 72, 100, 257]
+        .iter()
+        .map(|&m| (m, 37, 41))
+        .collect();
+    shapes.push((19, 33, 16384));
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for dtype in FLOATS {
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                let mut c = Case::new(m, n, k, dtype);
+                (c.trans_a, c.trans_b, c.kernel) = (ta, tb, MatmulKernel::Subgroup);
+                run(&device, &c, 40 + i as u64);
+            }
+        }
+    }
 }
 
 #[test]

@@ -18,6 +18,11 @@ use super::GpuContext;
 /// began between K = 16,384 and 131,072).
 pub(crate) const LOOP_LIMITED_K_CHUNK: usize = 4096;
 
+/// The most K the subgroup matmul walks on a loop-limited driver: its loops take
+/// K + K / 8 iterations at subgroup size 8 (18,432 at this K, 3.5× inside the budget);
+/// longer K runs as the tiled kernel split into chunks.
+pub(crate) const LOOP_LIMITED_SUBGROUP_K: usize = 16384;
+
 /// The most keys one attention workgroup walks on a loop-limited driver (errors began
 /// between 4,096 and 16,384 keys at head dimension 128).
 pub(crate) const LOOP_LIMITED_KEYS: usize = 1024;

@@ -16,7 +16,7 @@ mod naive;
 mod subgroup;
 mod tiled;
 
-use super::driver_quirks::LOOP_LIMITED_K_CHUNK;
+use super::driver_quirks::{LOOP_LIMITED_K_CHUNK, LOOP_LIMITED_SUBGROUP_K};
 use crate::autotune::{self, ShapeClass, TileConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -210,15 +210,17 @@ pub(crate) fn select(
     // llvmpipe ends loops after 65,535 iterations per invocation (gpu::driver_quirks):
     // a long K runs as the tiled kernel split into chunks (GEMV takes 8 elements of K per
     // iteration and stays well inside the budget at any K that fits a binding).
+    let k_limit = match kernel {
+        MatmulKernel::Naive => LOOP_LIMITED_K_CHUNK,
+        _ => LOOP_LIMITED_SUBGROUP_K,
+    };
     let kernel = match kernel {
-        MatmulKernel::Naive | MatmulKernel::Subgroup
-            if g.loop_limited() && plan.k > LOOP_LIMITED_K_CHUNK =>
-        {
+        MatmulKernel::Naive | MatmulKernel::Subgroup if g.loop_limited() && plan.k > k_limit => {
             if plan.kernel != MatmulKernel::Auto {
                 return Err(Error::shape(
                     "matmul",
                     format!(
-                        "on {} the {} kernel takes K ≤ {LOOP_LIMITED_K_CHUNK} (the driver stops shader loops after 65,535 iterations) but K = {}; use MatmulKernel::Auto, Tiled or SplitK",
+                        "on {} the {} kernel takes K ≤ {k_limit} (the driver stops shader loops after 65,535 iterations) but K = {}; use MatmulKernel::Auto, Tiled or SplitK",
                         info.name,
                         kernel.name(),
                         plan.k

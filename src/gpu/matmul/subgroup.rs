@@ -36,10 +36,23 @@ pub(crate) static MATMUL_SUBGROUP: KernelSource = KernelSource {
     params: Some(&MatmulParams::LAYOUT),
 };
 
-/// Rows per subgroup (≤ 8), columns per lane (≤ 4) and subgroups per workgroup of the
-/// subgroup GEMM. Measured on lavapipe at 1024³ f32 (GFLOP/s): (8,4,4) 8.0–8.8,
-/// (8,4,2) 6.5, (8,2,4) 7.9, (4,4,4) 5.2.
-const SUBGROUP_TILE: (u32, u32, u32) = (8, 4, 4);
+/// Columns per lane of the subgroup GEMM (the accumulators are vec4s over them).
+const SUBGROUP_TN: u32 = 4;
+
+/// Rows per subgroup (TM) and subgroups per workgroup (WGS) for an M-row product: M cut
+/// into the fewest chunks of at most 32 rows, each rounded up to a multiple of 8 (so TM
+/// is 8, 16, 24 or 32: few pipelines, and 72 rows run as three tiles of 24, not two of
+/// 64), with two subgroups per workgroup once M is large. Tall tiles pay on adapters
+/// where a load costs many FMAs (see the kernel's header). On lavapipe at 1024³ f32,
+/// GFLOP/s in one run: TM 8 (the old tile, 4 subgroups) 2.9, 16: 4.6, 32: 5.8 (one
+/// subgroup per workgroup) and 6.6 (two); past 32 Mesa's NIR stops unrolling the row
+/// loops and it drops to 2.
+fn subgroup_rows(m: usize) -> (u32, u32) {
+    let chunks = m.div_ceil(32).max(1);
+    let tm = m.div_ceil(chunks).next_multiple_of(8).clamp(8, 32) as u32;
+    let wgs = if m >= 256 { 2 } else { 1 };
+    (tm, wgs)
+}
 
 pub(super) fn subgroup_gemm(
     g: &GpuContext,
@@ -50,7 +63,8 @@ pub(super) fn subgroup_gemm(
     out: &Tensor,
     sg: u32,
 ) -> Result<()> {
-    let (tm, tn, wgs) = SUBGROUP_TILE;
+    let (tm, wgs) = subgroup_rows(plan.m);
+    let tn = SUBGROUP_TN;
     // Shuffles beat per-lane broadcast loads of A on every adapter measured so far
     // (lavapipe: 8 vs 4 GFLOP/s at 1024³); A_SHUFFLE = false stays for adapters where
     // shuffles are slow.
