@@ -116,16 +116,23 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
 }
 // #end piece matmul_batch_offsets
 
+// K and A's strides, copied from `params` once per invocation: read from the uniform
+// buffer in the K loop, each use was a fresh load (on llvmpipe a gather over the eight
+// lanes of a SIMD row, per use).
+var<private> k_len: u32;
+var<private> stride_am: u32;
+var<private> stride_ak: u32;
+
 // A pair (m, k), (m, k+1) of A, zero past K.
 fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
-    let i = base + m * params.sam + k * params.sak;
-    if (k + 1u < params.k) {
+    let i = base + m * stride_am + k * stride_ak;
+    if (k + 1u < k_len) {
         if (VEC2_A) {
             return load2_a(i >> 1u);
         }
-        return vec2<f32>(load_a(i), load_a(i + params.sak));
+        return vec2<f32>(load_a(i), load_a(i + stride_ak));
     }
-    if (k < params.k) {
+    if (k < k_len) {
         return vec2<f32>(load_a(i), 0.0);
     }
     return vec2<f32>(0.0);
@@ -133,13 +140,13 @@ fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
 
 // A pair (k, k+1) of the weight row starting at brow (B read along K), zero past K.
 fn w_pair(brow: u32, k: u32) -> vec2<f32> {
-    if (k + 1u < params.k) {
+    if (k + 1u < k_len) {
         if (VEC2_B) {
             return load2_b((brow + k) >> 1u);
         }
         return vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
     }
-    if (k < params.k) {
+    if (k < k_len) {
         return vec2<f32>(load_b(brow + k), 0.0);
     }
     return vec2<f32>(0.0);
@@ -153,54 +160,77 @@ fn finish(acc: f32, col: u32) -> f32 {
     return activate(x, ACT);
 }
 
-// gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns one
-// output column n: its lanes stride along the weight row in word pairs (coalesced, each
-// weight element read exactly once) and subgroupAdd folds their sums in registers, so
-// there is no shared memory and no barrier. SG must be the adapter's fixed subgroup
-// size; WG / SG columns per workgroup.
+// gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns
+// COLS output columns: its lanes stride along the weight rows in word pairs (coalesced,
+// each weight element read exactly once) and subgroupAdd folds their sums in registers,
+// so there is no shared memory and no barrier. A lane's pairs of A serve all COLS
+// columns from registers: with one column per subgroup, A was loaded as often as the
+// weight, and on adapters where every load is costly (llvmpipe: a per-lane loop) that
+// doubled the time. SG must be the adapter's fixed subgroup size; WG / SG subgroups per
+// workgroup.
 override SG: u32 = 32u;
+// output columns per subgroup (≤ 4)
+override COLS: u32 = 4u;
 
 @compute @workgroup_size(WG)
 fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(subgroup_invocation_id) lane: u32,
           @builtin(subgroup_id) sg: u32) {
-    let teams = WG / SG;
+    k_len = params.k;
+    stride_am = params.sam;
+    stride_ak = params.sak;
+    let n_len = params.n;
+    let sbn = params.sbn;
+    let per_group = (WG / SG) * COLS;
     let g = wid.y * groups.x + wid.x;
-    let col_groups = (params.n + teams - 1u) / teams;
+    let col_groups = (n_len + per_group - 1u) / per_group;
     let bidx = g / col_groups;
-    let n = (g % col_groups) * teams + sg;
-    let live = bidx < params.batch && n < params.n;
+    let n0 = (g % col_groups) * per_group + sg * COLS;
+    let live = bidx < params.batch && n0 < n_len;
     let offs = batch_offsets(min(bidx, params.batch - 1u));
-    var acc: array<f32, 8>;
+    var acc: array<array<f32, 4>, 8>;
     for (var m = 0u; m < MR; m++) {
-        acc[m] = 0.0;
+        for (var c = 0u; c < COLS; c++) {
+            acc[m][c] = 0.0;
+        }
     }
     if (live) {
-        let brow = offs.y + n * params.sbn;
-        // Four word pairs in flight per invocation before any is used: a GEMV is
-        // latency-bound unless each invocation keeps several loads outstanding.
-        for (var k0 = 2u * lane; k0 < params.k; k0 += 8u * SG) {
+        for (var k = 2u * lane; k < k_len; k += 2u * SG) {
+            // every column's weight pair in flight before any is used
             var w: array<vec2<f32>, 4>;
-            for (var u = 0u; u < 4u; u++) {
-                w[u] = w_pair(brow, k0 + u * 2u * SG);
+            for (var c = 0u; c < COLS; c++) {
+                var v = vec2<f32>(0.0);
+                if (n0 + c < n_len) {
+                    v = w_pair(offs.y + (n0 + c) * sbn, k);
+                }
+                w[c] = v;
             }
-            for (var u = 0u; u < 4u; u++) {
-                let k = k0 + u * 2u * SG;
-                if (k < params.k) {
-                    for (var m = 0u; m < MR; m++) {
-                        let x = a_pair(offs.x, m, k);
-                        acc[m] = fma(x.x, w[u].x, fma(x.y, w[u].y, acc[m]));
-                    }
+            for (var m = 0u; m < MR; m++) {
+                let x = a_pair(offs.x, m, k);
+                for (var c = 0u; c < COLS; c++) {
+                    acc[m][c] = fma(x.x, w[c].x, fma(x.y, w[c].y, acc[m][c]));
                 }
             }
         }
     }
+    // The sums go through a copy made in a loop small enough to unroll, so `acc` is only
+    // indexed by constants (the store loop, with a GELU inside, may stay a loop; see
+    // matmul_subgroup.wgsl's epilogue).
+    var sums: array<array<f32, 4>, 8>;
     for (var m = 0u; m < MR; m++) {
-        // every lane of the subgroup takes part; lane 0 stores
-        let s = subgroupAdd(acc[m]);
-        if (live && lane == 0u) {
-            store_c((bidx * params.m + m) * params.n + n, finish(s, n));
+        for (var c = 0u; c < COLS; c++) {
+            sums[m][c] = acc[m][c];
+        }
+    }
+    for (var m = 0u; m < MR; m++) {
+        for (var c = 0u; c < COLS; c++) {
+            // every lane of the subgroup takes part; lane 0 stores
+            let s = subgroupAdd(sums[m][c]);
+            let n = n0 + c;
+            if (live && n < n_len && lane == 0u) {
+                store_c((bidx * params.m + m) * n_len + n, finish(s, n));
+            }
         }
     }
 }

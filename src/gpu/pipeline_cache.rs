@@ -402,6 +402,7 @@ fn axes(kernel: &str) -> Vec<Axis> {
                 flag(&["VEC2_B"]),
                 one(&["WG"], [128]),
                 one(&["TEAM"], [32]),
+                one(&["COLS"], [4]),
                 Axis {
                     names: &["SG"],
                     values: SUBGROUP_SIZES.iter().map(|&s| vec![f64::from(s)]).collect(),
