@@ -67,9 +67,34 @@ override WGS: u32 = 2u;
 // false: every lane loads A[row, k] itself (a uniform address: one broadcast load, which
 // beats the shuffle on adapters that emulate shuffles, e.g. software rasterisers)
 override A_SHUFFLE: bool = true;
+// Word pairs for 16-bit operands (one 32-bit load brings two elements), set by the
+// launcher where pairs are word-aligned: A_PAIRS reads A's chunk in pairs along K (a
+// chunk is then 2·SG values of K); B_PAIRS_K reads B's pairs along K (the [out, in]
+// weight); B_PAIRS_N reads them along N, and a lane then owns column pairs
+// n0 + 2·(j/2·SG + l) + j%2 instead of n0 + j·SG + l.
+override A_PAIRS: bool = false;
+override B_PAIRS_K: bool = false;
+override B_PAIRS_N: bool = false;
 override HAS_BIAS: bool = false;
 override ACT: u32 = 0u;
 override WG: u32 = SG * WGS;
+
+// The column of C that accumulator component j of `lane` holds.
+fn column(n0: u32, j: u32, lane: u32) -> u32 {
+    if (B_PAIRS_N) {
+        return n0 + 2u * ((j / 2u) * SG + lane) + j % 2u;
+    }
+    return n0 + j * SG + lane;
+}
+
+// Value kk of the subgroup's A chunk for row r, from the lane that loaded it.
+fn a_at(a_reg: ptr<function, array<vec2<f32>, 32>>, r: u32, kk: u32) -> f32 {
+    if (A_PAIRS) {
+        let pair = (*a_reg)[r];
+        return subgroupShuffle(select(pair.x, pair.y, (kk & 1u) == 1u), kk >> 1u);
+    }
+    return subgroupShuffle((*a_reg)[r].x, kk);
+}
 
 // #piece activation
 // The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
@@ -166,34 +191,89 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (live) {
         k_end = kk_total;
     }
-    for (var k0 = 0u; k0 < k_end; k0 += SG) {
-        // This lane's share of the A chunk: A[row0 + r, k0 + lane].
-        var a_reg: array<f32, 32>;
-        let ka = k0 + lane;
+    let chunk = select(SG, 2u * SG, A_PAIRS);
+    for (var k0 = 0u; k0 < k_end; k0 += chunk) {
+        // This lane's share of the A chunk: A[row0 + r, k0 + lane], or the pair at
+        // k0 + 2·lane.
+        var a_reg: array<vec2<f32>, 32>;
         if (A_SHUFFLE) {
             for (var r = 0u; r < TM; r++) {
                 let row = row0 + r;
-                var v = 0.0;
-                if (row < m && ka < kk_total) {
-                    v = load_a(offs.x + row * sam + ka * sak);
+                var v = vec2<f32>(0.0);
+                if (A_PAIRS) {
+                    let ka = k0 + 2u * lane;
+                    let i = offs.x + row * sam + ka;
+                    if (row < m && ka + 1u < kk_total) {
+                        v = load2_a(i >> 1u);
+                    } else if (row < m && ka < kk_total) {
+                        v.x = load_a(i);
+                    }
+                } else {
+                    let ka = k0 + lane;
+                    if (row < m && ka < kk_total) {
+                        v.x = load_a(offs.x + row * sam + ka * sak);
+                    }
                 }
                 a_reg[r] = v;
             }
         }
-        let count = min(SG, kk_total - k0);
+        let count = min(chunk, kk_total - k0);
+        if (B_PAIRS_K && A_SHUFFLE) {
+            // K is even here, so every pair lies inside the row.
+            for (var kk = 0u; kk < count; kk += 2u) {
+                let k = k0 + kk;
+                var b0 = vec4<f32>(0.0);
+                var b1 = vec4<f32>(0.0);
+                for (var j = 0u; j < TN; j++) {
+                    let col = column(n0, j, lane);
+                    if (col < n) {
+                        let w = load2_b((offs.y + col * sbn + k) >> 1u);
+                        b0[j] = w.x;
+                        b1[j] = w.y;
+                    }
+                }
+                // kk is even: with A in pairs, both values sit in one lane's pair (no
+                // select; a bigger body here stops Mesa unrolling the row loop at TM 32)
+                for (var r = 0u; r < TM; r++) {
+                    var x0: f32;
+                    var x1: f32;
+                    if (A_PAIRS) {
+                        x0 = subgroupShuffle(a_reg[r].x, kk >> 1u);
+                        x1 = subgroupShuffle(a_reg[r].y, kk >> 1u);
+                    } else {
+                        x0 = subgroupShuffle(a_reg[r].x, kk);
+                        x1 = subgroupShuffle(a_reg[r].x, kk + 1u);
+                    }
+                    acc[r] = fma(vec4<f32>(x1), b1, fma(vec4<f32>(x0), b0, acc[r]));
+                }
+            }
+            continue;
+        }
         for (var kk = 0u; kk < count; kk++) {
             let k = k0 + kk;
             var bv = vec4<f32>(0.0);
-            for (var j = 0u; j < TN; j++) {
-                let col = n0 + j * SG + lane;
-                if (col < n) {
-                    bv[j] = load_b(offs.y + k * sbk + col * sbn);
+            if (B_PAIRS_N) {
+                // N is even here: a pair is wholly inside or wholly past the row
+                for (var j = 0u; j < TN; j += 2u) {
+                    let col = column(n0, j, lane);
+                    if (col < n) {
+                        let w = load2_b((offs.y + k * sbk + col) >> 1u);
+                        bv[j] = w.x;
+                        bv[j + 1u] = w.y;
+                    }
+                }
+            } else {
+                for (var j = 0u; j < TN; j++) {
+                    let col = column(n0, j, lane);
+                    if (col < n) {
+                        bv[j] = load_b(offs.y + k * sbk + col * sbn);
+                    }
                 }
             }
             for (var r = 0u; r < TM; r++) {
                 var x = 0.0;
                 if (A_SHUFFLE) {
-                    x = subgroupShuffle(a_reg[r], kk);
+                    x = a_at(&a_reg, r, kk);
                 } else if (row0 + r < m) {
                     x = load_a(offs.x + (row0 + r) * sam + k * sak);
                 }
@@ -213,7 +293,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // one store and load per output.
     var bias_v = vec4<f32>(0.0);
     for (var j = 0u; j < TN; j++) {
-        let col = n0 + j * SG + lane;
+        let col = column(n0, j, lane);
         if (HAS_BIAS && col < n) {
             bias_v[j] = load_bias(col);
         }
@@ -230,7 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var r = 0u; r < TM; r++) {
         let row = row0 + r;
         for (var j = 0u; j < TN; j++) {
-            let col = n0 + j * SG + lane;
+            let col = column(n0, j, lane);
             let x = activate(tile[r][j], ACT);
             // Every lane takes part in the shuffle; only in-range lanes store.
             let right = subgroupShuffleDown(x, 1u);
@@ -238,7 +318,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 continue;
             }
             let at = out_base + row * n + col;
-            if (pairs_ok) {
+            if (B_PAIRS_N) {
+                // this lane holds both columns of the pair (N is even)
+                if (j % 2u == 0u) {
+                    store2_c(at >> 1u, vec2<f32>(x, activate(tile[r][j + 1u], ACT)));
+                }
+            } else if (pairs_ok) {
                 if (lane % 2u == 0u) {
                     store2_c(at >> 1u, vec2<f32>(x, right));
                 }

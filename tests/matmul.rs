@@ -260,15 +260,24 @@ fn sweep_subgroup_kernel() {
         );
         return;
     }
-    sweep_kernel(MatmulKernel::Subgroup, usize::MAX, std::slice::from_ref(&device));
-    // Every tile height the launcher picks (M cut into chunks of at most 32 rows, rounded
-    // up to 8: 9 → 16, 24 → 24, 25 → 32, 33 → 2 × 24, 72 → 3 × 24, 100 → 4 × 32, 257 → 9
-    // × 32 with two subgroups per workgroup), and the longest K it takes on a
-    // loop-limited driver.
+    sweep_kernel(
+        MatmulKernel::Subgroup,
+        usize::MAX,
+        std::slice::from_ref(&device),
+    );
+    // Every tile height the launcher picks (M cut into chunks of at most 32 rows, or 24
+    // with B pairs along K, rounded up to 8: 9 → 16, 24 → 24, 25 → 32, 33 → 2 × 24, 72 →
+    // 3 × 24, 100 → 4 × 32, 257 → 9 × 32 with two subgroups per workgroup), and the
+    // longest K it takes on a loop-limited driver.
     let mut shapes: Vec<(usize, usize, usize)> = [9, 24, 25, 33, 72, 100, 257]
         .iter()
         .map(|&m| (m, 37, 41))
         .collect();
+    // Even N and K: 16-bit operands load word pairs along K of A and of B (trans_b) or
+    // along N of B, each alone and together, with odd tails of K.
+    for m in [9, 33, 72, 257] {
+        shapes.extend([(m, 38, 42), (m, 38, 41), (m, 37, 42)]);
+    }
     shapes.push((19, 33, 16384));
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for dtype in FLOATS {

@@ -421,19 +421,23 @@ fn axes(kernel: &str) -> Vec<Axis> {
                     values: SUBGROUP_SIZES.iter().map(|&s| vec![f64::from(s)]).collect(),
                     per_adapter: 1,
                 },
-                // gpu::matmul::subgroup::subgroup_rows: TM 8..32 by M, two subgroups
-                // per workgroup at TM 32 from M = 256
+                // gpu::matmul::subgroup::subgroup_rows: TM 8..32 by M (24 at most with
+                // B pairs along K), two subgroups per workgroup from M = 256
                 axis(
                     &["TM", "TN", "WGS"],
                     vec![
                         vec![8.0, 4.0, 1.0],
                         vec![16.0, 4.0, 1.0],
                         vec![24.0, 4.0, 1.0],
+                        vec![24.0, 4.0, 2.0],
                         vec![32.0, 4.0, 1.0],
                         vec![32.0, 4.0, 2.0],
                     ],
                 ),
                 flag(&["A_SHUFFLE"]),
+                flag(&["A_PAIRS"]),
+                flag(&["B_PAIRS_K"]),
+                flag(&["B_PAIRS_N"]),
             ];
             v.extend(epilogue());
             v
