@@ -75,6 +75,8 @@ override Q: u32 = SGM * SGN;
 override BM: u32 = 32u * SGM;
 override BN: u32 = 32u * SGN;
 const BK: u32 = 32u;
+// the cooperative-matrix side (the epilogue's staging tiles are CT×CT)
+const CT: u32 = 16u;
 const A_STRIDE: u32 = BK + 8u;
 override B_STRIDE: u32 = BN + 8u;
 
@@ -82,7 +84,7 @@ var<workgroup> As: array<f16, BM * A_STRIDE>;
 var<workgroup> Bs: array<f16, BK * B_STRIDE>;
 // one 16×16 f32 staging tile per subgroup (the 16th shared by any beyond it, which
 // then all hold quadrant 3: identical values)
-var<workgroup> Cs: array<f32, 16u * 256u>;
+var<workgroup> Cs: array<f32, 16u * CT * CT>;
 
 // #piece activation
 // The activations, one numbering everywhere (Activation::code in src/ops/activation.rs):
@@ -149,17 +151,21 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
 }
 // #end piece matmul_batch_offsets
 
-// Writes one staged 16×16 accumulator tile: bias, activation, masking at the edges. Each
-// lane takes column pairs, written as one word for 16-bit outputs where aligned.
-fn emit(sg: u32, lane: u32, sg_size: u32, row0: u32, col0: u32, out_base: u32, live: bool) {
+// #piece matmul_coop_emit
+// Writes one staged CT×CT accumulator tile (slot `slot` of the f32 staging array Cs,
+// row-major; CT is the kernel's cooperative-matrix side): bias, activation, masking at
+// the edges. Each lane takes column pairs, written as one word for 16-bit outputs where
+// aligned.
+fn emit(slot: u32, lane: u32, sg_size: u32, row0: u32, col0: u32, out_base: u32, live: bool) {
     let pairs_ok = params.n % 2u == 0u;
-    for (var p = lane; p < 128u; p += sg_size) {
-        let row = row0 + p / 8u;
-        let col = col0 + 2u * (p % 8u);
+    let row_pairs = CT / 2u;
+    for (var p = lane; p < CT * row_pairs; p += sg_size) {
+        let row = row0 + p / row_pairs;
+        let col = col0 + 2u * (p % row_pairs);
         if (!live || row >= params.m || col >= params.n) {
             continue;
         }
-        let e = sg * 256u + 2u * p;
+        let e = slot * CT * CT + 2u * p;
         var v = vec2<f32>(Cs[e], Cs[e + 1u]);
         if (HAS_BIAS) {
             v.x += load_bias(col);
@@ -179,6 +185,7 @@ fn emit(sg: u32, lane: u32, sg_size: u32, row0: u32, col0: u32, out_base: u32, l
         }
     }
 }
+// #end piece matmul_coop_emit
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

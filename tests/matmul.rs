@@ -13,6 +13,7 @@
 
 mod common;
 use common::*;
+use openkern::ops::matmul::CoopTile;
 use openkern::ops::{self, Activation, MatmulKernel, MatmulOptions};
 use openkern::{DType, Device, Error, Tensor};
 
@@ -597,59 +598,136 @@ fn empty_and_zero_k(device: &Device) {
 }
 backend_tests!(empty_and_zero_k => empty_and_zero_k_cpu, empty_and_zero_k_gpu);
 
-/// The cooperative-matrix kernel on any adapter that reports a 16×16×16 f16→f32
-/// configuration (NVIDIA through VK_KHR_cooperative_matrix); skipped loudly elsewhere.
-#[test]
-fn coop_kernel_where_available() {
+/// Set to 1 where the adapter has cooperative matrices (the GPU bundle's run.sh does when
+/// `openkern info` lists a configuration): then an adapter on which no cooperative-matrix
+/// kernel can run fails the coop tests instead of skipping them.
+const REQUIRE_COOP: &str = "OPENKERN_REQUIRE_COOP";
+
+/// The cooperative-matrix kernel of `tile`, forced, against the f64 reference on any
+/// adapter that reports its f16→f32 configuration; skipped loudly elsewhere, where the
+/// forced kernel must be a typed error.
+fn coop_where_reported(tile: CoopTile, kernel: MatmulKernel) {
     let Some(device) = gpu() else { return };
-    let has = device
-        .info()
-        .features
-        .cooperative_matrix
-        .iter()
-        .any(|c| c.m == 16 && c.n == 16 && c.k == 16 && c.ab == "f16" && c.cr == "f32");
-    if !has {
+    let f = &device.info().features;
+    let usable = ops::matmul::coop_tile(f);
+    if !(usable.is_ok() && f.cooperative_matrix.iter().any(|c| tile.matches(c))) {
+        let why = match &usable {
+            Ok((t, _)) => format!("it reports {t}, not {tile}"),
+            Err(why) => why.clone(),
+        };
+        if usable.is_err() && std::env::var(REQUIRE_COOP).is_ok_and(|v| v == "1") {
+            panic!(
+                "{REQUIRE_COOP}=1 but no cooperative-matrix kernel runs on {}: {why}",
+                device.info().name
+            );
+        }
         eprintln!(
-            "WARNING: {} reports no 16x16x16 f16->f32 cooperative matrix; the coop kernel is SKIPPED (configs: {:?})",
+            "WARNING: the {tile} cooperative-matrix kernel is SKIPPED on {} ({why}); it runs against the f64 reference on adapters reporting {tile}x{} f16->f32",
             device.info().name,
-            device.info().features.cooperative_matrix
+            tile.side()
         );
         let a = tensor(&device, &random(16 * 16, 1), &[16, 16], DType::F16);
         let opts = MatmulOptions {
-            kernel: MatmulKernel::Coop,
+            kernel,
             ..Default::default()
         };
         let e = ops::matmul_with(&a, &a, &opts).unwrap_err();
         assert!(matches!(e, Error::MissingFeature { .. }), "{e}");
         return;
     }
+    eprintln!("{tile} cooperative-matrix kernel on {}", device.info().name);
     for (i, &(m, n, k)) in sweep_shapes().iter().enumerate() {
         for (ta, tb) in TRANSPOSES {
             for out in [DType::F16, DType::F32] {
                 let mut c = Case::new(m, n, k, DType::F16);
-                (c.trans_a, c.trans_b, c.out, c.kernel) = (ta, tb, out, MatmulKernel::Coop);
+                (c.trans_a, c.trans_b, c.out, c.kernel) = (ta, tb, out, kernel);
                 run(&device, &c, i as u64);
             }
         }
     }
+    // a block taller and wider than the larger quadrant grids, batched, with the epilogue
     let mut c = Case::new(130, 70, 4099, DType::F16);
-    (c.trans_b, c.bias, c.act, c.kernel) = (
-        true,
-        Some(DType::F32),
-        Some(Activation::Gelu),
-        MatmulKernel::Coop,
-    );
+    (c.trans_b, c.bias, c.act, c.kernel) = (true, Some(DType::F32), Some(Activation::Gelu), kernel);
     c.a_batch = vec![2];
     run(&device, &c, 99);
+    let mut c = Case::new(200, 150, 96, DType::F16);
+    (c.bias, c.act, c.out, c.kernel) =
+        (Some(DType::F16), Some(Activation::Silu), DType::F32, kernel);
+    c.b_batch = vec![3];
+    run(&device, &c, 98);
+    let desc = ops::matmul::describe(
+        &tensor(&device, &random(64 * 64, 1), &[64, 64], DType::F16),
+        &tensor(&device, &random(64 * 64, 2), &[64, 64], DType::F16),
+        &MatmulOptions {
+            kernel,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(desc, format!("coop {tile}"));
     if large() {
         run(
             &device,
             &Case {
-                kernel: MatmulKernel::Coop,
+                kernel,
                 ..Case::new(1024, 1024, 1024, DType::F16)
             },
             5,
         );
+    }
+}
+
+#[test]
+fn coop16x16_kernel_where_reported() {
+    coop_where_reported(CoopTile::X16, MatmulKernel::Coop16x16);
+}
+
+#[test]
+fn coop8x8_kernel_where_reported() {
+    coop_where_reported(CoopTile::X8, MatmulKernel::Coop8x8);
+}
+
+/// `Auto` (and a plain `Coop`) take the tile the adapter's report gives, 16×16 over 8×8;
+/// without one, `Auto` runs another kernel and `Coop` is a typed error.
+#[test]
+fn coop_choice_follows_the_adapters_report() {
+    let Some(device) = gpu() else { return };
+    let a = tensor(&device, &random(256 * 256, 1), &[256, 256], DType::F16);
+    let auto = ops::matmul::describe(&a, &a, &MatmulOptions::default()).unwrap();
+    let coop = MatmulOptions {
+        kernel: MatmulKernel::Coop,
+        ..Default::default()
+    };
+    let coop_off = std::env::var("OPENKERN_COOP").is_ok_and(|v| v == "0");
+    match ops::matmul::coop_tile(&device.info().features) {
+        Ok((tile, why)) => {
+            eprintln!("{}: coop {tile} ({why})", device.info().name);
+            assert_eq!(
+                ops::matmul::describe(&a, &a, &coop).unwrap(),
+                format!("coop {tile}")
+            );
+            if !coop_off {
+                assert_eq!(auto, format!("coop {tile}"));
+            }
+            run(
+                &device,
+                &Case {
+                    kernel: MatmulKernel::Coop,
+                    ..Case::new(65, 127, 63, DType::F16)
+                },
+                7,
+            );
+        }
+        Err(why) => {
+            eprintln!(
+                "{}: no cooperative-matrix kernel ({why}); Auto runs {auto}",
+                device.info().name
+            );
+            assert!(!auto.starts_with("coop"), "{auto}");
+            let e = ops::matmul_with(&a, &a, &coop).unwrap_err();
+            assert!(matches!(e, Error::MissingFeature { .. }), "{e}");
+            assert!(e.to_string().contains("8x8x8"), "{e}");
+        }
     }
 }
 

@@ -3,11 +3,43 @@
 //! translates to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL (GL).
 //!
 //! Kernels that need an experimental extension (cooperative matrices) must translate to
-//! SPIR-V; the other targets are tried and reported, since those backends do not offer it.
+//! SPIR-V (Vulkan: NVIDIA, AMD) and to MSL 2.3 (Metal's simdgroup matrices: Apple); HLSL
+//! and GLSL are tried and reported, since those backends do not offer it. The 8×8
+//! cooperative-matrix kernel must come out of the MSL writer in Metal's real 8×8 types.
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use openkern::gpu::shader::KernelSource;
+
+/// Metal's simdgroup matrices are 8×8 only: a kernel that uses `coop_mat8x8` (the
+/// variant for Metal) must come out of the MSL writer with no other simdgroup matrix
+/// type (naga writes whatever size the WGSL names, `simdgroup_half16x16` included,
+/// which Metal lacks, and its validator does not check that a multiply's operands agree
+/// in size).
+fn metal_matrix_types(wgsl: &str, msl: &str, entry: &str) -> Vec<String> {
+    if !wgsl.contains("coop_mat8x8") {
+        return Vec::new();
+    }
+    let mut bad: Vec<String> = Vec::new();
+    for (at, _) in msl.match_indices("simdgroup_") {
+        let word: String = msl[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let ty = ["half", "float"]
+            .iter()
+            .any(|t| word.starts_with(&format!("simdgroup_{t}")));
+        if ty && !word.ends_with("8x8") && !bad.contains(&word) {
+            bad.push(word);
+        }
+    }
+    if !msl.contains("simdgroup_multiply_accumulate") {
+        bad.push("(no simdgroup_multiply_accumulate at all)".into());
+    }
+    bad.into_iter()
+        .map(|w| format!("{entry}: MSL: {w} is not a Metal simdgroup matrix type"))
+        .collect()
+}
 
 fn translate(kernel: &KernelSource, source: &str, constants: &[(&str, f64)]) -> Vec<String> {
     let mut failures = Vec::new();
@@ -49,8 +81,18 @@ fn translate(kernel: &KernelSource, source: &str, constants: &[(&str, f64)]) -> 
             entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
             ..Default::default()
         };
-        if let Err(e) = msl::write_string(&module, &info, &msl::Options::default(), &msl_pipeline) {
-            others.push(format!("{entry}: MSL: {e}"));
+        // wgpu's Metal backend offers cooperative matrices from MSL 2.3 on
+        let msl_options = msl::Options {
+            lang_version: if experimental {
+                (2, 3)
+            } else {
+                msl::Options::default().lang_version
+            },
+            ..Default::default()
+        };
+        match msl::write_string(&module, &info, &msl_options, &msl_pipeline) {
+            Err(e) => failures.push(format!("{entry}: MSL: {e}")),
+            Ok((text, _)) => failures.extend(metal_matrix_types(source, &text, entry)),
         }
         let hlsl_options = hlsl::Options {
             shader_model: hlsl::ShaderModel::V6_2,
@@ -331,4 +373,27 @@ fn every_shader_file_is_a_registered_kernel() {
         missing.is_empty(),
         "shaders/{missing:?}.wgsl are not registered: add their KernelSource to an OpFamily in src/ops/mod.rs"
     );
+}
+
+/// Both cooperative-matrix GEMMs, 16×16 (Vulkan) and 8×8 (Metal), are registered, so
+/// the test above validates them and translates every specialisation to SPIR-V and MSL.
+#[test]
+fn both_cooperative_matrix_variants_are_registered() {
+    let kernels = openkern::gpu::kernels();
+    for (name, ty) in [
+        ("matmul_coop", "coop_mat16x16"),
+        ("matmul_coop8", "coop_mat8x8"),
+    ] {
+        let k = kernels
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("{name} is not registered in ops::FAMILIES"));
+        assert!(k.source.contains(ty), "{name} does not use {ty}");
+        assert!(
+            k.specialisations.len() >= 2,
+            "{name}: specialisations the launcher uses must be listed"
+        );
+        let failures = translate(k, &k.specialise(&k.headers()[0]), k.specialisations[1]);
+        assert!(failures.is_empty(), "{name}: {failures:?}");
+    }
 }

@@ -161,6 +161,8 @@ pub mod pieces {
     pub static MATMUL_PARAMS: Piece = piece!("matmul_params");
     /// `batch_offsets`: a flat batch index to A and B offsets under broadcasting.
     pub static MATMUL_BATCH_OFFSETS: Piece = piece!("matmul_batch_offsets");
+    /// `emit`: the cooperative-matrix kernels' epilogue of one staged CT×CT tile.
+    pub static MATMUL_COOP_EMIT: Piece = piece!("matmul_coop_emit");
     /// f32 to f16 bits with round-to-nearest-even, NaN and overflow kept (header writers).
     pub static PACK_F16: Piece = piece!("pack_f16");
     /// f32 to bf16 bits with round-to-nearest-even, NaN kept (header writers).
@@ -179,6 +181,7 @@ pub mod pieces {
         &ACTIVATION,
         &MATMUL_PARAMS,
         &MATMUL_BATCH_OFFSETS,
+        &MATMUL_COOP_EMIT,
         &PACK_F16,
         &PACK_BF16,
         &ONLINE_SOFTMAX,

@@ -23,6 +23,8 @@ use crate::ops::activation::Activation;
 use crate::shape::{broadcast_shapes, broadcast_strides, check_rank};
 use crate::tensor::Tensor;
 
+pub use crate::gpu::matmul::{coop_tile, CoopTile};
+
 /// Which GPU kernel runs a matmul. `Auto` picks per adapter and shape; the others force
 /// one (for tests and benchmarks) and fail with a typed error where it cannot run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -45,8 +47,15 @@ pub enum MatmulKernel {
     /// The GEMV kernel with subgroup reductions (adapters with SUBGROUP).
     GemvSubgroup,
     /// Cooperative-matrix (tensor-core) GEMM for f16 inputs, on adapters reporting a
-    /// 16×16×16 f16→f32 configuration.
+    /// 16×16×16 or 8×8×8 f16→f32 configuration: the 16×16 kernel where both are
+    /// reported (see [`coop_tile`]).
     Coop,
+    /// The 16×16 cooperative-matrix GEMM, on adapters reporting 16×16×16 f16→f32
+    /// (NVIDIA and AMD through Vulkan).
+    Coop16x16,
+    /// The 8×8 cooperative-matrix GEMM, on adapters reporting 8×8×8 f16→f32 (Apple GPUs
+    /// through Metal).
+    Coop8x8,
 }
 
 impl MatmulKernel {
@@ -61,6 +70,8 @@ impl MatmulKernel {
             MatmulKernel::Gemv => "gemv",
             MatmulKernel::GemvSubgroup => "gemv-subgroup",
             MatmulKernel::Coop => "coop",
+            MatmulKernel::Coop16x16 => "coop16x16",
+            MatmulKernel::Coop8x8 => "coop8x8",
         }
     }
 }
@@ -294,7 +305,7 @@ fn make_plan(op: &'static str, a: &Tensor, b: &Tensor, o: &MatmulOptions) -> Res
 
 /// Which kernel (and tile configuration) `matmul_with(a, b, options)` would run, e.g.
 /// `"tiled 64x64x16/8x8"`, `"tiled 32x64x16/4x4 split-k 4"`, `"gemv-subgroup"`,
-/// `"coop"`, or `"cpu gemm"`. For benchmark tables and logs; checks like the op does, so a kernel
+/// `"coop 16x16"`, `"coop 8x8"`, or `"cpu gemm"`. For benchmark tables and logs; checks like the op does, so a kernel
 /// this adapter cannot run is the same typed error here as in the call.
 pub fn describe(a: &Tensor, b: &Tensor, options: &MatmulOptions) -> Result<String> {
     let plan = make_plan("matmul", a, b, options)?;

@@ -1,6 +1,8 @@
-//! `openkern info`: every adapter and the CPU device, as a table.
+//! `openkern info`: every adapter and the CPU device, as a table, with the matrix path
+//! (cooperative matrices 16×16 or 8×8, subgroup, tiled) each adapter's large GEMMs take.
 
-use openkern::{Device, DeviceInfo, DeviceSelector};
+use openkern::ops::matmul::{self, MatmulOptions};
+use openkern::{DType, Device, DeviceInfo, DeviceSelector, Tensor};
 
 fn yes(b: bool) -> &'static str {
     if b {
@@ -58,6 +60,36 @@ fn print(index: &str, info: &DeviceInfo) {
     }
 }
 
+/// Side of the square GEMM whose kernel choice `info` reports (the large shape class).
+const PATH_SIDE: usize = 1024;
+
+/// Which matrix path a large f16 and f32 GEMM take on `device` (coop 16×16, coop 8×8,
+/// subgroup or tiled, as `ops::matmul::describe` says) and why.
+fn print_matrix_paths(device: &Device) -> openkern::Result<()> {
+    let f = &device.info().features;
+    let coop_off = std::env::var("OPENKERN_COOP").is_ok_and(|v| v == "0");
+    let tuning = if openkern::autotune::needs_tuning(device) {
+        "tile kernel by heuristic (no tuning cache yet; `openkern bench` tunes)"
+    } else {
+        "tile kernel from this adapter's tuning cache"
+    };
+    for dtype in [DType::F16, DType::F32] {
+        let a = Tensor::zeros(device, &[PATH_SIDE, PATH_SIDE], dtype)?;
+        let path = matmul::describe(&a, &a, &MatmulOptions::default())?;
+        let why = match (dtype, matmul::coop_tile(f)) {
+            (DType::F16, Ok((_, why))) if coop_off => {
+                format!("OPENKERN_COOP=0, else coop: {why}; {tuning}")
+            }
+            (DType::F16, Ok((_, why))) => why,
+            (DType::F16, Err(why)) => format!("no coop: {why}; {tuning}"),
+            (_, Ok(_)) => format!("coop takes f16 inputs only; {tuning}"),
+            (_, Err(why)) => format!("no coop: {why}; {tuning}"),
+        };
+        println!("    matmul {dtype} {PATH_SIDE}^3: {path} — {why}");
+    }
+    Ok(())
+}
+
 pub fn run() -> openkern::Result<()> {
     let adapters = Device::adapters();
     if adapters.is_empty() {
@@ -67,7 +99,12 @@ pub fn run() -> openkern::Result<()> {
     }
     for a in &adapters {
         match Device::open(DeviceSelector::Adapter(a.index)) {
-            Ok(d) => print(&a.index.to_string(), d.info()),
+            Ok(d) => {
+                print(&a.index.to_string(), d.info());
+                if let Err(e) = print_matrix_paths(&d) {
+                    println!("    matmul path: could not tell: {e}");
+                }
+            }
             Err(e) => println!(
                 "[{}] {} ({}, {}): could not open: {e}",
                 a.index, a.name, a.backend, a.device_type

@@ -4,8 +4,9 @@
 //! Selection for [`MatmulKernel::Auto`]:
 //! 1. M ≤ 8 → GEMV (bandwidth-bound; the subgroup-reduction variant where the adapter
 //!    has SUBGROUP and B is read along K).
-//! 2. f16 inputs on an adapter reporting a 16×16×16 f16→f32 cooperative-matrix
-//!    configuration (plus SUBGROUP and SHADER_F16) → the cooperative-matrix kernel.
+//! 2. f16 inputs on an adapter reporting a 16×16×16 or 8×8×8 f16→f32 cooperative-matrix
+//!    configuration (plus SUBGROUP and SHADER_F16) → the cooperative-matrix kernel of
+//!    that tile, 16×16 where both are reported ([`coop::coop_tile`]).
 //! 3. Otherwise the tiled GEMM, with the tile configuration from the adapter's tuning
 //!    cache (see `autotune`) or a heuristic default, and split K when the output has too
 //!    few tiles to fill the device while K is long.
@@ -28,7 +29,8 @@ use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
 use tiled::{split_k, KSplit};
 
-pub(crate) use coop::MATMUL_COOP;
+pub use coop::{coop_tile, CoopTile};
+pub(crate) use coop::{MATMUL_COOP, MATMUL_COOP8};
 pub(crate) use gemv::{MATMUL_GEMV, MATMUL_GEMV_SUBGROUP};
 pub(crate) use naive::MATMUL_NAIVE;
 pub(crate) use subgroup::MATMUL_SUBGROUP;
@@ -51,6 +53,7 @@ pub(crate) static KERNELS: &[&KernelSource] = &[
     &MATMUL_GEMV,
     &MATMUL_GEMV_SUBGROUP,
     &MATMUL_COOP,
+    &MATMUL_COOP8,
 ];
 
 uniform_params! {
@@ -120,18 +123,27 @@ pub const COOP_ENV: &str = "OPENKERN_COOP";
 static COOP_ENABLED: std::sync::LazyLock<bool> =
     std::sync::LazyLock::new(|| std::env::var(COOP_ENV).map_or(true, |v| v != "0"));
 
-/// Whether a 16×16×16 f16→f32 cooperative-matrix configuration (and what the coop kernel
-/// needs besides) is on this adapter.
-pub(crate) fn coop_available(g: &GpuContext, info: &crate::DeviceInfo) -> bool {
-    g.features
+/// The cooperative-matrix tile this adapter's report allows ([`coop_tile`]), on a device
+/// opened with cooperative matrices.
+pub(crate) fn coop_tile_on(g: &GpuContext, info: &crate::DeviceInfo) -> Option<CoopTile> {
+    if !g
+        .features
         .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
-        && g.features.contains(wgpu::Features::SUBGROUP)
-        && g.features.contains(wgpu::Features::SHADER_F16)
+    {
+        return None;
+    }
+    coop_tile(&info.features).ok().map(|(tile, _)| tile)
+}
+
+/// Whether this adapter can run the cooperative-matrix kernel of `tile` (a forced
+/// `Coop16x16` / `Coop8x8`, also where the adapter would prefer the other).
+fn coop_tile_offered(g: &GpuContext, info: &crate::DeviceInfo, tile: CoopTile) -> bool {
+    coop_tile_on(g, info).is_some()
         && info
             .features
             .cooperative_matrix
             .iter()
-            .any(|c| c.m == 16 && c.n == 16 && c.k == 16 && c.ab == "f16" && c.cr == "f32")
+            .any(|c| tile.matches(c))
 }
 
 fn missing(op: &'static str, feature: &'static str, device: &str) -> Error {
@@ -175,8 +187,11 @@ pub(crate) enum MatmulLaunch {
         /// Lanes per subgroup.
         sg: u32,
     },
-    /// The cooperative-matrix GEMM.
-    Coop,
+    /// The cooperative-matrix GEMM of one tile size.
+    Coop {
+        /// 16×16 or 8×8.
+        tile: CoopTile,
+    },
 }
 
 impl std::fmt::Display for MatmulLaunch {
@@ -190,7 +205,7 @@ impl std::fmt::Display for MatmulLaunch {
             }
             MatmulLaunch::Tiled { tile, .. } => write!(f, "tiled {tile}"),
             MatmulLaunch::Subgroup { .. } => f.write_str("subgroup"),
-            MatmulLaunch::Coop => f.write_str("coop"),
+            MatmulLaunch::Coop { tile } => write!(f, "coop {tile}"),
         }
     }
 }
@@ -269,14 +284,32 @@ pub(crate) fn select(
             }
             MatmulLaunch::Gemv { subgroup }
         }
-        MatmulKernel::Coop => {
-            if !coop_available(g, info) {
+        MatmulKernel::Coop | MatmulKernel::Coop16x16 | MatmulKernel::Coop8x8 => {
+            // the adapter's tile, or the one forced where the adapter reports it
+            let tile = match kernel {
+                MatmulKernel::Coop16x16 => {
+                    Some(CoopTile::X16).filter(|&t| coop_tile_offered(g, info, t))
+                }
+                MatmulKernel::Coop8x8 => {
+                    Some(CoopTile::X8).filter(|&t| coop_tile_offered(g, info, t))
+                }
+                _ => coop_tile_on(g, info),
+            };
+            let Some(tile) = tile else {
                 return Err(missing(
-                    "matmul (Coop)",
-                    "EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16->f32 configuration, SUBGROUP and SHADER_F16",
+                    match kernel {
+                        MatmulKernel::Coop16x16 => "matmul (Coop16x16)",
+                        MatmulKernel::Coop8x8 => "matmul (Coop8x8)",
+                        _ => "matmul (Coop)",
+                    },
+                    match kernel {
+                        MatmulKernel::Coop16x16 => "EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16->f32 configuration, SUBGROUP and SHADER_F16",
+                        MatmulKernel::Coop8x8 => "EXPERIMENTAL_COOPERATIVE_MATRIX with an 8x8x8 f16->f32 configuration, SUBGROUP and SHADER_F16",
+                        _ => "EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 or 8x8x8 f16->f32 configuration, SUBGROUP and SHADER_F16",
+                    },
                     &info.name,
                 ));
-            }
+            };
             if plan.in_dtype != DType::F16 {
                 return Err(Error::Argument {
                     op: "matmul",
@@ -285,7 +318,7 @@ pub(crate) fn select(
                     expected: "Coop takes f16 inputs; cast them to f16 or use MatmulKernel::Auto",
                 });
             }
-            MatmulLaunch::Coop
+            MatmulLaunch::Coop { tile }
         }
         MatmulKernel::Tiled | MatmulKernel::SplitK | MatmulKernel::Auto => {
             let tile = autotune::tile_for(g, info, plan.in_dtype, ShapeClass::of(plan));
@@ -318,14 +351,14 @@ pub(crate) fn matmul(
         MatmulLaunch::Gemv { subgroup } => gemv::gemv(g, plan, a, b, bias, out, subgroup),
         MatmulLaunch::Tiled { tile, split } => tiled::tiled(g, plan, a, b, bias, out, &tile, split),
         MatmulLaunch::Subgroup { sg } => subgroup::subgroup_gemm(g, plan, a, b, bias, out, sg),
-        MatmulLaunch::Coop => coop::coop(g, plan, a, b, bias, out),
+        MatmulLaunch::Coop { tile } => coop::coop(g, plan, a, b, bias, out, tile),
     };
     match result {
         // Cooperative matrices are experimental in wgpu and drivers: where Auto chose them
         // and the pipeline does not build, note it, stop choosing them on this device and
         // select again (the error says why when the kernel is forced).
         Err(Error::ShaderBuild { message, .. })
-            if matches!(launch, MatmulLaunch::Coop) && plan.kernel == MatmulKernel::Auto =>
+            if matches!(launch, MatmulLaunch::Coop { .. }) && plan.kernel == MatmulKernel::Auto =>
         {
             g.coop_broken
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -363,7 +396,7 @@ fn choose(g: &GpuContext, info: &crate::DeviceInfo, plan: &MatmulPlan) -> Matmul
         && plan.n >= 16
         && plan.k >= 16
         && coop_allowed
-        && coop_available(g, info)
+        && coop_tile_on(g, info).is_some()
     {
         return MatmulKernel::Coop;
     }
