@@ -77,9 +77,11 @@ pub struct JsonRow {
     pub bound: String,
     /// Median seconds per run.
     pub median_s: f64,
-    /// Fastest sample.
+    /// Fastest sample (NaN, written as `null`, for a row of one sample).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub min_s: f64,
-    /// Slowest sample.
+    /// Slowest sample (as `min_s`).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub max_s: f64,
     /// Samples taken.
     pub samples: usize,
@@ -93,6 +95,12 @@ pub struct JsonRow {
     pub rate: f64,
     /// rate / the matching probe; absent when the producer measured no probe.
     pub fraction_of_limit: Option<f64>,
+}
+
+/// A number that serde_json wrote as `null` (it has no NaN) reads back as NaN: without
+/// this, a file with a one-sample row could not be read by `--compare`.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A per-family summary line.
@@ -394,6 +402,36 @@ pub fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_sample_row_round_trips() {
+        let row = JsonRow {
+            case: Case {
+                family: "gemm".into(),
+                op: "matmul".into(),
+                model: String::new(),
+                phase: String::new(),
+                shape: vec![2, 2, 2],
+                dtype: "f32".into(),
+            },
+            kernel: "subgroup".into(),
+            bound: "compute".into(),
+            median_s: 1.0,
+            min_s: f64::NAN,
+            max_s: f64::NAN,
+            samples: 1,
+            timing: "gpu-timestamps".into(),
+            flops: 16.0,
+            bytes: 0.0,
+            rate: 16.0,
+            fraction_of_limit: None,
+        };
+        let text = serde_json::to_string(&row).unwrap();
+        assert!(text.contains("\"min_s\":null"), "{text}");
+        let back: JsonRow = serde_json::from_str(&text).unwrap();
+        assert!(back.min_s.is_nan() && back.max_s.is_nan());
+        assert_eq!(back.median_s, 1.0);
+    }
 
     #[test]
     fn utc_now_is_an_iso_date() {
