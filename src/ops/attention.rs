@@ -108,7 +108,9 @@ pub fn describe(
 ) -> Result<String> {
     let plan = Plan::new(q, k, v, options, KvSource::Tensors(options.layout))?;
     Ok(match &q.device().inner.backend {
-        Backend::Gpu(g) => crate::gpu::attention::AttentionLaunch::select(g, &plan)?.to_string(),
+        Backend::Gpu(g) => {
+            crate::gpu::attention::AttentionLaunch::select(g, q.device().info(), &plan)?.to_string()
+        }
         Backend::Cpu => crate::cpu::attention::describe(&plan),
     })
 }
@@ -447,7 +449,9 @@ pub(crate) fn describe_over(
 ) -> Result<String> {
     let plan = Plan::new(q, k, v, options, kv)?;
     Ok(match &q.device().inner.backend {
-        Backend::Gpu(g) => crate::gpu::attention::AttentionLaunch::select(g, &plan)?.to_string(),
+        Backend::Gpu(g) => {
+            crate::gpu::attention::AttentionLaunch::select(g, q.device().info(), &plan)?.to_string()
+        }
         Backend::Cpu => crate::cpu::attention::describe(&plan),
     })
 }

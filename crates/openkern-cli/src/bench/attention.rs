@@ -8,7 +8,8 @@
 //! after the openkern row so the two are interleaved on a noisy machine.
 //!
 //! `OPENKERN_BENCH_ATTENTION=<text>` keeps only the cases whose label contains the text
-//! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group.
+//! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group; the
+//! shape list's rows are then left out.
 
 use super::memory::{data, or_skip};
 use super::{measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
@@ -158,7 +159,12 @@ fn model_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
 }
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let mut out = model_rows(device, args)?;
+    // OPENKERN_BENCH_ATTENTION picks among the fixed groups only
+    let mut out = if std::env::var_os("OPENKERN_BENCH_ATTENTION").is_some() {
+        Vec::new()
+    } else {
+        model_rows(device, args)?
+    };
     // The fixed groups below (beside the unfused path and PyTorch) run when no filter or
     // one naming attention is given.
     let named = args
@@ -186,8 +192,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         prefill.push(("prefill", sh(8, 2, 256, 256, 64, true)));
         prefill.push(("encoder", sh(12, 12, 128, 128, 64, false)));
     } else {
+        // the targets: CPU against PyTorch (both), lavapipe against Burn (the first)
+        prefill.push(("target", sh(8, 8, 1024, 1024, 64, true)));
         if cpu {
-            prefill.push(("target", sh(8, 8, 1024, 1024, 64, true)));
             prefill.push(("target", sh(32, 32, 2048, 2048, 128, true)));
         }
         for s in [512, 1024, 2048, 4096, 8192] {
