@@ -18,7 +18,7 @@
 // Nothing assumes a subgroup size: every lane stride and loop bound is SG, head dims
 // and key blocks shorter than SG leave lanes reading clamped (never stored) columns, and
 // all branches around subgroup operations depend only on the rows and keys a whole
-// subgroup shares. Registers: TM·TN scores and TM·VC accumulators (TM ≤ 8, TN ≤ 4,
+// subgroup shares. Registers: TM·TN scores and TM·VC accumulators (TM ≤ 8, TN ≤ 8,
 // TM·VC ≤ 64), every array indexed only by loop counters of loops short enough to be
 // unrolled (see the epilogue comment in shaders/matmul_subgroup.wgsl for what a loop
 // left rolled costs on llvmpipe: the array moves to memory).
@@ -216,7 +216,7 @@ fn os_finish(acc: f32, l: f32) -> f32 {
 override SG: u32 = 8u;
 // query rows per subgroup (at most 8)
 override TM: u32 = 8u;
-// keys per lane in a block of TN·SG keys (at most 4)
+// keys per lane in a block of TN·SG keys (at most 8)
 override TN: u32 = 4u;
 // output columns per lane: v_dim ≤ VC·SG, and TM·VC ≤ 64
 override VC: u32 = 8u;
@@ -279,12 +279,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var kt = range.x; kt < range.y; kt += TN * SG) {
         // scores s[r·4 + c] of row r with this lane's key kt + c·SG + lane (keys past
         // the range read the range's last row and are hidden below)
-        var s: array<f32, 32>;
-        var k_at: array<u32, 4>;
+        var s: array<f32, 64>;
+        var k_at: array<u32, 8>;
         for (var c = 0u; c < TN; c++) {
             k_at[c] = kbase + min(kt + c * SG + lane, range.y - 1u) * params.k_sr;
             for (var r = 0u; r < TM; r++) {
-                s[r * 4u + c] = 0.0;
+                s[r * 8u + c] = 0.0;
             }
         }
         for (var d0 = 0u; d0 < hd; d0 += SG) {
@@ -300,26 +300,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
             for (var u = 0u; u < SG; u++) {
                 if (d0 + u < hd) {
-                    var kd: array<f32, 4>;
+                    var kd: array<f32, 8>;
                     for (var c = 0u; c < TN; c++) {
                         kd[c] = load_k(k_at[c] + d0 + u);
                     }
                     for (var r = 0u; r < TM; r++) {
                         let x = subgroupShuffle(qd[r], u);
                         for (var c = 0u; c < TN; c++) {
-                            s[r * 4u + c] = fma(x, kd[c], s[r * 4u + c]);
+                            s[r * 8u + c] = fma(x, kd[c], s[r * 8u + c]);
                         }
                     }
                 }
             }
         }
-        // masks, then the online-softmax update; s becomes the weights
+        // Masks and the online-softmax update run on a copy of the scores, `sc`, which
+        // then holds the weights: their loop over rows is too long to be unrolled
+        // (tanh, mask loads, the row max), and indexed by its counter `s` and `acc`
+        // would become arrays in memory for the products above and below as well. The
+        // copy and the rescale are loops every compiler unrolls, so `s` and `acc` are
+        // only ever indexed by constants.
+        var sc: array<f32, 64>;
+        for (var r = 0u; r < TM; r++) {
+            for (var c = 0u; c < TN; c++) {
+                sc[r * 8u + c] = s[r * 8u + c];
+            }
+        }
+        var alpha: array<f32, 8>;
         for (var r = 0u; r < TM; r++) {
             let row_ok = r0 + r < rows;
             var bmax = OS_EMPTY;
             for (var c = 0u; c < TN; c++) {
                 let j = kt + c * SG + lane;
-                var x = s[r * 4u + c];
+                var x = sc[r * 8u + c];
                 if (params.softcap > 0.0) {
                     x = params.softcap * tanh_safe(x / params.softcap);
                 }
@@ -330,32 +342,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 if (!vis) {
                     x = OS_EMPTY;
                 }
-                s[r * 4u + c] = x;
+                sc[r * 8u + c] = x;
                 bmax = max(bmax, x);
             }
             let m_new = max(mx[r], subgroupMax(bmax));
-            let alpha = os_rescale(mx[r], m_new);
+            alpha[r] = os_rescale(mx[r], m_new);
             mx[r] = m_new;
-            var ls = sum[r] * alpha;
+            var ls = sum[r] * alpha[r];
             for (var c = 0u; c < TN; c++) {
-                let w = os_weight(s[r * 4u + c], m_new);
-                s[r * 4u + c] = w;
+                let w = os_weight(sc[r * 8u + c], m_new);
+                sc[r * 8u + c] = w;
                 ls += w;
             }
             sum[r] = ls;
+        }
+        for (var r = 0u; r < TM; r++) {
             for (var t = 0u; t < VC; t++) {
-                acc[r * VC + t] *= alpha;
+                acc[r * VC + t] *= alpha[r];
             }
         }
-        // acc += weights · V, one key at a time: key c·SG + u of the block lives in lane u
+        // acc += weights · V, one key at a time: key c·SG + u of the block lives in lane
+        // u. The weights come from the copy, so the loop over c may stay rolled.
         let nk = min(TN * SG, range.y - kt);
-        for (var u = 0u; u < SG; u++) {
-            for (var c = 0u; c < TN; c++) {
+        for (var c = 0u; c < TN; c++) {
+            var wc: array<f32, 8>;
+            for (var r = 0u; r < TM; r++) {
+                wc[r] = sc[r * 8u + c];
+            }
+            for (var u = 0u; u < SG; u++) {
                 let jj = c * SG + u;
                 if (jj < nk) {
                     var w: array<f32, 8>;
                     for (var r = 0u; r < TM; r++) {
-                        w[r] = subgroupShuffle(s[r * 4u + c], u);
+                        w[r] = subgroupShuffle(wc[r], u);
                     }
                     let v_at = vbase + (kt + jj) * params.v_sr;
                     for (var t = 0u; t < VC; t++) {
@@ -369,6 +388,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 
+    // the stores read a copy of acc (see the masks above)
+    var out: array<f32, 64>;
+    for (var t = 0u; t < TM * VC; t++) {
+        out[t] = acc[t];
+    }
     for (var r = 0u; r < TM; r++) {
         let row = r0 + r;
         let l = subgroupAdd(sum[r]);
@@ -383,7 +407,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             for (var t = 0u; t < VC; t++) {
                 let col = t * SG + lane;
                 if (col < vd) {
-                    store_o(obase + col, os_finish(acc[r * VC + t], l));
+                    store_o(obase + col, os_finish(out[r * VC + t], l));
                 }
             }
         } else {
@@ -396,7 +420,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             for (var t = 0u; t < VC; t++) {
                 let col = t * SG + lane;
                 if (col < vd) {
-                    store_part(pbase + 2u + col, bitcast<u32>(acc[r * VC + t]));
+                    store_part(pbase + 2u + col, bitcast<u32>(out[r * VC + t]));
                 }
             }
         }

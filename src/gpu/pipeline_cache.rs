@@ -377,7 +377,7 @@ fn axes(kernel: &str) -> Vec<Axis> {
                 per_adapter: 1,
             },
             one(&["TM"], 1..=8),
-            one(&["TN"], [4]),
+            one(&["TN"], [8]),
             one(
                 &["VC"],
                 [
