@@ -19,7 +19,7 @@
 // and key blocks shorter than SG leave lanes reading clamped (never stored) columns, and
 // all branches around subgroup operations depend only on the rows and keys a whole
 // subgroup shares. Registers: TM·TN scores and TM·VC accumulators (TM ≤ 8, TN ≤ 8,
-// TM·VC ≤ 64), every array indexed only by loop counters of loops short enough to be
+// TM·VC ≤ 128), every array indexed only by loop counters of loops short enough to be
 // unrolled (see the epilogue comment in shaders/matmul_subgroup.wgsl for what a loop
 // left rolled costs on llvmpipe: the array moves to memory).
 
@@ -218,7 +218,7 @@ override SG: u32 = 8u;
 override TM: u32 = 8u;
 // keys per lane in a block of TN·SG keys (at most 8)
 override TN: u32 = 4u;
-// output columns per lane: v_dim ≤ VC·SG, and TM·VC ≤ 64
+// output columns per lane: v_dim ≤ VC·SG, and TM·VC ≤ 128
 override VC: u32 = 8u;
 // subgroups per workgroup
 override WGS: u32 = 1u;
@@ -269,7 +269,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         mx[r] = OS_EMPTY;
         sum[r] = 0.0;
     }
-    var acc: array<f32, 64>;
+    var acc: array<f32, 128>;
     for (var t = 0u; t < TM * VC; t++) {
         acc[t] = 0.0;
     }
@@ -389,7 +389,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     // the stores read a copy of acc (see the masks above)
-    var out: array<f32, 64>;
+    var out: array<f32, 128>;
     for (var t = 0u; t < TM * VC; t++) {
         out[t] = acc[t];
     }
