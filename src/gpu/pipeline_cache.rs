@@ -384,7 +384,12 @@ fn axes(kernel: &str) -> Vec<Axis> {
                     1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64,
                 ],
             ),
-            one(&["WGS"], [1, 2, 4, 8, 16]),
+            Axis {
+                names: &["WGS"],
+                values: [1, 2, 4, 8, 16].map(|w| vec![f64::from(w)]).to_vec(),
+                // one subgroup, or 64 / SG of them
+                per_adapter: 2,
+            },
         ],
         "attention" => vec![
             one(&["TPR"], [1, 2, 4, 8]),
