@@ -15,8 +15,6 @@
 // [split·chunk, (split+1)·chunk) and writes its unnormalised (max, sum, output) triple to
 // `part`; shaders/attention_merge.wgsl combines the splits. A few queries against a long
 // cache thereby use many workgroups instead of one per head.
-//
-// The mask is f32 bits (the launcher casts 16-bit masks); `part` holds f32 bits.
 
 // #header
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -39,6 +37,10 @@ fn store2_o(w: u32, v: vec2<f32>) { o[2u * w] = v.x; o[2u * w + 1u] = v.y; }
 fn store_part(i: u32, v: u32) { part[i] = v; }
 // #end header
 
+// #piece attention_common
+// What both attention kernels share: the uniform, the fault word, the key range a tile
+// of rows walks and the per-key masks. The mask is f32 bits (the launcher casts 16-bit
+// masks); `part` holds f32 bits.
 struct Params {
     batch: u32,
     kv_heads: u32,
@@ -82,6 +84,93 @@ struct Params {
 @group(0) @binding(7) var<uniform> params: Params;
 // [kind, value, position, bound]; kind 3 = a valid length past kv_len (clamped).
 @group(0) @binding(8) var<storage, read_write> fault: array<atomic<u32>, 4>;
+
+// tanh that stays finite for large |x| (exp overflow gives 1, not inf/inf)
+fn tanh_safe(x: f32) -> f32 {
+    let e = exp(2.0 * abs(x));
+    return sign(x) * (1.0 - 2.0 / (e + 1.0));
+}
+
+fn report_length(given: u32, b: u32) {
+    loop {
+        let r = atomicCompareExchangeWeak(&fault[0], 0u, 3u);
+        if (r.exchanged) {
+            atomicStore(&fault[1], given);
+            atomicStore(&fault[2], b);
+            atomicStore(&fault[3], params.kv_len);
+            return;
+        }
+        if (r.old_value != 0u) {
+            return;
+        }
+    }
+}
+
+// The valid key count of batch entry b: kv_len, or its entry of `lens` (a length past
+// kv_len is reported and clamped).
+fn valid_length(b: u32) -> u32 {
+    if (params.has_lens != 0u) {
+        let given = load_lens(b);
+        if (given > params.kv_len) {
+            report_length(given, b);
+        } else {
+            return given;
+        }
+    }
+    return params.kv_len;
+}
+
+// Keys [x, y) that rows r0..=r1 of one kv head (rows are group × q_len, token-minor) may
+// see within split `split` of `len` valid keys: everything above the causal diagonal of
+// the last row, or outside the window of every row, is left out.
+fn key_range(r0: u32, r1: u32, len: u32, split: u32) -> vec2<u32> {
+    // the tokens of the rows (rows that wrap into the next head span them all)
+    var i_min = r0 % params.q_len;
+    var i_max = r1 % params.q_len;
+    if (r0 / params.q_len != r1 / params.q_len) {
+        i_min = 0u;
+        i_max = params.q_len - 1u;
+    }
+    let off = i32(len) - i32(params.q_len);
+    let p_min = i32(i_min) + off;
+    let p_max = i32(i_max) + off;
+    var hi = i32(len);
+    var lo = 0;
+    if (params.causal != 0u) {
+        hi = min(hi, p_max + 1);
+    }
+    if (params.window > 0u) {
+        let w = i32(params.window);
+        lo = max(lo, p_min - w + 1);
+        if (params.causal == 0u) {
+            hi = min(hi, p_max + w);
+        }
+    }
+    // this split's share
+    let c0 = i32(split * params.chunk);
+    lo = max(lo, c0);
+    hi = min(hi, c0 + i32(params.chunk));
+    hi = max(hi, 0);
+    lo = clamp(lo, 0, hi);
+    return vec2<u32>(u32(lo), u32(hi));
+}
+
+// Whether the query at position p (its token index + len - q_len) sees key j, for j
+// below the end `hi` of the walked range (which lies within the valid length).
+fn key_visible(j: u32, hi: u32, p: i32) -> bool {
+    let ji = i32(j);
+    if (j >= hi || (params.causal != 0u && ji > p)) {
+        return false;
+    }
+    if (params.window > 0u) {
+        let w = i32(params.window);
+        if (ji <= p - w || (params.causal == 0u && ji >= p + w)) {
+            return false;
+        }
+    }
+    return true;
+}
+// #end piece attention_common
 
 // invocations per query row (a power of two; 64 / TPR rows per workgroup)
 override TPR: u32 = 4u;
@@ -130,27 +219,6 @@ var<workgroup> partial: array<f32, 2048>;
 var<workgroup> wg_range: vec2<u32>;
 var<workgroup> wg_len: u32;
 
-// tanh that stays finite for large |x| (exp overflow gives 1, not inf/inf)
-fn tanh_safe(x: f32) -> f32 {
-    let e = exp(2.0 * abs(x));
-    return sign(x) * (1.0 - 2.0 / (e + 1.0));
-}
-
-fn report_length(given: u32, b: u32) {
-    loop {
-        let r = atomicCompareExchangeWeak(&fault[0], 0u, 3u);
-        if (r.exchanged) {
-            atomicStore(&fault[1], given);
-            atomicStore(&fault[2], b);
-            atomicStore(&fault[3], params.kv_len);
-            return;
-        }
-        if (r.old_value != 0u) {
-            return;
-        }
-    }
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
@@ -180,44 +248,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let i = rr % params.q_len;
 
     if (lid == 0u) {
-        var len = params.kv_len;
-        if (params.has_lens != 0u) {
-            let given = load_lens(b);
-            if (given > params.kv_len) {
-                report_length(given, b);
-            } else {
-                len = given;
-            }
-        }
-        // the tokens of this tile (rows that wrap into the next head span them all)
-        var i_min = r0 % params.q_len;
-        var i_max = r1 % params.q_len;
-        if (r0 / params.q_len != r1 / params.q_len) {
-            i_min = 0u;
-            i_max = params.q_len - 1u;
-        }
-        let off = i32(len) - i32(params.q_len);
-        let p_min = i32(i_min) + off;
-        let p_max = i32(i_max) + off;
-        var hi = i32(len);
-        var lo = 0;
-        if (params.causal != 0u) {
-            hi = min(hi, p_max + 1);
-        }
-        if (params.window > 0u) {
-            let w = i32(params.window);
-            lo = max(lo, p_min - w + 1);
-            if (params.causal == 0u) {
-                hi = min(hi, p_max + w);
-            }
-        }
-        // this split's share
-        let c0 = i32(split * params.chunk);
-        lo = max(lo, c0);
-        hi = min(hi, c0 + i32(params.chunk));
-        hi = max(hi, 0);
-        lo = clamp(lo, 0, hi);
-        wg_range = vec2<u32>(u32(lo), u32(hi));
+        let len = valid_length(b);
+        wg_range = key_range(r0, r1, len, split);
         wg_len = len;
     }
     let range = workgroupUniformLoad(&wg_range);
@@ -278,17 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 s = params.softcap * tanh_safe(s / params.softcap);
             }
             let j = kt + jj;
-            let ji = i32(j);
-            var vis = row_ok && ji < i32(len);
-            if (params.causal != 0u && ji > p) {
-                vis = false;
-            }
-            if (params.window > 0u) {
-                let w = i32(params.window);
-                if (ji <= p - w || (params.causal == 0u && ji >= p + w)) {
-                    vis = false;
-                }
-            }
+            let vis = row_ok && key_visible(j, range.y, p);
             if (vis && params.has_mask != 0u) {
                 s += bitcast<f32>(load_mask(mbase + j));
             }

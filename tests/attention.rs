@@ -270,7 +270,42 @@ fn lengths_and_head_dims(device: &Device) {
         check(device, DType::F32, &c, 99);
     }
 }
-backend_tests!(lengths_and_head_dims => lengths_and_head_dims_cpu, lengths_and_head_dims_gpu);
+backend_tests!(lengths_and_head_dims => lengths_and_head_dims_cpu, lengths_and_head_dims_gpu, lengths_and_head_dims_gpu_nosubgroups);
+
+/// Head dims narrower than a subgroup (the subgroup kernel's lanes past head_dim or
+/// v_dim read clamped columns and store nothing; 64- and 128-wide subgroups meet this at
+/// head_dim 64), with every mask kind, through prefill and split-KV decode.
+fn heads_narrower_than_a_subgroup(device: &Device) {
+    let mut cases = Vec::new();
+    let mut c = Case::new(4, 1, 9, 70, 3);
+    c.dv = 5;
+    c.causal = true;
+    cases.push(c.clone());
+    c.window = 6;
+    c.softcap = Some(2.0);
+    cases.push(c.clone());
+    let mut c = Case::new(2, 2, 17, 33, 5);
+    c.dv = 1;
+    c.batch = 2;
+    c.mask = Some(vec![2, 1, 17, 33]);
+    c.lengths = Some(vec![33, 4]);
+    cases.push(c);
+    let mut c = Case::new(8, 2, 1, 700, 7);
+    c.dv = 2;
+    c.causal = true;
+    cases.push(c);
+    for (n, c) in cases.iter().enumerate() {
+        check(device, DType::F32, c, 80 + n as u64);
+    }
+    // the subgroup kernel runs exactly where the adapter has one fixed subgroup size
+    let f = &device.info().features;
+    let fixed = f.subgroup && f.subgroup_min_size == f.subgroup_max_size;
+    let x = tensor(device, &random(4 * 8, 1), &[1, 1, 4, 8], DType::F32);
+    let kernel = describe(&x, &x, &x, &AttentionOptions::default()).unwrap();
+    let gpu = device.info().device_type != openkern::DeviceType::Cpu;
+    assert_eq!(kernel.contains("subgroup"), gpu && fixed, "{kernel}");
+}
+backend_tests!(heads_narrower_than_a_subgroup => heads_narrower_than_a_subgroup_cpu, heads_narrower_than_a_subgroup_gpu, heads_narrower_than_a_subgroup_gpu_nosubgroups);
 
 /// f16 and bf16 storage (f32 arithmetic), masks in the activations' dtype and in f32.
 fn dtypes(device: &Device) {
@@ -287,7 +322,7 @@ fn dtypes(device: &Device) {
         }
     }
 }
-backend_tests!(dtypes => dtypes_cpu, dtypes_gpu);
+backend_tests!(dtypes => dtypes_cpu, dtypes_gpu, dtypes_gpu_nosubgroups);
 
 /// Causal with q_len < kv_len (chunked prefill), sliding windows, padding lengths,
 /// additive masks of every broadcast rank, soft-capping, an explicit scale, v_dim ≠ d.
@@ -334,7 +369,7 @@ fn mask_kinds(device: &Device) {
         check(device, DType::F32, c, 30 + n as u64);
     }
 }
-backend_tests!(mask_kinds => mask_kinds_cpu, mask_kinds_gpu);
+backend_tests!(mask_kinds => mask_kinds_cpu, mask_kinds_gpu, mask_kinds_gpu_nosubgroups);
 
 /// The `[batch, len, heads, dim]` layout gives the same numbers without a permute.
 fn seq_first_layout(device: &Device) {
@@ -347,7 +382,7 @@ fn seq_first_layout(device: &Device) {
     c.kv_len = 700;
     check(device, DType::BF16, &c, 51);
 }
-backend_tests!(seq_first_layout => seq_first_layout_cpu, seq_first_layout_gpu);
+backend_tests!(seq_first_layout => seq_first_layout_cpu, seq_first_layout_gpu, seq_first_layout_gpu_nosubgroups);
 
 /// One or a few queries against a long cache (the GPU's split-KV decode path).
 fn decode_shapes(device: &Device) {
@@ -371,7 +406,7 @@ fn decode_shapes(device: &Device) {
     c.causal = true;
     check(device, DType::F16, &c, 70);
 }
-backend_tests!(decode_shapes => decode_shapes_cpu, decode_shapes_gpu);
+backend_tests!(decode_shapes => decode_shapes_cpu, decode_shapes_gpu, decode_shapes_gpu_nosubgroups);
 
 /// Rows with no visible key are zeros, never NaN.
 fn fully_masked_rows(device: &Device) {
@@ -411,7 +446,7 @@ fn fully_masked_rows(device: &Device) {
         .unwrap();
     assert!(out.iter().all(|&x| x == 0.0));
 }
-backend_tests!(fully_masked_rows => fully_masked_rows_cpu, fully_masked_rows_gpu);
+backend_tests!(fully_masked_rows => fully_masked_rows_cpu, fully_masked_rows_gpu, fully_masked_rows_gpu_nosubgroups);
 
 fn is_err<T: std::fmt::Debug>(r: openkern::Result<T>, check: impl Fn(&Error) -> bool) {
     match r {
@@ -531,7 +566,7 @@ fn bad_inputs(device: &Device) {
         .to_vec::<f32>()
         .unwrap();
 }
-backend_tests!(bad_inputs => bad_inputs_cpu, bad_inputs_gpu);
+backend_tests!(bad_inputs => bad_inputs_cpu, bad_inputs_gpu, bad_inputs_gpu_nosubgroups);
 
 /// Decoding token by token through the cache (host and device positions) gives the
 /// prefill's outputs, and appends past the cache are typed errors.
@@ -674,7 +709,7 @@ fn cache_decode_matches_prefill(device: &Device) {
         }
     }
 }
-backend_tests!(cache_decode_matches_prefill => cache_decode_matches_prefill_cpu, cache_decode_matches_prefill_gpu);
+backend_tests!(cache_decode_matches_prefill => cache_decode_matches_prefill_cpu, cache_decode_matches_prefill_gpu, cache_decode_matches_prefill_gpu_nosubgroups);
 
 /// A 32768-token causal prefill (one head, head_dim 32), whose score matrix (4 GiB in f32)
 /// could not be bound on any device, compared with the reference on sampled rows.
@@ -788,7 +823,7 @@ fn cache_seq_first(device: &Device) {
     assert_close("seq-first cache", &out, &want, 1e-5, 1e-5);
     assert_eq!(cache.len(), Some(n));
 }
-backend_tests!(cache_seq_first => cache_seq_first_cpu, cache_seq_first_gpu);
+backend_tests!(cache_seq_first => cache_seq_first_cpu, cache_seq_first_gpu, cache_seq_first_gpu_nosubgroups);
 
 /// The CPU output comes from the host buffer pool: every element is written, zeros for
 /// the rows that see no key, even where the pooled buffer held NaN just before (outputs

@@ -1,7 +1,10 @@
 //! Launcher for `shaders/attention.wgsl` (prefill, and the split half of split-KV
-//! decoding) and `shaders/attention_merge.wgsl` (the merge half).
+//! decoding), its barrier-free twin `shaders/attention_subgroup.wgsl` (adapters with
+//! SUBGROUP and a fixed subgroup size) and `shaders/attention_merge.wgsl` (the merge
+//! half).
 
 use super::driver_quirks::{LOOP_LIMITED_KEYS, LOOP_LIMITED_MAX_KEYS};
+use super::matmul::fixed_subgroup_size;
 use super::shader::{
     kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };
@@ -32,9 +35,47 @@ pub(crate) static ATTENTION: KernelSource = KernelSource {
         &[("TPR", 8.0), ("PER", 32.0), ("BK", 4.0)],
         &[("TPR", 8.0), ("PER", 8.0), ("BK", 16.0)],
     ],
-    pieces: &[&pieces::ONLINE_SOFTMAX],
+    pieces: &[&pieces::ATTENTION_COMMON, &pieces::ONLINE_SOFTMAX],
     swaps: &[],
     params: Some(&AttentionParams::LAYOUT),
+};
+
+/// The subgroup form: same bindings, grid and partials, no workgroup memory.
+pub(crate) static ATTENTION_SUBGROUP: KernelSource = KernelSource {
+    name: "attention_subgroup",
+    source: kernel_file!("attention_subgroup"),
+    specialisations: &[
+        &[],
+        &[
+            ("SG", 4.0),
+            ("TM", 1.0),
+            ("TN", 4.0),
+            ("VC", 64.0),
+            ("WGS", 16.0),
+        ],
+        &[
+            ("SG", 32.0),
+            ("TM", 5.0),
+            ("TN", 2.0),
+            ("VC", 12.0),
+            ("WGS", 2.0),
+        ],
+        &[
+            ("SG", 64.0),
+            ("TM", 8.0),
+            ("TN", 1.0),
+            ("VC", 1.0),
+            ("WGS", 1.0),
+        ],
+        &[
+            ("SG", 128.0),
+            ("TM", 8.0),
+            ("TN", 4.0),
+            ("VC", 2.0),
+            ("WGS", 1.0),
+        ],
+    ],
+    ..ATTENTION
 };
 
 pub(crate) static ATTENTION_MERGE: KernelSource = KernelSource {
@@ -68,47 +109,94 @@ pub(crate) struct Tiling {
     pub row_tiles: u32,
 }
 
-/// Which attention kernel runs, chosen once per call; the launcher runs exactly this.
+/// How the subgroup kernel spreads the work (`shaders/attention_subgroup.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AttentionLaunch {
-    /// One pass: each workgroup owns a tile of query rows and walks every key tile they
-    /// may see.
-    Prefill(Tiling),
-    /// Split-KV flash-decoding: `splits` workgroups per row tile each walk `chunk` keys
-    /// and write a partial triple; a merge pass combines them.
-    DecodeSplit {
-        tiling: Tiling,
-        splits: u32,
-        chunk: u32,
-    },
+pub(crate) struct SubgroupTiling {
+    /// The adapter's fixed subgroup size.
+    pub sg: u32,
+    /// Query rows per subgroup.
+    pub rows: u32,
+    /// Keys per lane in a block of `keys · sg`.
+    pub keys: u32,
+    /// v_dim columns per lane.
+    pub cols: u32,
+    /// Subgroups per workgroup.
+    pub subgroups: u32,
+    /// Workgroups along the rows of one kv head.
+    pub row_tiles: u32,
 }
 
-impl std::fmt::Display for AttentionLaunch {
+/// Which kernel walks the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// K/V tiles staged in workgroup memory (`shaders/attention.wgsl`), any adapter.
+    Shared(Tiling),
+    /// Subgroup shuffles and reductions, no workgroup memory or barriers.
+    Subgroup(SubgroupTiling),
+}
+
+impl Walk {
+    /// Keys walked per step (chunks of split-KV are multiples of it).
+    fn block(&self) -> usize {
+        match self {
+            Walk::Shared(t) => t.keys as usize,
+            Walk::Subgroup(t) => (t.keys * t.sg) as usize,
+        }
+    }
+
+    fn row_tiles(&self) -> u32 {
+        match self {
+            Walk::Shared(t) => t.row_tiles,
+            Walk::Subgroup(t) => t.row_tiles,
+        }
+    }
+}
+
+impl std::fmt::Display for Walk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = |f: &mut std::fmt::Formatter<'_>, t: &Tiling| {
-            write!(
+        match self {
+            Walk::Shared(t) => write!(
                 f,
                 "{} rows/workgroup, {} lanes/row, {} keys/tile",
                 WORKGROUP as u32 / t.lanes,
                 t.lanes,
                 t.keys
-            )
-        };
+            ),
+            Walk::Subgroup(t) => write!(
+                f,
+                "subgroup {}: {} rows/subgroup, {} subgroups/workgroup, {} keys/block",
+                t.sg,
+                t.rows,
+                t.subgroups,
+                t.keys * t.sg
+            ),
+        }
+    }
+}
+
+/// Which attention kernel runs, chosen once per call; the launcher runs exactly this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttentionLaunch {
+    /// One pass: each workgroup owns a tile of query rows and walks every key tile they
+    /// may see.
+    Prefill(Walk),
+    /// Split-KV flash-decoding: `splits` workgroups per row tile each walk `chunk` keys
+    /// and write a partial triple; a merge pass combines them.
+    DecodeSplit { walk: Walk, splits: u32, chunk: u32 },
+}
+
+impl std::fmt::Display for AttentionLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AttentionLaunch::Prefill(tiling) => {
-                write!(f, "prefill(")?;
-                t(f, tiling)?;
-                write!(f, ")")
-            }
+            AttentionLaunch::Prefill(walk) => write!(f, "prefill({walk})"),
             AttentionLaunch::DecodeSplit {
-                tiling,
+                walk,
                 splits,
                 chunk,
-            } => {
-                write!(f, "decode-split({splits} splits of {chunk} keys, ")?;
-                t(f, tiling)?;
-                write!(f, ") + merge")
-            }
+            } => write!(
+                f,
+                "decode-split({splits} splits of {chunk} keys, {walk}) + merge"
+            ),
         }
     }
 }
@@ -123,7 +211,7 @@ const SPLIT_KEYS: usize = 256;
 const MAX_SPLITS: usize = 128;
 
 impl AttentionLaunch {
-    pub(crate) fn select(g: &GpuContext, plan: &Plan) -> Result<Self> {
+    pub(crate) fn select(g: &GpuContext, info: &crate::DeviceInfo, plan: &Plan) -> Result<Self> {
         let maxd = plan.head_dim.max(plan.v_dim);
         if maxd > MAX_HEAD_DIM {
             return Err(Error::shape(
@@ -136,29 +224,11 @@ impl AttentionLaunch {
         }
         let decode =
             plan.q_len <= 4 && plan.rows() <= DECODE_ROWS && plan.kv_len >= DECODE_MIN_KEYS;
-        let lanes = if decode {
-            8
-        } else {
-            [1usize, 2, 4, 8]
-                .into_iter()
-                .find(|l| 32 * l >= maxd)
-                .unwrap_or(8)
+        let walk = match fixed_subgroup_size(g, info).and_then(|sg| subgroup_tiling(sg, plan)) {
+            Some(t) => Walk::Subgroup(t),
+            None => Walk::Shared(shared_tiling(plan, decode)),
         };
-        // Both bucketed so the pipeline key never carries a head dimension: registers per
-        // lane round up to a multiple of 4 (the kernel masks past head_dim), keys per tile
-        // down to one (the tile stays within its 2048 words).
-        let per = match maxd.div_ceil(lanes) {
-            p @ (1 | 2) => p,
-            p => p.next_multiple_of(4),
-        };
-        let keys = ((2048 / (plan.head_dim + plan.v_dim)).min(32) / 4 * 4).max(4);
-        let row_tiles = plan.rows().div_ceil(WORKGROUP / lanes);
-        let tiling = Tiling {
-            lanes: lanes as u32,
-            per: per as u32,
-            keys: keys as u32,
-            row_tiles: row_tiles as u32,
-        };
+        let block = walk.block();
         if !decode {
             if g.loop_limited() && plan.kv_len > LOOP_LIMITED_KEYS {
                 // llvmpipe ends loops after 65,535 iterations per invocation
@@ -168,8 +238,8 @@ impl AttentionLaunch {
                 let part_row =
                     (plan.batch * plan.kv_heads * plan.rows() * (plan.v_dim + 2) * 4) as u64;
                 let fit = (g.binding_limit() / part_row.max(1)).max(1) as usize;
-                let chunk = (LOOP_LIMITED_KEYS / keys * keys)
-                    .max(plan.kv_len.div_ceil(fit).next_multiple_of(keys));
+                let chunk = (LOOP_LIMITED_KEYS / block * block)
+                    .max(plan.kv_len.div_ceil(fit).next_multiple_of(block));
                 if chunk > LOOP_LIMITED_MAX_KEYS {
                     return Err(Error::TooLarge {
                         what: format!(
@@ -184,25 +254,91 @@ impl AttentionLaunch {
                     });
                 }
                 return Ok(AttentionLaunch::DecodeSplit {
-                    tiling,
+                    walk,
                     splits: plan.kv_len.div_ceil(chunk) as u32,
                     chunk: chunk as u32,
                 });
             }
-            return Ok(AttentionLaunch::Prefill(tiling));
+            return Ok(AttentionLaunch::Prefill(walk));
         }
         let splits = plan.kv_len.div_ceil(SPLIT_KEYS).min(MAX_SPLITS);
-        let mut chunk = plan.kv_len.div_ceil(splits).next_multiple_of(keys);
+        let mut chunk = plan.kv_len.div_ceil(splits).next_multiple_of(block);
         if g.loop_limited() {
-            chunk = chunk.min(LOOP_LIMITED_KEYS / keys * keys);
+            chunk = chunk.min(LOOP_LIMITED_KEYS / block * block);
         }
         let splits = plan.kv_len.div_ceil(chunk);
         Ok(AttentionLaunch::DecodeSplit {
-            tiling,
+            walk,
             splits: splits as u32,
             chunk: chunk as u32,
         })
     }
+}
+
+/// The workgroup-memory kernel's tiling: lanes per row by the head dimension (eight in
+/// decode, where rows are few).
+fn shared_tiling(plan: &Plan, decode: bool) -> Tiling {
+    let maxd = plan.head_dim.max(plan.v_dim);
+    let lanes = if decode {
+        8
+    } else {
+        [1usize, 2, 4, 8]
+            .into_iter()
+            .find(|l| 32 * l >= maxd)
+            .unwrap_or(8)
+    };
+    // Both bucketed so the pipeline key never carries a head dimension: registers per
+    // lane round up to a multiple of 4 (the kernel masks past head_dim), keys per tile
+    // down to one (the tile stays within its 2048 words).
+    let per = match maxd.div_ceil(lanes) {
+        p @ (1 | 2) => p,
+        p => p.next_multiple_of(4),
+    };
+    let keys = ((2048 / (plan.head_dim + plan.v_dim)).min(32) / 4 * 4).max(4);
+    Tiling {
+        lanes: lanes as u32,
+        per: per as u32,
+        keys: keys as u32,
+        row_tiles: plan.rows().div_ceil(WORKGROUP / lanes) as u32,
+    }
+}
+
+/// Keys per lane in one block of the subgroup kernel. On lavapipe (h8 s1024 d64 causal,
+/// GFLOP/s, one run): 8 keys 2.2, 4 keys 0.8–2.0 — more keys per lane means fewer q
+/// shuffles per product.
+const SUBGROUP_KEYS: u32 = 8;
+
+/// Most accumulators per lane of the subgroup kernel (rows × columns): 128 lets head
+/// dim 128 keep 8 rows per subgroup at subgroup size 8 (lavapipe, h32/8 s512 d128
+/// causal: 0.6 -> 1.7 GFLOP/s, 1.4x -> 2.2x the unfused path, against a cap of 64 and 4 rows).
+const SUBGROUP_ACC: usize = 128;
+
+/// The subgroup kernel's tiling at subgroup size `sg`, or None where v_dim needs more
+/// columns per lane than it holds.
+fn subgroup_tiling(sg: u32, plan: &Plan) -> Option<SubgroupTiling> {
+    let sg_n = sg as usize;
+    // columns per lane, bucketed like the shared kernel's registers
+    let cols = match plan.v_dim.div_ceil(sg_n) {
+        c @ (1 | 2) => c,
+        c => c.next_multiple_of(4),
+    };
+    if cols > SUBGROUP_ACC {
+        return None;
+    }
+    let rows = (SUBGROUP_ACC / cols).min(8).min(plan.rows());
+    let subgroups = if plan.rows() <= rows {
+        1
+    } else {
+        (64 / sg_n).max(1)
+    };
+    Some(SubgroupTiling {
+        sg,
+        rows: rows as u32,
+        keys: SUBGROUP_KEYS,
+        cols: cols as u32,
+        subgroups: subgroups as u32,
+        row_tiles: plan.rows().div_ceil(rows * subgroups) as u32,
+    })
 }
 
 uniform_params! {
@@ -270,14 +406,14 @@ pub(crate) fn attention(
     out: &Tensor,
     fault: &super::FaultSlot,
 ) -> Result<()> {
-    let launch = AttentionLaunch::select(g, plan)?;
-    let (tiling, splits, chunk) = match launch {
-        AttentionLaunch::Prefill(t) => (t, 1, plan.kv_len.max(1) as u32),
+    let launch = AttentionLaunch::select(g, q.device().info(), plan)?;
+    let (walk, splits, chunk) = match launch {
+        AttentionLaunch::Prefill(w) => (w, 1, plan.kv_len.max(1) as u32),
         AttentionLaunch::DecodeSplit {
-            tiling,
+            walk,
             splits,
             chunk,
-        } => (tiling, splits, chunk),
+        } => (walk, splits, chunk),
     };
     let u = |x: usize| x as u32;
     let mask = match &plan.mask {
@@ -297,7 +433,7 @@ pub(crate) fn attention(
         kv_len: u(plan.kv_len),
         head_dim: u(plan.head_dim),
         v_dim: u(plan.v_dim),
-        row_tiles: tiling.row_tiles,
+        row_tiles: walk.row_tiles(),
         q_sb,
         q_sh,
         q_sr,
@@ -324,16 +460,31 @@ pub(crate) fn attention(
         _pad0: 0,
     };
     let dt = q.dtype();
-    let pipeline = g.pipeline(
-        &ATTENTION,
-        "main",
-        ShaderHeader::new(vec![dt, dt, dt, DType::U32, DType::U32, dt, DType::U32]),
-        &[
-            ("TPR", tiling.lanes as f64),
-            ("PER", tiling.per as f64),
-            ("BK", tiling.keys as f64),
-        ],
-    )?;
+    let header = ShaderHeader::new(vec![dt, dt, dt, DType::U32, DType::U32, dt, DType::U32]);
+    let pipeline = match walk {
+        Walk::Shared(t) => g.pipeline(
+            &ATTENTION,
+            "main",
+            header,
+            &[
+                ("TPR", t.lanes as f64),
+                ("PER", t.per as f64),
+                ("BK", t.keys as f64),
+            ],
+        )?,
+        Walk::Subgroup(t) => g.pipeline(
+            &ATTENTION_SUBGROUP,
+            "main",
+            header,
+            &[
+                ("SG", t.sg as f64),
+                ("TM", t.rows as f64),
+                ("TN", t.keys as f64),
+                ("VC", t.cols as f64),
+                ("WGS", t.subgroups as f64),
+            ],
+        )?,
+    };
     let rows = plan.rows();
     let part = if splits > 1 {
         let bytes =
@@ -343,7 +494,7 @@ pub(crate) fn attention(
     } else {
         g.alloc(16)?
     };
-    let groups = (plan.batch * plan.kv_heads * tiling.row_tiles as usize * splits as usize) as u32;
+    let groups = (plan.batch * plan.kv_heads * walk.row_tiles() as usize * splits as usize) as u32;
     g.dispatch_reporting_faults(
         &pipeline,
         "attention",

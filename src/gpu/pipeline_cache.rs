@@ -369,6 +369,28 @@ fn axes(kernel: &str) -> Vec<Axis> {
     let row_workgroup = || one(&["WORKGROUP"], [64, 128, 256]);
     match kernel.trim_end_matches("_subgroup") {
         "activation" => vec![one(&["OP"], 1..=5)],
+        // attention_subgroup (not a twin: its own constants)
+        "attention" if kernel.ends_with("_subgroup") => vec![
+            Axis {
+                names: &["SG"],
+                values: SUBGROUP_SIZES.iter().map(|&s| vec![f64::from(s)]).collect(),
+                per_adapter: 1,
+            },
+            one(&["TM"], 1..=8),
+            one(&["TN"], [8]),
+            one(
+                &["VC"],
+                [
+                    1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64,
+                ],
+            ),
+            Axis {
+                names: &["WGS"],
+                values: [1, 2, 4, 8, 16].map(|w| vec![f64::from(w)]).to_vec(),
+                // one subgroup, or 64 / SG of them
+                per_adapter: 2,
+            },
+        ],
         "attention" => vec![
             one(&["TPR"], [1, 2, 4, 8]),
             one(&["PER"], [1, 2, 4, 8, 12, 16, 20, 24, 28, 32]),

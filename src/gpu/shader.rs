@@ -168,6 +168,8 @@ pub mod pieces {
     /// f32 to bf16 bits with round-to-nearest-even, NaN kept (header writers).
     pub static PACK_BF16: Piece = piece!("pack_bf16");
 
+    /// The attention kernels' `Params`, fault word, key range and masks.
+    pub static ATTENTION_COMMON: Piece = piece!("attention_common");
     /// Online-softmax state `(max, sum)` updates and merges (attention).
     pub static ONLINE_SOFTMAX: Piece = piece!("online_softmax");
     /// `write_words`: a lane's words of a row, 8 per loop iteration (lavapipe's loop
@@ -184,6 +186,7 @@ pub mod pieces {
         &MATMUL_COOP_EMIT,
         &PACK_F16,
         &PACK_BF16,
+        &ATTENTION_COMMON,
         &ONLINE_SOFTMAX,
         &ROW_WRITE_WALK,
     ];

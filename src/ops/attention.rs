@@ -36,7 +36,9 @@
 //! never NaN. Arithmetic is f32 whatever the storage dtype (f32, f16, bf16).
 //!
 //! Kernel choice is a value: [`describe`] says which kernel a call runs (the prefill
-//! kernel, or split-KV flash-decoding for a few queries against a long cache).
+//! kernel, or split-KV flash-decoding for a few queries against a long cache) and which
+//! form walks the keys on the GPU: K/V tiles in workgroup memory, or, on adapters with
+//! SUBGROUP and one fixed subgroup size, the barrier-free subgroup kernel.
 //!
 //! A KV cache for decoding lives in [`crate::ops::kv_cache`].
 
@@ -97,9 +99,10 @@ pub fn attention(
 }
 
 /// Which kernel [`attention`] would run for these operands on their device, as text
-/// (e.g. `prefill(rows 16/wg, 4 lanes/row, 32 keys/tile)` or
-/// `decode-split(64 splits of 512 keys) + merge`). Checks the call exactly as
-/// [`attention`] does.
+/// (e.g. `prefill(16 rows/workgroup, 4 lanes/row, 8 keys/tile)`, or on an adapter with
+/// one fixed subgroup size `prefill(subgroup 8: 8 rows/subgroup, 8 subgroups/workgroup,
+/// 64 keys/block)`, or `decode-split(16 splits of 256 keys, …) + merge`). Checks the call
+/// exactly as [`attention`] does.
 pub fn describe(
     q: &Tensor,
     k: &Tensor,
@@ -108,7 +111,9 @@ pub fn describe(
 ) -> Result<String> {
     let plan = Plan::new(q, k, v, options, KvSource::Tensors(options.layout))?;
     Ok(match &q.device().inner.backend {
-        Backend::Gpu(g) => crate::gpu::attention::AttentionLaunch::select(g, &plan)?.to_string(),
+        Backend::Gpu(g) => {
+            crate::gpu::attention::AttentionLaunch::select(g, q.device().info(), &plan)?.to_string()
+        }
         Backend::Cpu => crate::cpu::attention::describe(&plan),
     })
 }
@@ -447,7 +452,9 @@ pub(crate) fn describe_over(
 ) -> Result<String> {
     let plan = Plan::new(q, k, v, options, kv)?;
     Ok(match &q.device().inner.backend {
-        Backend::Gpu(g) => crate::gpu::attention::AttentionLaunch::select(g, &plan)?.to_string(),
+        Backend::Gpu(g) => {
+            crate::gpu::attention::AttentionLaunch::select(g, q.device().info(), &plan)?.to_string()
+        }
         Backend::Cpu => crate::cpu::attention::describe(&plan),
     })
 }

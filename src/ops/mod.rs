@@ -107,6 +107,7 @@ pub static FAMILIES: &[OpFamily] = &[
         name: "attention",
         kernels: &[
             &crate::gpu::attention::ATTENTION,
+            &crate::gpu::attention::ATTENTION_SUBGROUP,
             &crate::gpu::attention::ATTENTION_MERGE,
             &crate::gpu::kv_cache::KV_CACHE,
         ],

@@ -8,7 +8,8 @@
 //! after the openkern row so the two are interleaved on a noisy machine.
 //!
 //! `OPENKERN_BENCH_ATTENTION=<text>` keeps only the cases whose label contains the text
-//! (`target`, `prefill`, `encoder`, `decode`), for quick reruns of one group.
+//! (`target`, `prefill`, `encoder`, `decode`, or more: `prefill h32/8 s1024`, `cache
+//! 1024`; several separated by `|`), for quick reruns of one group; the shape list's rows are then left out.
 
 use super::memory::{data, or_skip};
 use super::{measure, parse_dtype, run_cases, BenchArgs, Bound, Row};
@@ -109,7 +110,8 @@ fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, s: &Shape) -> openkern::Result<()
 
 /// Whether the case labelled `label` is selected by `OPENKERN_BENCH_ATTENTION`.
 fn selected(label: &str) -> bool {
-    std::env::var("OPENKERN_BENCH_ATTENTION").map_or(true, |f| label.contains(f.as_str()))
+    std::env::var("OPENKERN_BENCH_ATTENTION")
+        .map_or(true, |f| f.split('|').any(|f| label.contains(f)))
 }
 
 /// The shape list's attention cases (one prefill and one decode row per model class,
@@ -158,7 +160,12 @@ fn model_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
 }
 
 pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
-    let mut out = model_rows(device, args)?;
+    // OPENKERN_BENCH_ATTENTION picks among the fixed groups only
+    let mut out = if std::env::var_os("OPENKERN_BENCH_ATTENTION").is_some() {
+        Vec::new()
+    } else {
+        model_rows(device, args)?
+    };
     // The fixed groups below (beside the unfused path and PyTorch) run when no filter or
     // one naming attention is given.
     let named = args
@@ -186,8 +193,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         prefill.push(("prefill", sh(8, 2, 256, 256, 64, true)));
         prefill.push(("encoder", sh(12, 12, 128, 128, 64, false)));
     } else {
+        // the targets: CPU against PyTorch (both), lavapipe against Burn (the first)
+        prefill.push(("target", sh(8, 8, 1024, 1024, 64, true)));
         if cpu {
-            prefill.push(("target", sh(8, 8, 1024, 1024, 64, true)));
             prefill.push(("target", sh(32, 32, 2048, 2048, 128, true)));
         }
         for s in [512, 1024, 2048, 4096, 8192] {
@@ -197,7 +205,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             prefill.push(("encoder", sh(12, 12, s, s, 64, false)));
         }
     }
-    for (label, s) in prefill.iter().filter(|(l, _)| selected(l)) {
+    for (label, s) in &prefill {
         let case = format!(
             "{label} h{}/{} s{} d{}{}",
             s.hq,
@@ -206,6 +214,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             s.d,
             if s.causal { " causal" } else { "" }
         );
+        if !selected(&case) {
+            continue;
+        }
         let dtypes: &[DType] = if cpu || quick {
             &[DType::F32]
         } else {
@@ -276,9 +287,12 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     } else {
         &[1024, 4096, 16384, 32768]
     };
-    for &kl in caches.iter().filter(|_| selected("decode")) {
+    for &kl in caches {
         let s = sh(32, 8, 1, kl, 128, true);
         let case = format!("decode h32/8 cache {kl} d128");
+        if !selected(&case) {
+            continue;
+        }
         for dtype in [DType::F32, DType::F16] {
             out.extend(or_skip(
                 &case,
