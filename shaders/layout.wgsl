@@ -7,6 +7,10 @@
 // concat: one dispatch per input, one invocation per pair of source elements, each
 // written at its place in the output. A pair that lands on one whole output word is
 // stored as a word; otherwise (16-bit data at an odd offset) element by element.
+//
+// The bodies only move values, never compute on them, and name no element type
+// (`vec2(..)` takes it from the accessors): with a u32 header x and y are u32 words, so
+// u32 tensors (token ids) copy bit for bit, whatever their bits would mean as floats.
 
 // #header
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -59,7 +63,7 @@ fn permute(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     if (i0 + 1u < params.n) {
-        store2_y(w, vec2<f32>(load_x(source(i0)), load_x(source(i0 + 1u))));
+        store2_y(w, vec2(load_x(source(i0)), load_x(source(i0 + 1u))));
     } else {
         store_y(i0, load_x(source(i0)));
     }
@@ -82,7 +86,7 @@ fn concat(@builtin(workgroup_id) wid: vec3<u32>,
     if (i0 + 1u < params.n) {
         let d1 = destination(i0 + 1u);
         if ((d0 & 1u) == 0u && d1 == d0 + 1u) {
-            store2_y(d0 / 2u, vec2<f32>(load_x(i0), load_x(i0 + 1u)));
+            store2_y(d0 / 2u, vec2(load_x(i0), load_x(i0 + 1u)));
         } else {
             store_y(d0, load_x(i0));
             store_y(d1, load_x(i0 + 1u));

@@ -731,3 +731,116 @@ fn views_cost_no_pass_and_splits_one_per_part(device: &Device) {
     }
 }
 backend_tests!(views_cost_no_pass_and_splits_one_per_part => views_cost_no_pass_and_splits_one_per_part_cpu, views_cost_no_pass_and_splits_one_per_part_gpu);
+
+/// u32 bit patterns a float path could change: all ones, quiet and signalling NaNs of
+/// both signs with payloads, infinities, denormals, zero and minus zero.
+const TRICKY_U32: [u32; 10] = [
+    0xffff_ffff,
+    0x7fc0_0001,
+    0xff80_0001,
+    0x7f80_0001,
+    0xffc1_2345,
+    0x7f80_0000,
+    0x0000_0001,
+    0x8000_0000,
+    0,
+    0x3f80_0000,
+];
+
+/// `n` u32 values: the tricky patterns interleaved with hashed words.
+fn tricky_ids(n: usize) -> Vec<u32> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                TRICKY_U32[(i / 2) % TRICKY_U32.len()]
+            } else {
+                ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+            }
+        })
+        .collect()
+}
+
+/// `x` (contiguous, `shape`) read through `perm`, in u32.
+fn permuted_u32(x: &[u32], shape: &[usize], perm: &[usize]) -> Vec<u32> {
+    let xs = contiguous_strides(shape);
+    let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let os = contiguous_strides(&out);
+    (0..x.len())
+        .map(|i| {
+            x[(0..out.len())
+                .map(|k| (i / os[k]) % out[k] * xs[perm[k]])
+                .sum::<usize>()]
+        })
+        .collect()
+}
+
+fn assert_bits(what: &str, got: &Tensor, want: &[u32]) {
+    let got = got.to_vec::<u32>().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{what}: element {i} is {g:#010x}, want {w:#010x}");
+    }
+}
+
+/// u32 tensors (token ids) through a strided narrow along the last dimension, permutes
+/// and concat: bit for bit (NaN patterns as f32 included), and on the GPU one pass each,
+/// the layout kernel's u32 variant (not one buffer copy per element, not a float path).
+fn u32_layout_copies_are_bit_exact_single_passes(device: &Device) {
+    // the GPU side on its own device, so the pass counts see only these calls
+    let own = if device.is_cpu() {
+        device.clone()
+    } else {
+        Device::gpu().unwrap()
+    };
+    let passes = || own.stats().passes;
+    let gpu = !own.is_cpu();
+    let (rows, cols) = (7, 13);
+    let ids = tricky_ids(rows * cols);
+    let x = Tensor::from_slice(&own, &ids, &[rows, cols]).unwrap();
+    for (start, len) in [(3, 1), (2, 5), (0, cols - 1), (cols - 1, 1)] {
+        let what = format!("narrow [{rows}, {cols}] dim 1 {start}+{len} on {own:?}");
+        let before = passes();
+        let got = ops::narrow(&x, 1, start, len).unwrap();
+        if gpu {
+            assert_eq!(passes(), before + 1, "{what}: one copy pass");
+        }
+        assert_eq!(got.shape(), &[rows, len]);
+        let want: Vec<u32> = (0..rows)
+            .flat_map(|r| ids[r * cols + start..r * cols + start + len].to_vec())
+            .collect();
+        assert_bits(&what, &got, &want);
+    }
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[rows, cols], &[1, 0]),
+        (&[3, 5, 6], &[2, 0, 1]),
+        (&[2, 3, 4, 5], &[0, 2, 1, 3]),
+    ];
+    for &(shape, perm) in cases {
+        let n: usize = shape.iter().product();
+        let v = tricky_ids(n);
+        let t = Tensor::from_slice(&own, &v, shape).unwrap();
+        let what = format!("permute {shape:?} {perm:?} u32 on {own:?}");
+        let before = passes();
+        let got = ops::permute(&t, perm).unwrap();
+        if gpu {
+            assert_eq!(passes(), before + 1, "{what}: one copy pass");
+        }
+        let want_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        assert_eq!(got.shape(), &want_shape[..], "{what}");
+        assert_bits(&what, &got, &permuted_u32(&v, shape, perm));
+    }
+    // concat along the last dimension: one pass per part
+    let (a, b) = (tricky_ids(rows * 3), tricky_ids(rows * 4));
+    let ta = Tensor::from_slice(&own, &a, &[rows, 3]).unwrap();
+    let tb = Tensor::from_slice(&own, &b, &[rows, 4]).unwrap();
+    let before = passes();
+    let got = ops::concat(&[&tb, &ta], 1).unwrap();
+    if gpu {
+        assert_eq!(passes(), before + 2, "concat u32: one pass per part");
+    }
+    let want: Vec<u32> = (0..rows)
+        .flat_map(|r| [&b[r * 4..r * 4 + 4], &a[r * 3..r * 3 + 3]].concat())
+        .collect();
+    assert_bits(&format!("concat u32 on {own:?}"), &got, &want);
+}
+backend_tests!(u32_layout_copies_are_bit_exact_single_passes => u32_layout_copies_are_bit_exact_single_passes_cpu, u32_layout_copies_are_bit_exact_single_passes_gpu);

@@ -140,6 +140,9 @@ fn norms_against_f64_on_odd_lengths(device: &Device) {
         for &n in &[1usize, 3, 17, 63, 65, 127, 255, 257, 1000, 4097] {
             run_case(device, dtype, 3, n, 0.0, n as u64);
         }
+        // several CPU tasks of 16 rows and a short last one, each widening its own copy
+        // of a 16-bit weight
+        run_case(device, dtype, 37, 1000, 0.0, 7);
     }
 }
 backend_tests!(norms_against_f64_on_odd_lengths => norms_against_f64_on_odd_lengths_cpu, norms_against_f64_on_odd_lengths_gpu, norms_against_f64_on_odd_lengths_gpu_nosubgroups);

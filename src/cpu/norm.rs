@@ -1,6 +1,8 @@
 //! CPU twin of `shaders/norm.wgsl`: rows in parallel; each row is widened (and summed
 //! with the residual) into an f32 buffer that stays in cache, reduced with eight lanes so
-//! the loops vectorise, and written once.
+//! the loops vectorise, and written once. 16-bit weights (and biases) are widened once
+//! per task of rows, in parallel with F16C where the CPU has it, into a buffer of the
+//! task's (f32 ones are read in place); the call itself converts nothing.
 
 use super::math::{lanes_sum, narrow, rows_per_task, widen};
 use super::{take, CpuStorage, Pooled};
@@ -8,6 +10,7 @@ use crate::dtype::Element;
 use crate::tensor::CpuSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 type Pair = (CpuStorage, Option<CpuStorage>);
 /// One task's rows: (y, h, x, residual).
@@ -22,13 +25,10 @@ pub(crate) fn norm(
     n: usize,
     write_sum: bool,
 ) -> Pair {
-    let w = w.to_f32();
-    let b = b.map(|b| b.to_f32());
-    let b = b.as_deref();
     macro_rules! go {
         ($v:expr, $variant:ident, $t:ty) => {{
             let r = res.map(|r| r.as_slice::<$t>());
-            let (y, h) = run::<$t>($v, r, &w, b, eps, n, write_sum);
+            let (y, h) = run::<$t>($v, r, w, b, eps, n, write_sum);
             (CpuStorage::$variant(y), h.map(CpuStorage::$variant))
         }};
     }
@@ -43,8 +43,8 @@ pub(crate) fn norm(
 fn run<T: Element + Pooled>(
     x: &[T],
     res: Option<&[T]>,
-    w: &[f32],
-    b: Option<&[f32]>,
+    w: CpuSlice<'_>,
+    b: Option<CpuSlice<'_>>,
     eps: f32,
     n: usize,
     write_sum: bool,
@@ -72,14 +72,20 @@ fn run<T: Element + Pooled>(
 }
 
 /// [`norm_task`] compiled for AVX2 + FMA where the CPU has them (8-wide loops).
-fn norm_task_avx2<T: Element>(t: Task<'_, T>, w: &[f32], b: Option<&[f32]>, eps: f32, n: usize) {
+fn norm_task_avx2<T: Element>(
+    t: Task<'_, T>,
+    w: CpuSlice<'_>,
+    b: Option<CpuSlice<'_>>,
+    eps: f32,
+    n: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<T: Element>(
             t: Task<'_, T>,
-            w: &[f32],
-            b: Option<&[f32]>,
+            w: CpuSlice<'_>,
+            b: Option<CpuSlice<'_>>,
             eps: f32,
             n: usize,
         ) {
@@ -98,11 +104,14 @@ fn norm_task_avx2<T: Element>(t: Task<'_, T>, w: &[f32], b: Option<&[f32]>, eps:
 #[inline(always)]
 fn norm_task<T: Element>(
     (ys, hs, xs, rs): Task<'_, T>,
-    w: &[f32],
-    b: Option<&[f32]>,
+    w: CpuSlice<'_>,
+    b: Option<CpuSlice<'_>>,
     eps: f32,
     n: usize,
 ) {
+    let w = widened(w);
+    let b = b.map(widened);
+    let b = b.as_deref();
     let inv_n = 1.0 / n as f32;
     let mut buf = vec![0f32; n];
     let mut tmp = vec![0f32; if rs.is_some() { n } else { 0 }];
@@ -128,19 +137,35 @@ fn norm_task<T: Element>(
                 let mean = lanes_sum(&buf, |v| v) * inv_n;
                 let var_sum = lanes_sum(&buf, |v| (v - mean) * (v - mean));
                 let rstd = inv_scale(var_sum, inv_n, eps);
-                for ((v, &wj), &bj) in buf.iter_mut().zip(w).zip(b) {
+                for ((v, &wj), &bj) in buf.iter_mut().zip(w.iter()).zip(b) {
                     *v = (*v - mean) * rstd * wj + bj;
                 }
                 narrow(&buf, yr);
             }
             None => {
                 let rstd = inv_scale(lanes_sum(&buf, |v| v * v), inv_n, eps);
-                for (v, &wj) in buf.iter_mut().zip(w) {
+                for (v, &wj) in buf.iter_mut().zip(w.iter()) {
                     *v = *v * rstd * wj;
                 }
                 narrow(&buf, yr);
             }
         }
+    }
+}
+
+/// A weight or bias in f32 for one task: borrowed when it is f32, else widened once into
+/// a buffer of the task's with [`widen`] (F16C where the CPU has it).
+fn widened(s: CpuSlice<'_>) -> Cow<'_, [f32]> {
+    fn wide<T: Element>(v: &[T]) -> Cow<'static, [f32]> {
+        let mut out = vec![0f32; v.len()];
+        widen(v, &mut out);
+        Cow::Owned(out)
+    }
+    match s {
+        CpuSlice::F32(v) => Cow::Borrowed(v),
+        CpuSlice::F16(v) => wide(v),
+        CpuSlice::BF16(v) => wide(v),
+        CpuSlice::U32(_) => unreachable!("norms refuse u32 weights before dispatch"),
     }
 }
 

@@ -2,7 +2,6 @@
 
 use super::shader::{kernel_file, uniform_params, KernelSource, ShaderHeader, TensorBinding};
 use super::{fold_groups, GpuContext};
-use crate::dtype::DType;
 use crate::error::Result;
 use crate::shape::{pad_rank, MAX_RANK};
 use crate::tensor::Tensor;
@@ -92,10 +91,10 @@ pub(crate) fn bindable_at(g: &GpuContext, byte_offset: usize) -> bool {
 }
 
 /// Copies the block of `x` that starts `offset` elements past its start and walks
-/// `shape` with source `strides` (elements) into `out`, in one
-/// pass: buffer copies where they are exact and word aligned (every u32 block, one per
-/// contiguous run; a contiguous float block starting on a whole word), else one strided
-/// copy kernel (float blocks with gaps, 16-bit blocks starting mid-word).
+/// `shape` with source `strides` (elements) into `out`, in one pass: one buffer copy
+/// for a contiguous block starting on a whole word (any dtype), else one strided copy
+/// kernel (blocks with gaps, u32 ones included through the kernel's u32 header, and
+/// 16-bit blocks starting mid-word).
 pub(crate) fn strided_copy(
     g: &GpuContext,
     x: &Tensor,
@@ -107,33 +106,17 @@ pub(crate) fn strided_copy(
     let elem = x.dtype().size_in_bytes();
     let start = x.byte_offset() + offset * elem;
     let contiguous = shape.len() == 1 && strides[0] == 1;
-    if x.dtype() == DType::U32 || (contiguous && start.is_multiple_of(4)) {
-        // runs along the last dimension when it is unit-stride, else single elements
-        let (lead, run) = match strides.last() {
-            Some(1) => (shape.len() - 1, shape[shape.len() - 1]),
-            _ => (shape.len(), 1),
-        };
-        let runs = out.len() / run;
-        let run_bytes = ((run * elem) as u64).next_multiple_of(4);
+    if contiguous && start.is_multiple_of(4) {
         let src = x.wgpu_buffer().expect("a GPU tensor has a buffer");
         let dst = out.wgpu_buffer().expect("a GPU tensor has a buffer");
         let mut stream = g.lock_stream();
-        let encoder = stream.encoder(&g.device);
-        for k in 0..runs {
-            // the run's source offset: k spelled in the leading dimensions
-            let (mut rem, mut at) = (k, 0);
-            for d in (0..lead).rev() {
-                at += (rem % shape[d]) * strides[d];
-                rem /= shape[d];
-            }
-            encoder.copy_buffer_to_buffer(
-                src,
-                (start + at * elem) as u64,
-                dst,
-                (out.byte_offset() + k * run * elem) as u64,
-                run_bytes,
-            );
-        }
+        stream.encoder(&g.device).copy_buffer_to_buffer(
+            src,
+            start as u64,
+            dst,
+            out.byte_offset() as u64,
+            ((shape[0] * elem) as u64).next_multiple_of(4),
+        );
         g.after_record(&mut stream);
         return Ok(());
     }

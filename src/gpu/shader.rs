@@ -120,6 +120,11 @@ pub struct KernelSource {
     pub params: Option<&'static ParamsLayout>,
 }
 
+/// Kernels whose bodies only move values (no arithmetic, no element type named: `vec2(..)`
+/// takes it from the accessors), so they also take a u32 header and copy u32 tensors bit
+/// for bit; [`KernelSource::headers`] lists their u32 variant.
+pub const VALUE_MOVING_KERNELS: &[&str] = &["layout"];
+
 /// The swap that turns a row kernel into its subgroup form.
 const SUBGROUP_REDUCTIONS: &[(&Piece, &Piece)] =
     &[(&pieces::ROW_REDUCE, &pieces::ROW_REDUCE_SUBGROUP)];
@@ -273,6 +278,19 @@ impl ShaderHeader {
                     writeln!(h, "fn store_{n}(i: u32, v: u32) {{ {n}[i] = v; }}")
                 } else {
                     writeln!(h, "fn load_{n}(i: u32) -> u32 {{ return {n}[i]; }}")
+                };
+                // u32 data in a value binding (a copy kernel's x, y): the pair accessors
+                // too, in u32, so a body that never names the element type compiles
+                let _ = match t.access {
+                    Access::Read => writeln!(
+                        h,
+                        "fn load2_{n}(w: u32) -> vec2<u32> {{ return vec2<u32>({n}[2u * w], {n}[2u * w + 1u]); }}"
+                    ),
+                    Access::Write => writeln!(
+                        h,
+                        "fn store2_{n}(w: u32, v: vec2<u32>) {{ {n}[2u * w] = v.x; {n}[2u * w + 1u] = v.y; }}"
+                    ),
+                    Access::IndexRead | Access::IndexWrite => Ok(()),
                 };
                 continue;
             }
@@ -431,7 +449,8 @@ impl KernelSource {
     }
 
     /// Every dtype assignment the launchers can ask for: float bindings take each float
-    /// dtype (all the same one unless `mixed_dtypes`), index bindings are always u32.
+    /// dtype (all the same one unless `mixed_dtypes`; u32 too for the
+    /// [`VALUE_MOVING_KERNELS`]), index bindings are always u32.
     pub fn headers(&self) -> Vec<ShaderHeader> {
         let choices = |t: &TensorBinding| -> Vec<DType> {
             if t.access.is_index() {
@@ -441,7 +460,12 @@ impl KernelSource {
             }
         };
         if !self.mixed_dtypes {
-            return DType::ALL
+            let dtypes: &[DType] = if VALUE_MOVING_KERNELS.contains(&self.name) {
+                &DType::ALL_WITH_INDEX
+            } else {
+                &DType::ALL
+            };
+            return dtypes
                 .iter()
                 .map(|&d| {
                     ShaderHeader::new(

@@ -14,8 +14,7 @@
 //! | case | CPU | GPU |
 //! |---|---|---|
 //! | contiguous block (see below) | view | view when its byte offset is a multiple of the adapter's `min_storage_buffer_offset_alignment` (often 256 B, 16–64 B on some), else one buffer copy (f32/u32, 16-bit at an even element) or one copy kernel (16-bit at an odd element) |
-//! | strided block (f32, f16, bf16) | one copy pass | one strided-copy kernel pass |
-//! | strided block (u32) | one copy pass | one buffer copy per contiguous run (bit exact) |
+//! | strided block (any dtype) | one copy pass | one strided-copy kernel pass (u32: bit exact, through the kernel's u32 variant) |
 //! | empty result | view (no data) | view (no data) |
 //!
 //! A block is contiguous when every dimension before the last one it narrows is taken
@@ -47,9 +46,9 @@ use std::ops::Range;
 
 /// `y[i_0, .., i_{r-1}] = x[..]` with `y.shape[k] = x.shape[perm[k]]`: dimension `k` of
 /// the result is dimension `perm[k]` of `x`. `perm` must be a permutation of `0..rank`.
+/// Any dtype; u32 tensors (token ids) are copied bit for bit on every backend.
 pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let op = "permute";
-    x.expect_float(op)?;
     check_rank(op, x.shape())?;
     let r = x.rank();
     let mut seen = vec![false; r];
@@ -106,13 +105,12 @@ pub fn transpose(x: &Tensor, a: usize, b: usize) -> Result<Tensor> {
 }
 
 /// Joins tensors along dimension `dim`; all other dimensions, the dtype and the device
-/// must match.
+/// must match. Any dtype; u32 tensors are copied bit for bit on every backend.
 pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     let op = "concat";
     let Some(first) = xs.first() else {
         return Err(Error::shape(op, "no tensors given; pass at least one"));
     };
-    first.expect_float(op)?;
     let r = first.rank();
     if dim >= r {
         return Err(Error::shape(
