@@ -93,6 +93,16 @@ pub struct JsonRow {
     pub rate: f64,
     /// rate / the matching probe; absent when the producer measured no probe.
     pub fraction_of_limit: Option<f64>,
+    /// A peer timed right after this row in the same run (`burn`, `torch`,
+    /// `torch-sdpa`, or `unfused`/`fused` for openkern's other path); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The peer's median seconds per run on the same work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_median_s: Option<f64>,
+    /// This row's rate / the peer's (> 1: openkern is faster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_ratio: Option<f64>,
 }
 
 /// A per-family summary line.
@@ -218,6 +228,9 @@ impl Run {
                         bytes: r.bytes,
                         rate: r.rate(),
                         fraction_of_limit: Some(r.fraction(limits)),
+                        peer: r.peer.map(|(name, _)| name.to_string()),
+                        peer_median_s: r.peer.map(|(_, rate)| r.work / rate),
+                        peer_ratio: r.peer.map(|(_, rate)| r.rate() / rate),
                     }
                 })
                 .collect(),
