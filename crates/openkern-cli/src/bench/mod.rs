@@ -9,6 +9,7 @@
 
 mod activation;
 mod attention;
+mod burn;
 mod elementwise;
 mod embedding;
 mod encoder;
@@ -89,6 +90,18 @@ impl BenchArgs {
             .into_iter()
             .filter(|c| c.family == family && c.matches(self.filter.as_deref()))
             .collect()
+    }
+
+    /// [`cases`](Self::cases) plus the Burn peer's cases of `family` this run adds
+    /// (`--filter burn` or `--full`; see [`burn::extra_cases`]), each key once.
+    pub fn cases_with_peers(&self, family: &str) -> Vec<Case> {
+        let mut out = self.cases(family);
+        for c in burn::extra_cases(self, family) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
     }
 }
 
@@ -290,14 +303,15 @@ fn bar() -> &'static ProgressBar {
     BAR.get_or_init(ProgressBar::hidden)
 }
 
-/// Runs `case_rows` for each selected case of `family`, advancing the progress bar and
-/// turning a case too large for this device's bindings into a printed skip.
+/// Runs `case_rows` for each selected case of `family` (the peers' extra cases
+/// included: [`BenchArgs::cases_with_peers`]), advancing the progress bar and turning a
+/// case too large for this device's bindings into a printed skip.
 pub fn run_cases(
     args: &BenchArgs,
     family: &str,
     case_rows: impl FnMut(&Case) -> openkern::Result<Vec<Row>>,
 ) -> openkern::Result<Vec<Row>> {
-    run_list(args.cases(family), case_rows)
+    run_list(args.cases_with_peers(family), case_rows)
 }
 
 /// [`run_cases`] over a list of cases.
@@ -477,7 +491,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
     let total: usize = FAMILIES
         .iter()
         .flat_map(|(_, fams, _)| fams.iter())
-        .map(|f| args.cases(f).len())
+        .map(|f| args.cases_with_peers(f).len())
         .sum();
     let pb = BAR.get_or_init(|| {
         let pb = ProgressBar::new(total as u64 + 2);
@@ -528,7 +542,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
                 .as_deref()
                 .is_none_or(|f| f.split(',').any(|f| name.contains(f)))
         } else {
-            fams.iter().any(|f| !args.cases(f).is_empty())
+            fams.iter().any(|f| !args.cases_with_peers(f).is_empty())
         };
         if !selected {
             continue;
