@@ -146,7 +146,9 @@ fn model_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             Bound::Compute
         };
         let mut row = Row::new(case, "attention", what, &t, flops, bytes, bound);
-        super::burn::attach(device, args, case, &mut row);
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::attention(&q, &k, &v, &o).map(drop)
+        })?;
         Ok(vec![row])
     })
 }

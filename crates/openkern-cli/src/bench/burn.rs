@@ -229,15 +229,49 @@ pub fn seconds(device: &Device, case: &Case) -> Option<f64> {
     }
 }
 
-/// Sets `row.peer` to Burn's rate on `case` when this run times Burn and the case is
-/// one of [`cases`].
-pub fn attach(device: &Device, args: &BenchArgs, case: &Case, row: &mut Row) {
-    if !wanted(args) || !cases().contains(case) {
-        return;
+/// When this run times Burn and `case` is one of [`cases`]: times `f` (one run of
+/// openkern's op, already warmed up by the row's own timing) by wall clock around a
+/// sync, as the peer times itself, into `row.wall_seconds`, then asks Burn for the same
+/// case and sets `row.peer` to its rate.
+pub fn attach(
+    device: &Device,
+    args: &BenchArgs,
+    case: &Case,
+    row: &mut Row,
+    mut f: impl FnMut() -> openkern::Result<()>,
+) -> openkern::Result<()> {
+    if !wanted(args) || device.is_cpu() || !cases().contains(case) {
+        return Ok(());
     }
+    row.wall_seconds = Some(wall_clock(device, row.seconds, &mut f)?);
     if let Some(s) = seconds(device, case) {
         row.peer = Some((NAME, row.work / s));
     }
+    Ok(())
+}
+
+/// Median seconds per run of `f` by wall clock: windows of `n` runs and a sync, `n`
+/// sized from `estimate` so a window lasts about 30 ms, 5 windows (3 when a run takes
+/// over a quarter second): the peer's own method (benches/peers/burn/src/main.rs).
+fn wall_clock(
+    device: &Device,
+    estimate: f64,
+    f: &mut impl FnMut() -> openkern::Result<()>,
+) -> openkern::Result<f64> {
+    let want = if estimate > 0.25 { 3 } else { 5 };
+    let n = (0.03 / estimate.max(1e-7)).clamp(1.0, 500.0) as usize;
+    device.sync()?;
+    let mut samples = Vec::with_capacity(want);
+    for _ in 0..want {
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            f()?;
+        }
+        device.sync()?;
+        samples.push(t0.elapsed().as_secs_f64() / n as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
 }
 
 #[cfg(test)]

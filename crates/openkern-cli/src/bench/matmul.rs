@@ -99,7 +99,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                 ("linear", Bound::Compute)
             };
             let mut row = Row::new(case, family, kernel, &t, flops, bytes, bound);
-            super::burn::attach(device, args, case, &mut row);
+            super::burn::attach(device, args, case, &mut row, || {
+                ops::linear(&x, w, None, None).map(drop)
+            })?;
             Ok(vec![row])
         })?);
     }
@@ -114,7 +116,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         let flops = 2.0 * (n as f64).powi(3);
         let bytes = (3 * n * n * dtype.size_in_bytes()) as f64;
         let mut row = Row::new(case, "gemm", kernel, &t, flops, bytes, Bound::Compute);
-        super::burn::attach(device, args, case, &mut row);
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::matmul(&a, &b).map(drop)
+        })?;
         Ok(vec![row])
     })?);
     Ok(rows)

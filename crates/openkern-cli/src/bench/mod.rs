@@ -146,6 +146,9 @@ pub struct Row {
     pub flops: f64,
     /// Bytes moved per run, for the roofline (`work` when memory-bound).
     pub bytes: f64,
+    /// Median seconds per run timed by wall clock around a sync, where a peer that can
+    /// only time that way (Burn) is compared with this row; `None` otherwise.
+    pub wall_seconds: Option<f64>,
 }
 
 impl Default for Row {
@@ -166,6 +169,7 @@ impl Default for Row {
             samples: 1,
             flops: 0.0,
             bytes: 0.0,
+            wall_seconds: None,
         }
     }
 }
@@ -197,7 +201,16 @@ impl Row {
             kernel,
             flops,
             bytes,
+            wall_seconds: None,
         }
+    }
+
+    /// This row's rate / the peer's (> 1: openkern is faster), from the wall-clock time
+    /// where the row has one (the peer was timed that way), else from `seconds`.
+    pub fn peer_ratio(&self) -> Option<f64> {
+        let (_, peer_rate) = self.peer?;
+        let own = self.wall_seconds.unwrap_or(self.seconds);
+        Some(self.work / own / peer_rate)
     }
 
     /// Work per second in the row's unit.
@@ -399,7 +412,15 @@ fn print_row(r: &Row, limits: &Limits) {
     };
     let peer = r
         .peer
-        .map(|(name, p)| format!(" {:.2}x {name}", r.rate() / p))
+        .zip(r.peer_ratio())
+        .map(|((name, _), ratio)| {
+            let wall = if r.wall_seconds.is_some() {
+                " (wall clock)"
+            } else {
+                ""
+            };
+            format!(" {ratio:.2}x {name}{wall}")
+        })
         .unwrap_or_default();
     println!(
         "{:<5} {:<7} {:<16} {:<20} {:<5} {:<30} {:>9.3}ms{} {:>6} {:>9.1} {:<7} {:>6.1}% {}{}",

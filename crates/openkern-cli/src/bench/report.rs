@@ -100,9 +100,14 @@ pub struct JsonRow {
     /// The peer's median seconds per run on the same work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_median_s: Option<f64>,
-    /// This row's rate / the peer's (> 1: openkern is faster).
+    /// This row's rate / the peer's (> 1: openkern is faster), from `wall_median_s`
+    /// where present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_ratio: Option<f64>,
+    /// openkern's median seconds per run by wall clock around a sync, taken for peers
+    /// that can only time that way (Burn), so both sides of `peer_ratio` are timed alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_median_s: Option<f64>,
 }
 
 /// A per-family summary line.
@@ -230,7 +235,8 @@ impl Run {
                         fraction_of_limit: Some(r.fraction(limits)),
                         peer: r.peer.map(|(name, _)| name.to_string()),
                         peer_median_s: r.peer.map(|(_, rate)| r.work / rate),
-                        peer_ratio: r.peer.map(|(_, rate)| r.rate() / rate),
+                        peer_ratio: r.peer_ratio(),
+                        wall_median_s: r.wall_seconds,
                     }
                 })
                 .collect(),

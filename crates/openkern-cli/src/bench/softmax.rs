@@ -34,7 +34,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             2.0 * s,
             Bound::Memory,
         );
-        super::burn::attach(device, args, case, &mut row);
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::softmax_with(&x, &o).map(drop)
+        })?;
         Ok(vec![row])
     })
 }
