@@ -4,8 +4,8 @@
 //!
 //! The peer is started once per run and fed one case per stdin line; it answers each
 //! with one line, its median seconds per call after warm-up and autotune (or `error
-//! <why>`). Burn rows run with `--filter burn` (those cases only) or `--full`, on GPU
-//! devices; where the binary is not built (`benches/peers/burn/target/release/
+//! <why>`). Burn rows run with `--filter burn` (those cases only; `--filter burn:gemm`
+//! and the like for some of them) or `--full`, on GPU devices; where the binary is not built (`benches/peers/burn/target/release/
 //! openkern-burn-peer`, or the path in `OPENKERN_BURN_PEER`) the rows run alone and one
 //! message says so.
 
@@ -76,15 +76,30 @@ pub fn wanted(args: &BenchArgs) -> bool {
 }
 
 /// The Burn cases of `family` this run adds to the tier's: all of them with `--filter
-/// burn`, those the filter selects with `--full`, none otherwise.
+/// burn`, those matching `TEXT` with `--filter burn:TEXT` (a family, op or phase, e.g.
+/// `burn:gemm`; several `burn:` words are a union), those the filter selects with
+/// `--full`, none otherwise.
 pub fn extra_cases(args: &BenchArgs, family: &str) -> Vec<Case> {
     if !wanted(args) {
         return Vec::new();
     }
+    let filter = args.filter.as_deref();
     let by_name = args.names(NAME);
+    let narrowed: Vec<&str> = filter
+        .into_iter()
+        .flat_map(|f| f.split(','))
+        .filter_map(|w| w.strip_prefix("burn:"))
+        .collect();
     cases()
         .into_iter()
-        .filter(|c| c.family == family && (by_name || c.matches(args.filter.as_deref())))
+        .filter(|c| c.family == family)
+        .filter(|c| {
+            if !by_name {
+                c.matches(filter)
+            } else {
+                narrowed.is_empty() || narrowed.iter().any(|n| c.matches(Some(n)))
+            }
+        })
         .collect()
 }
 
@@ -307,6 +322,31 @@ mod tests {
         assert!(parse_answer("").is_err());
         assert!(parse_answer("NaN").is_err());
         assert!(parse_answer("-1").is_err());
+    }
+
+    #[test]
+    fn the_filter_picks_the_burn_cases() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let args = |a: &[&str]| Cli::parse_from([&["bench"], a].concat()).bench;
+        let count = |a: &BenchArgs, f: &str| extra_cases(a, f).len();
+        // the default run adds none
+        assert_eq!(count(&args(&[]), "gemm"), 0);
+        let all = args(&["--filter", "burn"]);
+        assert_eq!(count(&all, "gemm"), 8);
+        assert_eq!(count(&all, "linear"), 4);
+        assert_eq!(count(&all, "softmax") + count(&all, "attention"), 2);
+        let some = args(&["--filter", "burn:softmax,burn:attention"]);
+        assert_eq!(count(&some, "gemm"), 0);
+        assert_eq!(count(&some, "softmax") + count(&some, "attention"), 2);
+        // --full adds those its filter selects
+        assert_eq!(count(&args(&["--full", "--filter", "gemm"]), "gemm"), 8);
+        assert_eq!(count(&args(&["--full", "--filter", "gemm"]), "linear"), 0);
+        assert_eq!(count(&args(&["--quick", "--filter", "burn"]), "gemm"), 0);
     }
 
     #[test]
