@@ -244,10 +244,10 @@ pub fn seconds(device: &Device, case: &Case) -> Option<f64> {
     }
 }
 
-/// When this run times Burn and `case` is one of [`cases`]: times `f` (one run of
-/// openkern's op, already warmed up by the row's own timing) by wall clock around a
-/// sync, as the peer times itself, into `row.wall_seconds`, then asks Burn for the same
-/// case and sets `row.peer` to its rate.
+/// When this run times Burn and `case` is one of [`cases`]: asks Burn for the same case
+/// and sets `row.peer` to its rate, then times `f` (one run of openkern's op, already
+/// warmed up by the row's own timing) by wall clock around a sync, as the peer times
+/// itself, into `row.wall_seconds` (not without a Burn answer: it would compare nothing).
 pub fn attach(
     device: &Device,
     args: &BenchArgs,
@@ -258,9 +258,9 @@ pub fn attach(
     if !wanted(args) || device.is_cpu() || !cases().contains(case) {
         return Ok(());
     }
-    row.wall_seconds = Some(wall_clock(device, row.seconds, &mut f)?);
     if let Some(s) = seconds(device, case) {
         row.peer = Some((NAME, row.work / s));
+        row.wall_seconds = Some(wall_clock(device, row.seconds, &mut f)?);
     }
     Ok(())
 }
