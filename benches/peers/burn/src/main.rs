@@ -113,16 +113,16 @@ fn prepare(case: &Case, device: &Device) -> Call {
         Case::Matmul { dtype, m, n, k } => {
             let a = random([m, k], dtype, device);
             let b = random([k, n], dtype, device);
-            Box::new(move || a.clone().matmul(b.clone()).unsqueeze())
+            Box::new(move || a.clone().matmul(b.clone()).unsqueeze::<4>())
         }
         Case::Linear { dtype, m, n, k } => {
             let x = random([m, k], dtype, device);
             let w = random([n, k], dtype, device);
-            Box::new(move || x.clone().matmul(w.clone().transpose()).unsqueeze())
+            Box::new(move || x.clone().matmul(w.clone().transpose()).unsqueeze::<4>())
         }
         Case::Softmax { dtype, rows, cols } => {
             let x = random([rows, cols], dtype, device);
-            Box::new(move || softmax(x.clone(), 1).unsqueeze())
+            Box::new(move || softmax(x.clone(), 1).unsqueeze::<4>())
         }
         Case::Attention {
             dtype,
