@@ -147,15 +147,11 @@ fn model_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         } else {
             Bound::Compute
         };
-        Ok(vec![Row::new(
-            case,
-            "attention",
-            what,
-            &t,
-            flops,
-            bytes,
-            bound,
-        )])
+        let mut row = Row::new(case, "attention", what, &t, flops, bytes, bound);
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::attention(&q, &k, &v, &o).map(drop)
+        })?;
+        Ok(vec![row])
     })
 }
 

@@ -58,13 +58,27 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     // rows share one upload: the 70B FFN weight is 940 MB in f32.
     let mut weight: Option<((usize, usize, DType), Tensor)> = None;
     let mut rows = Vec::new();
-    for model in super::shapes::models() {
+    let all: Vec<Case> = ["gemv", "linear"]
+        .iter()
+        .flat_map(|f| args.cases_with_peers(f))
+        .collect();
+    let models: Vec<String> = super::shapes::models()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    // each model class's cases, then those of no model class (the Burn peer's encoder
+    // shape)
+    let groups = models.iter().map(Some).chain([None]).map(|model| {
+        all.iter()
+            .filter(|c| match model {
+                Some(m) => c.model == *m,
+                None => !models.contains(&c.model),
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    for cases in groups {
         // decode first, then prefill, so each weight is uploaded once per dtype
-        let cases: Vec<_> = ["gemv", "linear"]
-            .iter()
-            .flat_map(|f| args.cases(f))
-            .filter(|c| c.model == model.name)
-            .collect();
         rows.extend(run_list(cases, |case| {
             let dtype = parse_dtype(&case.dtype);
             let (m, n, k) = (case.shape[0], case.shape[1], case.shape[2]);
@@ -84,9 +98,11 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             } else {
                 ("linear", Bound::Compute)
             };
-            Ok(vec![Row::new(
-                case, family, kernel, &t, flops, bytes, bound,
-            )])
+            let mut row = Row::new(case, family, kernel, &t, flops, bytes, bound);
+            super::burn::attach(device, args, case, &mut row, || {
+                ops::linear(&x, w, None, None).map(drop)
+            })?;
+            Ok(vec![row])
         })?);
     }
     drop(weight);
@@ -99,15 +115,11 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         let t = measure(device, || ops::matmul(&a, &b).map(drop))?;
         let flops = 2.0 * (n as f64).powi(3);
         let bytes = (3 * n * n * dtype.size_in_bytes()) as f64;
-        Ok(vec![Row::new(
-            case,
-            "gemm",
-            kernel,
-            &t,
-            flops,
-            bytes,
-            Bound::Compute,
-        )])
+        let mut row = Row::new(case, "gemm", kernel, &t, flops, bytes, Bound::Compute);
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::matmul(&a, &b).map(drop)
+        })?;
+        Ok(vec![row])
     })?);
     Ok(rows)
 }

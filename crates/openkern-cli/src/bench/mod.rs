@@ -9,6 +9,7 @@
 
 mod activation;
 mod attention;
+mod burn;
 mod elementwise;
 mod embedding;
 mod encoder;
@@ -90,6 +91,18 @@ impl BenchArgs {
             .filter(|c| c.family == family && c.matches(self.filter.as_deref()))
             .collect()
     }
+
+    /// [`cases`](Self::cases) plus the Burn peer's cases of `family` this run adds
+    /// (`--filter burn` or `--full`; see [`burn::extra_cases`]), each key once.
+    pub fn cases_with_peers(&self, family: &str) -> Vec<Case> {
+        let mut out = self.cases(family);
+        for c in burn::extra_cases(self, family) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
 }
 
 /// What bounds a kernel: the probe its figure is compared with.
@@ -133,6 +146,9 @@ pub struct Row {
     pub flops: f64,
     /// Bytes moved per run, for the roofline (`work` when memory-bound).
     pub bytes: f64,
+    /// Median seconds per run timed by wall clock around a sync, where a peer that can
+    /// only time that way (Burn) is compared with this row; `None` otherwise.
+    pub wall_seconds: Option<f64>,
 }
 
 impl Default for Row {
@@ -153,6 +169,7 @@ impl Default for Row {
             samples: 1,
             flops: 0.0,
             bytes: 0.0,
+            wall_seconds: None,
         }
     }
 }
@@ -184,7 +201,16 @@ impl Row {
             kernel,
             flops,
             bytes,
+            wall_seconds: None,
         }
+    }
+
+    /// This row's rate / the peer's (> 1: openkern is faster), from the wall-clock time
+    /// where the row has one (the peer was timed that way), else from `seconds`.
+    pub fn peer_ratio(&self) -> Option<f64> {
+        let (_, peer_rate) = self.peer?;
+        let own = self.wall_seconds.unwrap_or(self.seconds);
+        Some(self.work / own / peer_rate)
     }
 
     /// Work per second in the row's unit.
@@ -290,14 +316,15 @@ fn bar() -> &'static ProgressBar {
     BAR.get_or_init(ProgressBar::hidden)
 }
 
-/// Runs `case_rows` for each selected case of `family`, advancing the progress bar and
-/// turning a case too large for this device's bindings into a printed skip.
+/// Runs `case_rows` for each selected case of `family` (the peers' extra cases
+/// included: [`BenchArgs::cases_with_peers`]), advancing the progress bar and turning a
+/// case too large for this device's bindings into a printed skip.
 pub fn run_cases(
     args: &BenchArgs,
     family: &str,
     case_rows: impl FnMut(&Case) -> openkern::Result<Vec<Row>>,
 ) -> openkern::Result<Vec<Row>> {
-    run_list(args.cases(family), case_rows)
+    run_list(args.cases_with_peers(family), case_rows)
 }
 
 /// [`run_cases`] over a list of cases.
@@ -385,7 +412,15 @@ fn print_row(r: &Row, limits: &Limits) {
     };
     let peer = r
         .peer
-        .map(|(name, p)| format!(" {:.2}x {name}", r.rate() / p))
+        .zip(r.peer_ratio())
+        .map(|((name, _), ratio)| {
+            let wall = if r.wall_seconds.is_some() {
+                " (wall clock)"
+            } else {
+                ""
+            };
+            format!(" {ratio:.2}x {name}{wall}")
+        })
         .unwrap_or_default();
     println!(
         "{:<5} {:<7} {:<16} {:<20} {:<5} {:<30} {:>9.3}ms{} {:>6} {:>9.1} {:<7} {:>6.1}% {}{}",
@@ -477,7 +512,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
     let total: usize = FAMILIES
         .iter()
         .flat_map(|(_, fams, _)| fams.iter())
-        .map(|f| args.cases(f).len())
+        .map(|f| args.cases_with_peers(f).len())
         .sum();
     let pb = BAR.get_or_init(|| {
         let pb = ProgressBar::new(total as u64 + 2);
@@ -528,7 +563,7 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
                 .as_deref()
                 .is_none_or(|f| f.split(',').any(|f| name.contains(f)))
         } else {
-            fams.iter().any(|f| !args.cases(f).is_empty())
+            fams.iter().any(|f| !args.cases_with_peers(f).is_empty())
         };
         if !selected {
             continue;

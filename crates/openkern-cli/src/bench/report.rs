@@ -95,6 +95,21 @@ pub struct JsonRow {
     pub rate: f64,
     /// rate / the matching probe; absent when the producer measured no probe.
     pub fraction_of_limit: Option<f64>,
+    /// A peer timed right after this row in the same run (`burn`, `torch`,
+    /// `torch-sdpa`, or `unfused`/`fused` for openkern's other path); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The peer's median seconds per run on the same work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_median_s: Option<f64>,
+    /// This row's rate / the peer's (> 1: openkern is faster), from `wall_median_s`
+    /// where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_ratio: Option<f64>,
+    /// openkern's median seconds per run by wall clock around a sync, taken for peers
+    /// that can only time that way (Burn), so both sides of `peer_ratio` are timed alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_median_s: Option<f64>,
 }
 
 /// A number that serde_json wrote as `null` (it has no NaN) reads back as NaN: without
@@ -226,6 +241,10 @@ impl Run {
                         bytes: r.bytes,
                         rate: r.rate(),
                         fraction_of_limit: Some(r.fraction(limits)),
+                        peer: r.peer.map(|(name, _)| name.to_string()),
+                        peer_median_s: r.peer.map(|(_, rate)| r.work / rate),
+                        peer_ratio: r.peer_ratio(),
+                        wall_median_s: r.wall_seconds,
                     }
                 })
                 .collect(),

@@ -25,7 +25,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         };
         let t = measure(device, || ops::softmax_with(&x, &o).map(drop))?;
         let e = x.len() as f64;
-        Ok(vec![Row::new(
+        let mut row = Row::new(
             case,
             "softmax",
             kernel_label(device, "softmax"),
@@ -33,6 +33,10 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             5.0 * e,
             2.0 * s,
             Bound::Memory,
-        )])
+        );
+        super::burn::attach(device, args, case, &mut row, || {
+            ops::softmax_with(&x, &o).map(drop)
+        })?;
+        Ok(vec![row])
     })
 }
