@@ -444,6 +444,10 @@ mod tests {
             bytes: 0.0,
             rate: 16.0,
             fraction_of_limit: None,
+            peer: None,
+            peer_median_s: None,
+            peer_ratio: None,
+            wall_median_s: None,
         };
         let text = serde_json::to_string(&row).unwrap();
         assert!(text.contains("\"min_s\":null"), "{text}");
