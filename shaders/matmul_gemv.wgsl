@@ -117,16 +117,30 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
 }
 // #end piece matmul_batch_offsets
 
+// #piece gemv_pairs
+// K and A's strides, copied from `params` once per invocation by read_pair_params():
+// read from the uniform buffer in the K loop, each use was a fresh load (on llvmpipe a
+// gather over the eight lanes of a SIMD row, per use).
+var<private> k_len: u32;
+var<private> stride_am: u32;
+var<private> stride_ak: u32;
+
+fn read_pair_params() {
+    k_len = params.k;
+    stride_am = params.sam;
+    stride_ak = params.sak;
+}
+
 // A pair (m, k), (m, k+1) of A, zero past K.
 fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
-    let i = base + m * params.sam + k * params.sak;
-    if (k + 1u < params.k) {
+    let i = base + m * stride_am + k * stride_ak;
+    if (k + 1u < k_len) {
         if (VEC2_A) {
             return load2_a(i >> 1u);
         }
-        return vec2<f32>(load_a(i), load_a(i + params.sak));
+        return vec2<f32>(load_a(i), load_a(i + stride_ak));
     }
-    if (k < params.k) {
+    if (k < k_len) {
         return vec2<f32>(load_a(i), 0.0);
     }
     return vec2<f32>(0.0);
@@ -134,13 +148,13 @@ fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
 
 // A pair (k, k+1) of the weight row starting at brow (B read along K), zero past K.
 fn w_pair(brow: u32, k: u32) -> vec2<f32> {
-    if (k + 1u < params.k) {
+    if (k + 1u < k_len) {
         if (VEC2_B) {
             return load2_b((brow + k) >> 1u);
         }
         return vec2<f32>(load_b(brow + k), load_b(brow + k + 1u));
     }
-    if (k < params.k) {
+    if (k < k_len) {
         return vec2<f32>(load_b(brow + k), 0.0);
     }
     return vec2<f32>(0.0);
@@ -153,6 +167,7 @@ fn finish(acc: f32, col: u32) -> f32 {
     }
     return activate(x, ACT);
 }
+// #end piece gemv_pairs
 
 // gemv_k: B read along K (the [out, in] weight layout, trans_b). A team of TEAM
 // invocations owns one output column n: it strides along the weight row in word pairs
@@ -166,6 +181,7 @@ var<workgroup> red: array<f32, 8u * WG>;
 fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
+    read_pair_params();
     let teams = WG / TEAM;
     let team = lid / TEAM;
     let tl = lid % TEAM;
@@ -183,14 +199,14 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
         let brow = offs.y + n * params.sbn;
         // Four word pairs in flight per invocation before any is used: a GEMV is
         // latency-bound unless each invocation keeps several loads outstanding.
-        for (var k0 = 2u * tl; k0 < params.k; k0 += 8u * TEAM) {
+        for (var k0 = 2u * tl; k0 < k_len; k0 += 8u * TEAM) {
             var w: array<vec2<f32>, 4>;
             for (var u = 0u; u < 4u; u++) {
                 w[u] = w_pair(brow, k0 + u * 2u * TEAM);
             }
             for (var u = 0u; u < 4u; u++) {
                 let k = k0 + u * 2u * TEAM;
-                if (k < params.k) {
+                if (k < k_len) {
                     for (var m = 0u; m < MR; m++) {
                         let x = a_pair(offs.x, m, k);
                         acc[m] = fma(x.x, w[u].x, fma(x.y, w[u].y, acc[m]));

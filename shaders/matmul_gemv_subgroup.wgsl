@@ -116,12 +116,19 @@ fn batch_offsets(bidx: u32) -> vec2<u32> {
 }
 // #end piece matmul_batch_offsets
 
-// K and A's strides, copied from `params` once per invocation: read from the uniform
-// buffer in the K loop, each use was a fresh load (on llvmpipe a gather over the eight
-// lanes of a SIMD row, per use).
+// #piece gemv_pairs
+// K and A's strides, copied from `params` once per invocation by read_pair_params():
+// read from the uniform buffer in the K loop, each use was a fresh load (on llvmpipe a
+// gather over the eight lanes of a SIMD row, per use).
 var<private> k_len: u32;
 var<private> stride_am: u32;
 var<private> stride_ak: u32;
+
+fn read_pair_params() {
+    k_len = params.k;
+    stride_am = params.sam;
+    stride_ak = params.sak;
+}
 
 // A pair (m, k), (m, k+1) of A, zero past K.
 fn a_pair(base: u32, m: u32, k: u32) -> vec2<f32> {
@@ -159,6 +166,7 @@ fn finish(acc: f32, col: u32) -> f32 {
     }
     return activate(x, ACT);
 }
+// #end piece gemv_pairs
 
 // gemv_k: B read along K (the [out, in] weight layout, trans_b). Each subgroup owns
 // COLS output columns: its lanes stride along the weight rows in word pairs (coalesced,
@@ -177,9 +185,7 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(subgroup_invocation_id) lane: u32,
           @builtin(subgroup_id) sg: u32) {
-    k_len = params.k;
-    stride_am = params.sam;
-    stride_ak = params.sak;
+    read_pair_params();
     let n_len = params.n;
     let sbn = params.sbn;
     let per_group = (WG / SG) * COLS;

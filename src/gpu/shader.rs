@@ -168,6 +168,9 @@ pub mod pieces {
     pub static MATMUL_BATCH_OFFSETS: Piece = piece!("matmul_batch_offsets");
     /// `emit`: the cooperative-matrix kernels' epilogue of one staged CT×CT tile.
     pub static MATMUL_COOP_EMIT: Piece = piece!("matmul_coop_emit");
+    /// `a_pair`, `w_pair` and `finish` of the GEMV kernels, with K and A's strides read
+    /// once per invocation (`read_pair_params`).
+    pub static GEMV_PAIRS: Piece = piece!("gemv_pairs");
     /// f32 to f16 bits with round-to-nearest-even, NaN and overflow kept (header writers).
     pub static PACK_F16: Piece = piece!("pack_f16");
     /// f32 to bf16 bits with round-to-nearest-even, NaN kept (header writers).
@@ -189,6 +192,7 @@ pub mod pieces {
         &MATMUL_PARAMS,
         &MATMUL_BATCH_OFFSETS,
         &MATMUL_COOP_EMIT,
+        &GEMV_PAIRS,
         &PACK_F16,
         &PACK_BF16,
         &ATTENTION_COMMON,
