@@ -4,7 +4,7 @@
 //! half).
 
 use super::driver_quirks::{LOOP_LIMITED_KEYS, LOOP_LIMITED_MAX_KEYS};
-use super::matmul::fixed_subgroup_size;
+use super::fixed_subgroup_size;
 use super::shader::{
     kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };

@@ -964,3 +964,13 @@ impl GpuContext {
         })
     }
 }
+
+/// The adapter's subgroup size where it has SUBGROUP and the size cannot vary (the
+/// subgroup matmul, GEMV and attention kernels are built for one size).
+pub(crate) fn fixed_subgroup_size(g: &GpuContext, info: &crate::DeviceInfo) -> Option<u32> {
+    let f = &info.features;
+    (g.features.contains(wgpu::Features::SUBGROUP)
+        && f.subgroup_min_size == f.subgroup_max_size
+        && (4..=128).contains(&f.subgroup_max_size))
+    .then_some(f.subgroup_max_size)
+}

@@ -21,6 +21,7 @@ use super::driver_quirks::{LOOP_LIMITED_K_CHUNK, LOOP_LIMITED_SUBGROUP_K};
 use crate::autotune::{self, ShapeClass, TileConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+pub(crate) use crate::gpu::fixed_subgroup_size;
 use crate::gpu::shader::{uniform_params, KernelSource, TensorBinding};
 use crate::gpu::GpuContext;
 use crate::ops::activation::Activation;
@@ -153,15 +154,6 @@ fn missing(op: &'static str, feature: &'static str, device: &str) -> Error {
         device: device.to_string(),
         hint: "use MatmulKernel::Auto, which picks a kernel this adapter can run",
     }
-}
-
-/// The adapter's subgroup size where it has SUBGROUP and the size cannot vary.
-pub(crate) fn fixed_subgroup_size(g: &GpuContext, info: &crate::DeviceInfo) -> Option<u32> {
-    let f = &info.features;
-    (g.features.contains(wgpu::Features::SUBGROUP)
-        && f.subgroup_min_size == f.subgroup_max_size
-        && (4..=128).contains(&f.subgroup_max_size))
-    .then_some(f.subgroup_max_size)
 }
 
 /// What one matmul call runs: the kernel and everything that sizes its launch. Selected
