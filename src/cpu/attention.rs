@@ -280,17 +280,20 @@ fn task<T: Element>(
     let mut kt = lo;
     while kt < hi {
         let nk = KEYS.min(hi - kt);
-        let (kt_rows, ks) = rows_f32(
-            k,
-            kb + kt * plan.k_strides[2],
-            plan.k_strides[2],
-            nk,
-            d,
-            &mut sc.k,
-        );
         if nr <= SMALL_ROWS {
-            small::scores(&sc.q, d, kt_rows, ks, nk, &mut sc.s, KEYS);
+            let ks = plan.k_strides[2];
+            let base = kb + kt * ks;
+            let kt_rows = &k[base..base + (nk - 1) * ks + d];
+            small::scores(&sc.q, d, kt_rows, ks, nk, &mut sc.s, KEYS, &mut sc.k);
         } else {
+            let (kt_rows, ks) = rows_f32(
+                k,
+                kb + kt * plan.k_strides[2],
+                plan.k_strides[2],
+                nk,
+                d,
+                &mut sc.k,
+            );
             // S = Q · Kᵀ
             // SAFETY: S is nr×KEYS (we write nr×nk with row stride KEYS); Q is nr×d;
             // the K rows lie in kt_rows (nk rows of d, stride ks).
@@ -370,6 +373,14 @@ fn task<T: Element>(
             }
         }
         if any {
+            if nr <= SMALL_ROWS {
+                let vs = plan.v_strides[2];
+                let base = vb + kt * vs;
+                let vt_rows = &v[base..base + (nk - 1) * vs + dv];
+                small::accumulate(&sc.s, KEYS, nr, nk, vt_rows, vs, &mut sc.o, dv, &mut sc.v);
+                kt += nk;
+                continue;
+            }
             let (vt_rows, vs) = rows_f32(
                 v,
                 vb + kt * plan.v_strides[2],
@@ -378,11 +389,6 @@ fn task<T: Element>(
                 dv,
                 &mut sc.v,
             );
-            if nr <= SMALL_ROWS {
-                small::accumulate(&sc.s, KEYS, nr, nk, vt_rows, vs, &mut sc.o, dv);
-                kt += nk;
-                continue;
-            }
             // O += P · V
             // SAFETY: O is nr×dv, P is the nr×nk block of S (row stride KEYS), the V rows
             // lie in vt_rows (nk rows of dv, stride vs).
@@ -421,204 +427,400 @@ fn task<T: Element>(
     }
 }
 
-/// Tile products for a few query rows, written so LLVM vectorises them: the scores as
-/// dot products four keys at a time (eight-lane partial sums, one pass over each Q row
-/// per four K rows), P·V as one axpy per (row, key). Compiled for AVX2+FMA where the CPU
-/// has them (the portable build assumes only SSE2).
+/// Tile products for a few query rows (decode: a token or a few × the grouped heads),
+/// where the step is bound by reading K and V once. On x86_64 with AVX2 + FMA + F16C they
+/// are register-blocked intrinsics that read 16-bit K/V rows in place (eight lanes
+/// widened per load, no widened copy of the tile); elsewhere portable loops over an f32
+/// tile LLVM vectorises (16-bit tiles widened into `buf` first).
 mod small {
+    use super::Element;
+    use crate::DType;
+
     /// `s[r·s_rs + j] = q_r · k_j` for r < q.len()/d, j < nk (k rows at stride ks).
-    pub(super) fn scores(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn scores<T: Element>(
         q: &[f32],
         d: usize,
-        k: &[f32],
+        k: &[T],
         ks: usize,
         nk: usize,
         s: &mut [f32],
         s_rs: usize,
+        buf: &mut Vec<f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast(
-                q: &[f32],
-                d: usize,
-                k: &[f32],
-                ks: usize,
-                nk: usize,
-                s: &mut [f32],
-                s_rs: usize,
-            ) {
-                scores_body::<true>(q, d, k, ks, nk, s, s_rs)
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: AVX2 and FMA were detected on this CPU just above.
-                return unsafe { fast(q, d, k, ks, nk, s, s_rs) };
-            }
+        if x86::available() {
+            // SAFETY: the features were detected just above; the slices' lengths bound
+            // every index (k holds nk rows of d at stride ks, s nr rows of s_rs ≥ nk).
+            return unsafe { x86::scores(q, d, k, ks, nk, s, s_rs) };
         }
-        scores_body::<false>(q, d, k, ks, nk, s, s_rs)
-    }
-
-    #[inline(always)]
-    fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-        if FMA {
-            a.mul_add(b, c)
-        } else {
-            a * b + c
-        }
-    }
-
-    #[inline(always)]
-    fn lanes(x: &[f32], body: usize) -> std::slice::ChunksExact<'_, f32> {
-        x[..body].chunks_exact(8)
-    }
-
-    #[inline(always)]
-    fn hsum(a: &[f32; 8]) -> f32 {
-        ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
-    }
-
-    #[inline(always)]
-    fn scores_body<const FMA: bool>(
-        q: &[f32],
-        d: usize,
-        k: &[f32],
-        ks: usize,
-        nk: usize,
-        s: &mut [f32],
-        s_rs: usize,
-    ) {
-        let nr = q.len() / d;
-        let body = d / 8 * 8;
-        // keys outer, query rows inner: four K rows (2 KiB at d = 128) stay in L1 while
-        // every query row meets them, so a K tile is read from memory once, not once per
-        // row (a decode step's 8 rows per kv head re-read 64 KiB tiles from L2 before)
-        let mut j = 0;
-        while j + 4 <= nk {
-            let k0 = &k[j * ks..j * ks + d];
-            let k1 = &k[(j + 1) * ks..(j + 1) * ks + d];
-            let k2 = &k[(j + 2) * ks..(j + 2) * ks + d];
-            let k3 = &k[(j + 3) * ks..(j + 3) * ks + d];
-            for r in 0..nr {
-                let qr = &q[r * d..(r + 1) * d];
-                let (mut a0, mut a1, mut a2, mut a3) = ([0f32; 8], [0f32; 8], [0f32; 8], [0f32; 8]);
-                for ((((x, y0), y1), y2), y3) in lanes(qr, body)
-                    .zip(lanes(k0, body))
-                    .zip(lanes(k1, body))
-                    .zip(lanes(k2, body))
-                    .zip(lanes(k3, body))
-                {
-                    for t in 0..8 {
-                        a0[t] = fma::<FMA>(x[t], y0[t], a0[t]);
-                        a1[t] = fma::<FMA>(x[t], y1[t], a1[t]);
-                        a2[t] = fma::<FMA>(x[t], y2[t], a2[t]);
-                        a3[t] = fma::<FMA>(x[t], y3[t], a3[t]);
-                    }
-                }
-                let mut t4 = [hsum(&a0), hsum(&a1), hsum(&a2), hsum(&a3)];
-                for c in body..d {
-                    t4[0] += qr[c] * k0[c];
-                    t4[1] += qr[c] * k1[c];
-                    t4[2] += qr[c] * k2[c];
-                    t4[3] += qr[c] * k3[c];
-                }
-                s[r * s_rs + j..r * s_rs + j + 4].copy_from_slice(&t4);
-            }
-            j += 4;
-        }
-        while j < nk {
-            let kj = &k[j * ks..j * ks + d];
-            for r in 0..nr {
-                let qr = &q[r * d..(r + 1) * d];
-                let mut a = [0f32; 8];
-                for (x, y) in qr[..body].chunks_exact(8).zip(kj[..body].chunks_exact(8)) {
-                    for t in 0..8 {
-                        a[t] = fma::<FMA>(x[t], y[t], a[t]);
-                    }
-                }
-                let mut v = hsum(&a);
-                for c in body..d {
-                    v += qr[c] * kj[c];
-                }
-                s[r * s_rs + j] = v;
-            }
-            j += 1;
-        }
+        let (k, ks) = super::rows_f32(k, 0, ks, nk, d, buf);
+        portable::scores(q, d, k, ks, nk, s, s_rs)
     }
 
     /// `o_r += Σ_j p[r·p_rs + j] · v_j` for r < nr, j < nk (v rows at stride vs, dv wide).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn accumulate(
+    pub(super) fn accumulate<T: Element>(
         p: &[f32],
         p_rs: usize,
         nr: usize,
         nk: usize,
-        v: &[f32],
+        v: &[T],
         vs: usize,
         o: &mut [f32],
         dv: usize,
+        buf: &mut Vec<f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn fast(
-                p: &[f32],
-                p_rs: usize,
-                nr: usize,
-                nk: usize,
-                v: &[f32],
-                vs: usize,
-                o: &mut [f32],
-                dv: usize,
-            ) {
-                accumulate_body::<true>(p, p_rs, nr, nk, v, vs, o, dv)
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: AVX2 and FMA were detected on this CPU just above.
-                return unsafe { fast(p, p_rs, nr, nk, v, vs, o, dv) };
-            }
+        if x86::available() {
+            // SAFETY: as for `scores`; o holds nr rows of dv, p nr rows of p_rs ≥ nk.
+            return unsafe { x86::accumulate(p, p_rs, nr, nk, v, vs, o, dv) };
         }
-        accumulate_body::<false>(p, p_rs, nr, nk, v, vs, o, dv)
+        let (v, vs) = super::rows_f32(v, 0, vs, nk, dv, buf);
+        portable::accumulate(p, p_rs, nr, nk, v, vs, o, dv)
     }
 
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn accumulate_body<const FMA: bool>(
-        p: &[f32],
-        p_rs: usize,
-        nr: usize,
-        nk: usize,
-        v: &[f32],
-        vs: usize,
-        o: &mut [f32],
-        dv: usize,
-    ) {
-        // keys outer, rows inner: two V rows stay in L1 while every output row takes
-        // them (read once per tile, not once per row); two keys per pass over an output
-        // row halve its loads and stores
-        let mut j = 0;
-        while j + 2 <= nk {
-            let v0 = &v[j * vs..j * vs + dv];
-            let v1 = &v[(j + 1) * vs..(j + 1) * vs + dv];
-            for r in 0..nr {
-                let (w0, w1) = (p[r * p_rs + j], p[r * p_rs + j + 1]);
-                let orow = &mut o[r * dv..(r + 1) * dv];
-                for ((x, &a), &b) in orow.iter_mut().zip(v0).zip(v1) {
-                    *x = fma::<FMA>(w1, b, fma::<FMA>(w0, a, *x));
+    // register blocks read as acc[row][vector]: index loops over R and C say that best
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::needless_range_loop)]
+    mod x86 {
+        use super::{DType, Element};
+        use std::arch::x86_64::*;
+
+        pub(super) fn available() -> bool {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+
+        /// Eight elements at `p` as f32 lanes: f16 through F16C, bf16 by a 16-bit shift.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8<T: Element>(p: *const T) -> __m256 {
+            // SAFETY (all arms): the caller guarantees eight elements at p.
+            unsafe {
+                match T::DTYPE {
+                    DType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+                    DType::BF16 => {
+                        let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+                    }
+                    DType::F32 => _mm256_loadu_ps(p as *const f32),
+                    _ => unreachable!("attention runs on f32, f16 and bf16 only"),
                 }
             }
-            j += 2;
         }
-        if j < nk {
-            let vj = &v[j * vs..j * vs + dv];
-            for r in 0..nr {
-                let w = p[r * p_rs + j];
-                for (x, &a) in o[r * dv..(r + 1) * dv].iter_mut().zip(vj) {
-                    *x = fma::<FMA>(w, a, *x);
+
+        /// The four horizontal sums of a0..a3, in order.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn sum4(a0: __m256, a1: __m256, a2: __m256, a3: __m256) -> __m128 {
+            let h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h))
+        }
+
+        /// `R` query rows against four keys: R×4 accumulators, each K load feeding R
+        /// FMAs and each Q load four. The first `d8` elements (a multiple of 8) only.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn rows_x4<T: Element, const R: usize>(
+            q: [*const f32; R],
+            k: [*const T; 4],
+            d8: usize,
+            ahead: usize,
+        ) -> [[f32; 4]; R] {
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
+            let mut c = 0;
+            while c < d8 {
+                if ahead > 0 && (c * std::mem::size_of::<T>()).is_multiple_of(64) {
+                    // the same columns `ahead` elements on, one line per row, spread
+                    // through the loop (a burst of prefetches fills the miss buffers)
+                    for kt in k {
+                        _mm_prefetch::<_MM_HINT_T0>(kt.wrapping_add(c + ahead) as *const i8);
+                    }
+                }
+                // SAFETY: c + 8 <= d8 <= the rows' lengths (the caller's contract).
+                unsafe {
+                    let kv = [
+                        load8(k[0].add(c)),
+                        load8(k[1].add(c)),
+                        load8(k[2].add(c)),
+                        load8(k[3].add(c)),
+                    ];
+                    for r in 0..R {
+                        let qv = _mm256_loadu_ps(q[r].add(c));
+                        for t in 0..4 {
+                            acc[r][t] = _mm256_fmadd_ps(qv, kv[t], acc[r][t]);
+                        }
+                    }
+                }
+                c += 8;
+            }
+            let mut out = [[0f32; 4]; R];
+            for r in 0..R {
+                let s = sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+                // SAFETY: out[r] is four f32s.
+                unsafe { _mm_storeu_ps(out[r].as_mut_ptr(), s) };
+            }
+            out
+        }
+
+        /// See `super::scores`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn scores<T: Element>(
+            q: &[f32],
+            d: usize,
+            k: &[T],
+            ks: usize,
+            nk: usize,
+            s: &mut [f32],
+            s_rs: usize,
+        ) {
+            let nr = q.len() / d;
+            assert!(nk == 0 || k.len() >= (nk - 1) * ks + d);
+            let d8 = d / 8 * 8;
+            let tail = |r: usize, j: usize| -> f32 {
+                (d8..d)
+                    .map(|c| q[r * d + c] * k[j * ks + c].to_f32())
+                    .sum::<f32>()
+            };
+            let qp = |r: usize| q[r * d..].as_ptr();
+            // the first row pair asks for the K rows AHEAD_KEYS on
+            let ahead = |r: usize| if r == 0 { AHEAD_KEYS * ks } else { 0 };
+            // keys outer, rows inner: the four K rows (2 KiB at d = 128, f32) stay in L1
+            // while every row meets them, so K is read from memory once per step
+            let mut j = 0;
+            while j < nk {
+                let kn = (nk - j).min(4);
+                // past the last key, repeat it: its sums are computed and dropped
+                let kp: [*const T; 4] =
+                    std::array::from_fn(|t| k[(j + t.min(kn - 1)) * ks..].as_ptr());
+                let mut r = 0;
+                while r < nr {
+                    if r + 2 <= nr {
+                        // SAFETY: rows r, r+1 of q and the four K rows hold d ≥ d8 elements.
+                        let out = unsafe { rows_x4::<T, 2>([qp(r), qp(r + 1)], kp, d8, ahead(r)) };
+                        for (i, o) in out.iter().enumerate() {
+                            for t in 0..kn {
+                                s[(r + i) * s_rs + j + t] = o[t] + tail(r + i, j + t);
+                            }
+                        }
+                        r += 2;
+                    } else {
+                        // SAFETY: as above, one row.
+                        let out = unsafe { rows_x4::<T, 1>([qp(r)], kp, d8, ahead(r)) };
+                        for t in 0..kn {
+                            s[r * s_rs + j + t] = out[0][t] + tail(r, j + t);
+                        }
+                        r += 1;
+                    }
+                }
+                j += 4;
+            }
+        }
+
+        /// How far ahead of the key being accumulated its V columns are asked for.
+        const AHEAD_KEYS: usize = 32;
+
+        /// `R` output rows × `C` vectors of columns from `c`, over keys `j0..j1`: the
+        /// R×C accumulators stay in registers across the keys, each V load feeding R
+        /// FMAs.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block<T: Element, const R: usize, const C: usize>(
+            p: *const f32,
+            p_rs: usize,
+            v: *const T,
+            vs: usize,
+            o: *mut f32,
+            dv: usize,
+            c: usize,
+            j0: usize,
+            j1: usize,
+        ) {
+            // SAFETY (whole body): rows < R of o and p, keys j0..j1 of v and columns
+            // c..c + 8C lie inside the slices (the caller's contract).
+            unsafe {
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                for r in 0..R {
+                    for i in 0..C {
+                        acc[r][i] = _mm256_loadu_ps(o.add(r * dv + c + 8 * i));
+                    }
+                }
+                for j in j0..j1 {
+                    let vj = v.add(j * vs + c);
+                    // the same columns a few key blocks on: one line per key, spread
+                    // through the loop rather than a burst the fill buffers would drop
+                    let ahead = vj.wrapping_add(AHEAD_KEYS * vs) as *const i8;
+                    for off in (0..8 * C * std::mem::size_of::<T>()).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off));
+                    }
+                    let vv: [__m256; C] = std::array::from_fn(|i| load8(vj.add(8 * i)));
+                    for r in 0..R {
+                        let w = _mm256_broadcast_ss(&*p.add(r * p_rs + j));
+                        for i in 0..C {
+                            acc[r][i] = _mm256_fmadd_ps(w, vv[i], acc[r][i]);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for i in 0..C {
+                        _mm256_storeu_ps(o.add(r * dv + c + 8 * i), acc[r][i]);
+                    }
+                }
+            }
+        }
+
+        /// Rows r..r+R over every column group of 8, widest blocks first.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rows<T: Element, const R: usize, const C: usize>(
+            p: *const f32,
+            p_rs: usize,
+            v: *const T,
+            vs: usize,
+            o: *mut f32,
+            dv: usize,
+            j0: usize,
+            j1: usize,
+        ) {
+            let d8 = dv / 8 * 8;
+            let mut c = 0;
+            // SAFETY: c + 8C <= d8 (then c + 8 <= d8) keeps every block inside the rows.
+            unsafe {
+                while c + 8 * C <= d8 {
+                    block::<T, R, C>(p, p_rs, v, vs, o, dv, c, j0, j1);
+                    c += 8 * C;
+                }
+                while c + 8 <= d8 {
+                    block::<T, R, 1>(p, p_rs, v, vs, o, dv, c, j0, j1);
+                    c += 8;
+                }
+            }
+        }
+
+        /// See `super::accumulate`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn accumulate<T: Element>(
+            p: &[f32],
+            p_rs: usize,
+            nr: usize,
+            nk: usize,
+            v: &[T],
+            vs: usize,
+            o: &mut [f32],
+            dv: usize,
+        ) {
+            assert!(nr == 0 || (p.len() >= (nr - 1) * p_rs + nk && o.len() >= nr * dv));
+            assert!(nk == 0 || v.len() >= (nk - 1) * vs + dv);
+            // keys in blocks of 16 (8 KiB of f32 V at dv = 128, in L1 across the column
+            // blocks); eight accumulators per block: 4 rows × 2 vectors, 2 × 4 or 1 × 8
+            const KEY_BLOCK: usize = 16;
+            let (pp, vp, op) = (p.as_ptr(), v.as_ptr(), o.as_mut_ptr());
+            let mut j0 = 0;
+            while j0 < nk {
+                let j1 = (j0 + KEY_BLOCK).min(nk);
+                let mut r = 0;
+                // SAFETY: the asserts above bound rows < nr, keys < nk and columns < dv.
+                unsafe {
+                    while r < nr {
+                        let (pr, or) = (pp.add(r * p_rs), op.add(r * dv));
+                        let n = match nr - r {
+                            1 => {
+                                rows::<T, 1, 8>(pr, p_rs, vp, vs, or, dv, j0, j1);
+                                1
+                            }
+                            2 | 3 => {
+                                rows::<T, 2, 4>(pr, p_rs, vp, vs, or, dv, j0, j1);
+                                2
+                            }
+                            _ => {
+                                rows::<T, 4, 2>(pr, p_rs, vp, vs, or, dv, j0, j1);
+                                4
+                            }
+                        };
+                        r += n;
+                    }
+                }
+                j0 = j1;
+            }
+            // the columns past the last multiple of 8
+            for c in dv / 8 * 8..dv {
+                for r in 0..nr {
+                    let mut x = o[r * dv + c];
+                    for j in 0..nk {
+                        x += p[r * p_rs + j] * v[j * vs + c].to_f32();
+                    }
+                    o[r * dv + c] = x;
+                }
+            }
+        }
+    }
+
+    /// The same products without AVX2: loops over f32 tiles that LLVM vectorises for
+    /// the portable target (SSE2 on x86_64, NEON on aarch64).
+    mod portable {
+        #[inline(always)]
+        fn lanes(x: &[f32], body: usize) -> std::slice::ChunksExact<'_, f32> {
+            x[..body].chunks_exact(8)
+        }
+
+        #[inline(always)]
+        fn hsum(a: &[f32; 8]) -> f32 {
+            ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+        }
+
+        pub(super) fn scores(
+            q: &[f32],
+            d: usize,
+            k: &[f32],
+            ks: usize,
+            nk: usize,
+            s: &mut [f32],
+            s_rs: usize,
+        ) {
+            let nr = q.len() / d;
+            let body = d / 8 * 8;
+            for j in 0..nk {
+                let kj = &k[j * ks..j * ks + d];
+                for r in 0..nr {
+                    let qr = &q[r * d..(r + 1) * d];
+                    let mut a = [0f32; 8];
+                    for (x, y) in lanes(qr, body).zip(lanes(kj, body)) {
+                        for t in 0..8 {
+                            a[t] += x[t] * y[t];
+                        }
+                    }
+                    let mut v = hsum(&a);
+                    for c in body..d {
+                        v += qr[c] * kj[c];
+                    }
+                    s[r * s_rs + j] = v;
+                }
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn accumulate(
+            p: &[f32],
+            p_rs: usize,
+            nr: usize,
+            nk: usize,
+            v: &[f32],
+            vs: usize,
+            o: &mut [f32],
+            dv: usize,
+        ) {
+            for j in 0..nk {
+                let vj = &v[j * vs..j * vs + dv];
+                for r in 0..nr {
+                    let w = p[r * p_rs + j];
+                    for (x, &a) in o[r * dv..(r + 1) * dv].iter_mut().zip(vj) {
+                        *x += w * a;
+                    }
                 }
             }
         }
