@@ -232,8 +232,9 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                     let (fused, src) =
                         time(device, quick, || ops::attention(&q, &k, &v, &o).map(drop))?;
                     let mut rows = Vec::new();
-                    // unfused beside it (its score matrix grows as s²: up to 2048 tokens)
-                    let unfused_rate = if s.kl <= 2048 {
+                    // unfused beside it (its score matrix grows as s²: up to 2048 tokens,
+                    // and 4096, the comparison, in host memory: 2 GiB of scores)
+                    let unfused_rate = if s.kl <= 2048 || (cpu && s.kl <= 4096) {
                         let (t, _) = time(device, quick, || unfused(&q, &k, &v, s))?;
                         Some(work / t)
                     } else {
