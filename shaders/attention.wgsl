@@ -156,15 +156,16 @@ fn key_range(r0: u32, r1: u32, len: u32, split: u32) -> vec2<u32> {
 }
 
 // Whether the query at position p (its token index + len - q_len) sees key j, for j
-// below the end `hi` of the walked range (which lies within the valid length).
-fn key_visible(j: u32, hi: u32, p: i32) -> bool {
+// below the end `hi` of the walked range (which lies within the valid length), under
+// the causal flag and window (0: none) the caller read from params once, outside its
+// key loop (on llvmpipe each params read in a loop is another gather).
+fn key_visible(j: u32, hi: u32, p: i32, causal: bool, window: i32) -> bool {
     let ji = i32(j);
-    if (j >= hi || (params.causal != 0u && ji > p)) {
+    if (j >= hi || (causal && ji > p)) {
         return false;
     }
-    if (params.window > 0u) {
-        let w = i32(params.window);
-        if (ji <= p - w || (params.causal == 0u && ji >= p + w)) {
+    if (window > 0) {
+        if (ji <= p - window || (!causal && ji >= p + window)) {
             return false;
         }
     }
@@ -277,6 +278,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let vt0 = BK * hd;
     let row0 = (lid / TPR) * TPR;
     var sc: array<f32, 32>;
+    let causal = params.causal != 0u;
+    let window = i32(params.window);
     for (var kt = range.x; kt < range.y; kt += BK) {
         let nk = min(BK, range.y - kt);
         workgroupBarrier();
@@ -310,7 +313,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 s = params.softcap * tanh_safe(s / params.softcap);
             }
             let j = kt + jj;
-            let vis = row_ok && key_visible(j, range.y, p);
+            let vis = row_ok && key_visible(j, range.y, p, causal, window);
             if (vis && params.has_mask != 0u) {
                 s += bitcast<f32>(load_mask(mbase + j));
             }

@@ -163,15 +163,16 @@ fn key_range(r0: u32, r1: u32, len: u32, split: u32) -> vec2<u32> {
 }
 
 // Whether the query at position p (its token index + len - q_len) sees key j, for j
-// below the end `hi` of the walked range (which lies within the valid length).
-fn key_visible(j: u32, hi: u32, p: i32) -> bool {
+// below the end `hi` of the walked range (which lies within the valid length), under
+// the causal flag and window (0: none) the caller read from params once, outside its
+// key loop (on llvmpipe each params read in a loop is another gather).
+fn key_visible(j: u32, hi: u32, p: i32, causal: bool, window: i32) -> bool {
     let ji = i32(j);
-    if (j >= hi || (params.causal != 0u && ji > p)) {
+    if (j >= hi || (causal && ji > p)) {
         return false;
     }
-    if (params.window > 0u) {
-        let w = i32(params.window);
-        if (ji <= p - w || (params.causal == 0u && ji >= p + w)) {
+    if (window > 0) {
+        if (ji <= p - window || (!causal && ji >= p + window)) {
             return false;
         }
     }
@@ -276,13 +277,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let kbase = b * params.k_sb + kvh * params.k_sh;
     let vbase = b * params.v_sb + kvh * params.v_sh;
 
+    // uniforms read once: on llvmpipe every params.x inside a loop is another 8-lane
+    // gather from the uniform buffer
+    let k_sr = params.k_sr;
+    let v_sr = params.v_sr;
+    let scale = params.scale;
+    let softcap = params.softcap;
+    let has_mask = params.has_mask != 0u;
+    let causal = params.causal != 0u;
+    let window = i32(params.window);
     for (var kt = range.x; kt < range.y; kt += TN * SG) {
         // scores s[r·4 + c] of row r with this lane's key kt + c·SG + lane (keys past
         // the range read the range's last row and are hidden below)
         var s: array<f32, 64>;
         var k_at: array<u32, 8>;
         for (var c = 0u; c < TN; c++) {
-            k_at[c] = kbase + min(kt + c * SG + lane, range.y - 1u) * params.k_sr;
+            k_at[c] = kbase + min(kt + c * SG + lane, range.y - 1u) * k_sr;
             for (var r = 0u; r < TM; r++) {
                 s[r * 8u + c] = 0.0;
             }
@@ -294,7 +304,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             for (var r = 0u; r < TM; r++) {
                 var x = 0.0;
                 if (dq < hd) {
-                    x = load_q(q_at[r] + dq) * params.scale;
+                    x = load_q(q_at[r] + dq) * scale;
                 }
                 qd[r] = x;
             }
@@ -332,11 +342,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             for (var c = 0u; c < TN; c++) {
                 let j = kt + c * SG + lane;
                 var x = sc[r * 8u + c];
-                if (params.softcap > 0.0) {
-                    x = params.softcap * tanh_safe(x / params.softcap);
+                if (softcap > 0.0) {
+                    x = softcap * tanh_safe(x / softcap);
                 }
-                let vis = row_ok && key_visible(j, range.y, pos[r]);
-                if (vis && params.has_mask != 0u) {
+                let vis = row_ok && key_visible(j, range.y, pos[r], causal, window);
+                if (vis && has_mask) {
                     x += bitcast<f32>(load_mask(m_at[r] + j));
                 }
                 if (!vis) {
@@ -376,7 +386,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                     for (var r = 0u; r < TM; r++) {
                         w[r] = subgroupShuffle(wc[r], u);
                     }
-                    let v_at = vbase + (kt + jj) * params.v_sr;
+                    let v_at = vbase + (kt + jj) * v_sr;
                     for (var t = 0u; t < VC; t++) {
                         let x = load_v(v_at + min(t * SG + lane, vd - 1u));
                         for (var r = 0u; r < TM; r++) {

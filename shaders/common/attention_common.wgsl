@@ -116,15 +116,16 @@ fn key_range(r0: u32, r1: u32, len: u32, split: u32) -> vec2<u32> {
 }
 
 // Whether the query at position p (its token index + len - q_len) sees key j, for j
-// below the end `hi` of the walked range (which lies within the valid length).
-fn key_visible(j: u32, hi: u32, p: i32) -> bool {
+// below the end `hi` of the walked range (which lies within the valid length), under
+// the causal flag and window (0: none) the caller read from params once, outside its
+// key loop (on llvmpipe each params read in a loop is another gather).
+fn key_visible(j: u32, hi: u32, p: i32, causal: bool, window: i32) -> bool {
     let ji = i32(j);
-    if (j >= hi || (params.causal != 0u && ji > p)) {
+    if (j >= hi || (causal && ji > p)) {
         return false;
     }
-    if (params.window > 0u) {
-        let w = i32(params.window);
-        if (ji <= p - w || (params.causal == 0u && ji >= p + w)) {
+    if (window > 0) {
+        if (ji <= p - window || (!causal && ji >= p + window)) {
             return false;
         }
     }
