@@ -77,28 +77,43 @@ pub fn wanted(args: &BenchArgs) -> bool {
 
 /// The Burn cases of `family` this run adds to the tier's: all of them with `--filter
 /// burn`, those matching `TEXT` with `--filter burn:TEXT` (a family, op or phase, e.g.
-/// `burn:gemm`; several `burn:` words are a union), those the filter selects with
-/// `--full`, none otherwise.
+/// `burn:gemm`; several such words are a union), narrowed further by `burn:` words that
+/// name a shape (`burn:1024x1024x1024`, dims joined by `x`) or a dtype (`burn:f16`), each
+/// kind a union of its own; those the filter selects with `--full`; none otherwise.
+/// The shape words let one size run at a time: on a software adapter Burn's 2048³
+/// takes minutes with its autotune.
 pub fn extra_cases(args: &BenchArgs, family: &str) -> Vec<Case> {
     if !wanted(args) {
         return Vec::new();
     }
     let filter = args.filter.as_deref();
     let by_name = args.names(NAME);
-    let narrowed: Vec<&str> = filter
+    let words: Vec<&str> = filter
         .into_iter()
         .flat_map(|f| f.split(','))
         .filter_map(|w| w.strip_prefix("burn:"))
+        .collect();
+    let is_shape = |w: &&str| w.split('x').all(|d| d.parse::<usize>().is_ok());
+    let is_dtype = |w: &&str| ["f32", "f16", "bf16"].contains(w);
+    let shapes: Vec<&str> = words.iter().copied().filter(is_shape).collect();
+    let dtypes: Vec<&str> = words.iter().copied().filter(is_dtype).collect();
+    let names: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !is_shape(w) && !is_dtype(w))
         .collect();
     cases()
         .into_iter()
         .filter(|c| c.family == family)
         .filter(|c| {
             if !by_name {
-                c.matches(filter)
-            } else {
-                narrowed.is_empty() || narrowed.iter().any(|n| c.matches(Some(n)))
+                return c.matches(filter);
             }
+            let shape = c.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+            let shape = shape.join("x");
+            (names.is_empty() || names.iter().any(|n| c.matches(Some(n))))
+                && (shapes.is_empty() || shapes.contains(&shape.as_str()))
+                && (dtypes.is_empty() || dtypes.contains(&c.dtype.as_str()))
         })
         .collect()
 }
@@ -343,6 +358,11 @@ mod tests {
         let some = args(&["--filter", "burn:softmax,burn:attention"]);
         assert_eq!(count(&some, "gemm"), 0);
         assert_eq!(count(&some, "softmax") + count(&some, "attention"), 2);
+        // shape and dtype words narrow the named cases
+        let one = args(&["--filter", "burn:gemm,burn:1024x1024x1024,burn:f16"]);
+        assert_eq!(count(&one, "gemm"), 1);
+        let sizes = args(&["--filter", "burn:256x256x256,burn:72x384x1536"]);
+        assert_eq!(count(&sizes, "gemm") + count(&sizes, "linear"), 4);
         // --full adds those its filter selects
         assert_eq!(count(&args(&["--full", "--filter", "gemm"]), "gemm"), 8);
         assert_eq!(count(&args(&["--full", "--filter", "gemm"]), "linear"), 0);
