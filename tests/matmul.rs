@@ -1088,3 +1088,42 @@ fn linear_nan_propagation(device: &Device) {
     }
 }
 backend_tests!(linear_nan_propagation => linear_nan_propagation_cpu, linear_nan_propagation_gpu);
+
+/// Decode and small-M linears big enough for the CPU's parallel task paths (the streaming
+/// GEMV at M ≤ 8 once n·k ≥ 2¹⁵, split into 64-row blocks whose 16-bit rows are
+/// prefetched into the next group of four; the packed GEMM's tasks at M = 16 and 72):
+/// N not a multiple of 4, 16 or 64, K not a multiple of 16 and shorter than the
+/// prefetch distance, M = 1 written straight into the output and M > 1 transposed, each
+/// product repeated so the calling thread and lingering pool helpers share the tasks.
+fn parallel_task_paths(device: &Device) {
+    let shapes = [
+        (1, 203, 1001),
+        (1, 4099, 9),
+        (3, 130, 517),
+        (8, 67, 600),
+        (16, 389, 97),
+        (72, 45, 1153),
+    ];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for dtype in FLOATS {
+            let xv = quantize(&random(m * k, 40 + 3 * i as u64), dtype);
+            let wv = quantize(&random(n * k, 41 + 3 * i as u64), dtype);
+            let bv = quantize(&random(n, 42 + 3 * i as u64), dtype);
+            let x = tensor(device, &xv, &[m, k], dtype);
+            let w = tensor(device, &wv, &[n, k], dtype);
+            let b = tensor(device, &bv, &[n], dtype);
+            let want = linear_ref(&xv, &wv, Some(&bv), None, (m, n, k));
+            let atol = 2.0 * k as f64 * DType::F32.epsilon() + 1e-6 + 6e-8;
+            let rtol = dtype.epsilon() * 1.01 + 4.0 * DType::F32.epsilon();
+            for rep in 0..3 {
+                let got = ops::linear(&x, &w, Some(&b), None)
+                    .unwrap()
+                    .to_f32_vec()
+                    .unwrap();
+                let what = format!("linear {m}x{n}x{k} {dtype} (call {rep})");
+                assert_close(&what, &got, &want, atol, rtol);
+            }
+        }
+    }
+}
+backend_tests!(parallel_task_paths => parallel_task_paths_cpu, parallel_task_paths_gpu);

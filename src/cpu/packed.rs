@@ -10,8 +10,8 @@
 //! contiguous along K), so nothing is packed per call at all.
 //!
 //! **Blocking**: K is cut into even blocks of at most [`KC_MAX`]; the output into tasks
-//! of up to [`MB`] rows × up to 8 panels, spread over rayon's threads (work stealing
-//! evens out a busy core). Within a K block a task holds one 6-row strip of A in L1
+//! of up to [`MB`] rows × up to 8 panels, claimed one by one by the calling thread and
+//! the pool's ([`super::tasks::for_each`]: a busy or late core just takes fewer). Within a K block a task holds one 6-row strip of A in L1
 //! while its panels' blocks (in L2) stream past as contiguous runs
 //! the prefetcher follows (the other way round, A's strips streamed from L2 over a
 //! panel held in L1, measured a third slower, and a fifth slower with A packed into
@@ -153,8 +153,9 @@ pub(crate) fn gemm(
     let panels = b.panels();
     let row_blocks = m.div_ceil(MB);
     let threads = rayon::current_num_threads().max(1);
-    // enough tasks for every thread to steal from (4 each), at most 8 panels a task
-    let per_task = (panels * row_blocks).div_ceil(4 * threads).clamp(1, 8);
+    // enough tasks for every thread to claim from (8 each, so a helper that joins late
+    // still finds a share), at most 8 panels a task
+    let per_task = (panels * row_blocks).div_ceil(8 * threads).clamp(1, 8);
     let col_blocks = panels.div_ceil(per_task);
     let tasks = row_blocks * col_blocks;
     let out = Out(c.as_mut_ptr());
@@ -170,7 +171,7 @@ pub(crate) fn gemm(
     if tasks == 1 || flops < 1 << 18 {
         (0..tasks).for_each(run);
     } else {
-        (0..tasks).into_par_iter().for_each(run);
+        super::tasks::for_each(tasks, run);
     }
 }
 
