@@ -2,6 +2,7 @@
 
 use super::lanes::{self, LaneOp};
 use super::math::{each, each2, each_into, exp, narrow, widen};
+use super::table16::{self, Slot};
 use super::unary::{map_lanes_or_blocks, BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
@@ -131,7 +132,22 @@ pub(crate) fn epilogue(v: &mut [f32], bias: Option<&[f32]>, act: Option<Activati
     }
 }
 
-fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T> {
+/// The op on `x`: a table lookup for the tabled 16-bit ops ([`table16`]), else computed.
+pub(crate) fn run<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T> {
+    let slot = match act {
+        Activation::Gelu => Some(Slot::Gelu),
+        Activation::GeluTanh => Some(Slot::GeluTanh),
+        Activation::Silu => Some(Slot::Silu),
+        Activation::Relu | Activation::SwiGlu => None,
+    };
+    if let Some(t) = slot.and_then(|s| table16::table::<T>(s, |all| computed(act, all, None))) {
+        return table16::lookup(a, t);
+    }
+    computed(act, a, b)
+}
+
+/// The activation computed per element (f32 formula; 16-bit data widened and narrowed).
+pub(crate) fn computed<T: Element + Pooled>(act: Activation, a: &[T], b: Option<&[T]>) -> Vec<T> {
     match (act, b) {
         (Activation::SwiGlu, Some(b)) => map_swiglu(a, b),
         (Activation::SwiGlu, None) => unreachable!("swiglu is called with both operands"),

@@ -16,6 +16,7 @@ pub mod probe;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 pub(crate) mod softmax;
+pub(crate) mod table16;
 pub(crate) mod tasks;
 pub(crate) mod unary;
 pub(crate) mod weights;

@@ -4,6 +4,7 @@
 
 use super::lanes::{self, LaneOp};
 use super::math::{each_into, exp, narrow, widen};
+use super::table16::{self, Slot};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::{DType, Element};
 use crate::ops::unary::UnaryOp;
@@ -82,7 +83,29 @@ pub(crate) fn map_lanes_or_blocks<T: Element + Pooled>(
 /// twins): small enough that a few stay in L1 beside the streaming data.
 pub(crate) const SUB_BLOCK: usize = 256;
 
-fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
+/// The table slot of the 16-bit ops that go through [`table16`] (transcendental, no
+/// parameters).
+fn table_slot(op: UnaryOp) -> Option<Slot> {
+    match op {
+        UnaryOp::Exp => Some(Slot::Exp),
+        UnaryOp::Log => Some(Slot::Log),
+        UnaryOp::Rsqrt => Some(Slot::Rsqrt),
+        UnaryOp::Tanh => Some(Slot::Tanh),
+        UnaryOp::Sigmoid => Some(Slot::Sigmoid),
+        _ => None,
+    }
+}
+
+/// The op on `x`: a table lookup for the tabled 16-bit ops ([`table16`]), else computed.
+pub(crate) fn run<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
+    if let Some(t) = table_slot(op).and_then(|s| table16::table::<T>(s, |all| computed(op, all))) {
+        return table16::lookup(x, t);
+    }
+    computed(op, x)
+}
+
+/// The op computed per element (f32 formula; 16-bit data widened and narrowed).
+pub(crate) fn computed<T: Element + Pooled>(op: UnaryOp, x: &[T]) -> Vec<T> {
     if let Some(lane) = LaneOp::of_unary(op).filter(|_| lanes::available()) {
         return map_lanes_or_blocks(x, Some(lane), |s, d| {
             lanes::map_into(lane, s, d);
