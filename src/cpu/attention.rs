@@ -449,7 +449,7 @@ mod small {
         buf: &mut Vec<f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if x86::available() {
+        if crate::cpu::lanes::available_f16() {
             // SAFETY: the features were detected just above; the slices' lengths bound
             // every index (k holds nk rows of d at stride ks, s nr rows of s_rs ≥ nk).
             return unsafe { x86::scores(q, d, k, ks, nk, s, s_rs) };
@@ -472,7 +472,7 @@ mod small {
         buf: &mut Vec<f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if x86::available() {
+        if crate::cpu::lanes::available_f16() {
             // SAFETY: as for `scores`; o holds nr rows of dv, p nr rows of p_rs ≥ nk.
             return unsafe { x86::accumulate(p, p_rs, nr, nk, v, vs, o, dv) };
         }
@@ -486,12 +486,6 @@ mod small {
     mod x86 {
         use super::{DType, Element};
         use std::arch::x86_64::*;
-
-        pub(super) fn available() -> bool {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-        }
 
         /// Eight elements at `p` as f32 lanes: f16 through F16C, bf16 by a 16-bit shift.
         #[inline]
