@@ -33,7 +33,11 @@ pub(crate) enum Slot {
 /// Number of tabled ops.
 pub(crate) const SLOTS: usize = 8;
 
-type Table = Box<[u16; 1 << 16]>;
+/// The 65,536 results and one padding entry: the 8-lane lookup reads 32 bits at each
+/// index, so the last index reads one entry past the table.
+type Table = Box<[u16; TABLE_LEN]>;
+
+const TABLE_LEN: usize = (1 << 16) + 1;
 
 static F16_TABLES: [OnceLock<Table>; SLOTS] = [const { OnceLock::new() }; SLOTS];
 static BF16_TABLES: [OnceLock<Table>; SLOTS] = [const { OnceLock::new() }; SLOTS];
@@ -43,7 +47,7 @@ static BF16_TABLES: [OnceLock<Table>; SLOTS] = [const { OnceLock::new() }; SLOTS
 pub(crate) fn table<T: Element + Pooled>(
     slot: Slot,
     computed: impl FnOnce(&[T]) -> Vec<T>,
-) -> Option<&'static [u16; 1 << 16]> {
+) -> Option<&'static [u16; TABLE_LEN]> {
     let tables = match T::DTYPE {
         DType::F16 => &F16_TABLES,
         DType::BF16 => &BF16_TABLES,
@@ -53,9 +57,9 @@ pub(crate) fn table<T: Element + Pooled>(
         let bits: Vec<u16> = (0..=u16::MAX).collect();
         let inputs: &[T] = bytemuck::cast_slice(&bits);
         let out = computed(inputs);
-        let out: &[u16] = bytemuck::cast_slice(&out);
-        out.to_vec()
-            .into_boxed_slice()
+        let mut out: Vec<u16> = bytemuck::cast_slice(&out).to_vec();
+        out.push(0);
+        out.into_boxed_slice()
             .try_into()
             .expect("a 16-bit map returns one result per input")
     });
@@ -63,18 +67,49 @@ pub(crate) fn table<T: Element + Pooled>(
 }
 
 /// `out[i] = table[x[i]]` for 16-bit `x`, in parallel blocks.
-pub(crate) fn lookup<T: Element + Pooled>(x: &[T], table: &[u16; 1 << 16]) -> Vec<T> {
+pub(crate) fn lookup<T: Element + Pooled>(x: &[T], table: &[u16; TABLE_LEN]) -> Vec<T> {
     let mut out = super::take::<T>(x.len());
     let src: &[u16] = bytemuck::cast_slice(x);
     let dst: &mut [u16] = bytemuck::cast_slice_mut(&mut out);
+    let gather = super::lanes::available();
     dst.par_chunks_mut(BLOCK)
         .zip(src.par_chunks(BLOCK))
         .for_each(|(o, s)| {
-            for (o, &s) in o.iter_mut().zip(s) {
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if gather {
+                // SAFETY: AVX2 was detected (`lanes::available`); o and s have one length.
+                done = unsafe { gather16(s, o, table) };
+            }
+            let _ = gather;
+            for (o, &s) in o[done..].iter_mut().zip(&s[done..]) {
                 *o = table[s as usize];
             }
         });
     out
+}
+
+/// `o[i] = table[s[i]]` sixteen at a time with two 8-lane gathers (a dword at each index,
+/// keeping its low half: the padding entry covers the last index); returns how many
+/// elements it wrote. On Zen 3/4 one gather of 8 beats 8 scalar loads, stores and
+/// zero-extensions, and the loop moves 32 bytes per load and store instead of 2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gather16(s: &[u16], o: &mut [u16], table: &[u16; TABLE_LEN]) -> usize {
+    use std::arch::x86_64::*;
+    let n = s.len().min(o.len()) / 16 * 16;
+    let base = table.as_ptr() as *const i32;
+    let low = _mm256_set1_epi32(0xffff);
+    let mut i = 0;
+    while i < n {
+        let v = _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i);
+        let even = _mm256_i32gather_epi32::<2>(base, _mm256_and_si256(v, low));
+        let odd = _mm256_i32gather_epi32::<2>(base, _mm256_srli_epi32::<16>(v));
+        let r = _mm256_or_si256(_mm256_and_si256(even, low), _mm256_slli_epi32::<16>(odd));
+        _mm256_storeu_si256(o.as_mut_ptr().add(i) as *mut __m256i, r);
+        i += 16;
+    }
+    n
 }
 
 #[cfg(test)]
