@@ -65,3 +65,40 @@ fn allocations_past_the_limit_fail_cleanly() {
     let x = Tensor::from_slice(&cpu, &[1.0f32, 2.0, 3.0], &[3]).unwrap();
     assert_eq!(ops::sum(&x).unwrap().to_vec::<f32>().unwrap(), [6.0]);
 }
+
+/// CPU outputs from 64 KiB up come from a pool of dropped buffers that keep their old
+/// contents, so every op that takes one must write all of it. The pool is filled with
+/// NaN buffers first; no NaN may show in the outputs that reuse them.
+#[test]
+fn pooled_outputs_never_show_stale_values() {
+    let cpu = Device::cpu();
+    let seed = |dtype: DType| {
+        // only NaN buffers idle: the earlier outputs' clean ones would fit first
+        cpu.trim_pool();
+        for n in [20_000usize, 70_000, 300_000] {
+            drop(Tensor::full(&cpu, &[n], f32::NAN, dtype).unwrap());
+        }
+    };
+    let clean = |what: &str, t: Tensor| {
+        let v = t.to_f32_vec().unwrap();
+        assert!(
+            v.iter().all(|x| !x.is_nan()),
+            "{what}: stale NaN in the output"
+        );
+    };
+    for dtype in [DType::F32, DType::F16] {
+        seed(dtype);
+        clean("zeros", Tensor::zeros(&cpu, &[64, 512], dtype).unwrap());
+        seed(dtype);
+        let a = Tensor::zeros(&cpu, &[64, 0], dtype).unwrap();
+        let b = Tensor::zeros(&cpu, &[0, 512], dtype).unwrap();
+        clean("matmul with k = 0", ops::matmul(&a, &b).unwrap());
+        seed(dtype);
+        let x = Tensor::ones(&cpu, &[64, 300], dtype).unwrap();
+        let y = Tensor::ones(&cpu, &[64, 212], dtype).unwrap();
+        clean("concat", ops::concat(&[&x, &y], 1).unwrap());
+        seed(dtype);
+        let w = Tensor::ones(&cpu, &[512, 300], dtype).unwrap();
+        clean("linear", ops::linear(&x, &w, None, None).unwrap());
+    }
+}
