@@ -151,8 +151,8 @@ fn narrowed<T: Pooled + Element>(v: &[f32]) -> Vec<T> {
 /// therefore return here when their CPU tensor drops, and the next op output of the same
 /// element type that fits reuses one (its stale contents are overwritten; ops that take
 /// from the pool write every element). Bounded: buffers of at least [`POOL_MIN_BYTES`],
-/// at most [`POOL_MAX_ENTRIES`] per type and [`POOL_MAX_BYTES`] idle per type, oldest
-/// evicted first; `Device::trim_pool` empties it.
+/// at most [`POOL_MAX_ENTRIES`] per type (the smallest makes way for a larger one) and
+/// [`POOL_MAX_BYTES`] idle per type; `Device::trim_pool` empties it.
 pub(crate) trait Pooled: Copy + Send + 'static {
     fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
@@ -162,8 +162,9 @@ pub(crate) trait Pooled: Copy + Send + 'static {
 /// call was 4 % of that linear's time (a memset the op overwrites at once), so buffers
 /// from 64 KiB up come back stale from the pool instead.
 pub(crate) const POOL_MIN_BYTES: usize = 64 << 10;
-/// Most idle buffers kept per element type.
-pub(crate) const POOL_MAX_ENTRIES: usize = 8;
+/// Most idle buffers kept per element type (a model's forward pass has a few dozen
+/// output sizes in flight; when the pool is full a larger buffer displaces the smallest).
+pub(crate) const POOL_MAX_ENTRIES: usize = 32;
 /// Most idle bytes kept per element type.
 pub(crate) const POOL_MAX_BYTES: usize = 1 << 30;
 
@@ -240,8 +241,22 @@ fn give<T: Pooled>(v: &mut Vec<T>) {
         .iter()
         .map(|b| b.len() * std::mem::size_of::<T>())
         .sum();
-    if pool.len() < POOL_MAX_ENTRIES && idle + bytes <= POOL_MAX_BYTES {
+    if idle + bytes > POOL_MAX_BYTES {
+        return;
+    }
+    if pool.len() < POOL_MAX_ENTRIES {
         pool.push(std::mem::take(v));
+        return;
+    }
+    // full: keep the larger buffers (a fresh large one costs a page fault and a clear
+    // per 4 KiB; a small one is cheap to allocate again)
+    if let Some((i, _)) = pool
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, b)| b.capacity())
+        .filter(|(_, b)| b.capacity() < v.capacity())
+    {
+        pool[i] = std::mem::take(v);
     }
 }
 
