@@ -24,6 +24,10 @@ const WIDEN_CHUNK: usize = 1 << 16;
 fn widen(s: CpuSlice<'_>) -> Cow<'_, [f32]> {
     fn par<T: Sync>(v: &[T], convert: impl Fn(&[T], &mut [f32]) + Sync) -> Vec<f32> {
         let mut out = vec![0f32; v.len()];
+        if v.len() <= super::CONVERT_SERIAL_MAX {
+            convert(v, &mut out);
+            return out;
+        }
         out.par_chunks_mut(WIDEN_CHUNK)
             .zip(v.par_chunks(WIDEN_CHUNK))
             .for_each(|(o, i)| convert(i, o));

@@ -137,11 +137,21 @@ impl CpuStorage {
 fn narrowed<T: Pooled + Element>(v: &[f32]) -> Vec<T> {
     use rayon::prelude::*;
     let mut out = take::<T>(v.len());
+    if v.len() <= CONVERT_SERIAL_MAX {
+        math::narrow(v, &mut out);
+        return out;
+    }
     out.par_chunks_mut(unary::BLOCK)
         .zip(v.par_chunks(unary::BLOCK))
         .for_each(|(o, s)| math::narrow(s, o));
     out
 }
+
+/// Most elements a 16-bit ↔ f32 conversion of a whole operand (a matmul's widened input,
+/// its narrowed output) runs on one thread: F16C converts 128 K elements in about 15 µs,
+/// and waking the pool's threads and joining them cost 10-15 µs a call here (a 16 × 384
+/// × 384 f16 linear took 51 µs against f32's 24 µs with two such round trips).
+pub(crate) const CONVERT_SERIAL_MAX: usize = 1 << 17;
 
 /// Recycled host buffers for large CPU op outputs.
 ///
