@@ -79,6 +79,8 @@ fn task_rows(rows: usize, n: usize) -> usize {
     rows_per_task(n).max(rows.div_ceil(threads * 16))
 }
 
+/// Layer norm (with a bias `b`) or RMS norm (without) over rows of `n`, of `x` or of
+/// `x + res`; returns `(y, h)`, `h = x + res` when `write_sum` asks for it.
 pub(crate) fn norm(
     x: CpuSlice<'_>,
     res: Option<CpuSlice<'_>>,
@@ -103,6 +105,7 @@ pub(crate) fn norm(
     }
 }
 
+/// [`norm`] for one element type: the outputs, the kernel and the tasks.
 fn run<T: Element + Pooled>(
     x: &[T],
     res: Option<&[T]>,
