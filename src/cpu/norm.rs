@@ -61,6 +61,7 @@ impl Kernel {
     /// Every kernel this CPU runs, streaming or not (for tests that compare them).
     #[cfg(test)]
     fn all_available() -> Vec<Kernel> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86_64 adds
         let mut all = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         if super::lanes::available_f16() {
