@@ -409,3 +409,34 @@ fn special_values_make_the_whole_row_nan(device: &Device) {
     }
 }
 backend_tests!(special_values_make_the_whole_row_nan => special_values_make_the_whole_row_nan_cpu, special_values_make_the_whole_row_nan_gpu, special_values_make_the_whole_row_nan_gpu_nosubgroups);
+
+/// Outputs of 16 MiB or more take the CPU's streamed-store path (`cpu::norm`), with
+/// rows of odd length so every row starts at a different alignment: each norm and
+/// l2_normalize against f64 there, in every float dtype. CPU only: it is that backend's
+/// path, and lavapipe would spend long on these sizes.
+#[test]
+fn cpu_streamed_outputs_on_odd_rows() {
+    let device = Device::cpu();
+    let n = 4099;
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        // just over 16 MiB for one output of this dtype
+        let rows = (16usize << 20) / (n * dtype.size_in_bytes()) + 1;
+        run_case(&device, dtype, rows, n, 0.5, 11);
+        let x = quantize(&random(rows * n, 12), dtype);
+        let got = ops::l2_normalize(&tensor(&device, &x, &[rows, n], dtype), 1e-12).unwrap();
+        let want: Vec<f64> = x
+            .chunks(n)
+            .flat_map(|r| {
+                let norm = r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+                r.iter().map(move |&v| v as f64 / norm).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_close(
+            &format!("l2_normalize [{rows}, {n}] {dtype} on the CPU"),
+            &got.to_f32_vec().unwrap(),
+            &want,
+            1e-6,
+            dtype.epsilon() * 1.01 + 1e-6,
+        );
+    }
+}
