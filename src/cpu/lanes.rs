@@ -116,6 +116,24 @@ pub(crate) fn map_into(op: LaneOp, src: &[f32], dst: &mut [f32]) -> bool {
     false
 }
 
+/// `_mm_storeu_si128(p, h)` for halves that `vcvtps2ph` has just narrowed, kept as a
+/// store of its own: LLVM folds the pair into `vcvtps2ph` to memory, which Zen 4 runs
+/// several times slower than the register form and a store (f16 rows ran at a third of
+/// f32's pace in cache). The empty asm is opaque to that folding and costs nothing.
+///
+/// # Safety
+/// `p` must be valid for writing 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn store_halves(p: *mut u16, h: std::arch::x86_64::__m128i) {
+    let mut h = h;
+    // SAFETY: an empty template; it reads and writes nothing but the register.
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(xmm_reg) h, options(pure, nomem, nostack, preserves_flags));
+        std::arch::x86_64::_mm_storeu_si128(p.cast(), h)
+    }
+}
+
 /// Whether this CPU has AVX-512 F (16-lane forms of GELU, tanh and log: on Zen 4 a
 /// 512-bit operation is one µop, so the long formulas keep twice the elements in flight;
 /// GELU ran 1.5× faster). `OPENKERN_CPU_AVX512=0` turns them off (to time or test the
@@ -443,7 +461,7 @@ mod x86 {
             while i < full {
                 let x = _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i));
                 let y = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(f(x));
-                _mm_storeu_si128(dst.add(i) as *mut __m128i, y);
+                super::store_halves(dst.add(i), y);
                 i += 8;
             }
             if full < n {
@@ -451,7 +469,7 @@ mod x86 {
                 std::ptr::copy(src.add(full), buf.as_mut_ptr(), n - full);
                 let x = _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr() as *const __m128i));
                 let y = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(f(x));
-                _mm_storeu_si128(buf.as_mut_ptr() as *mut __m128i, y);
+                super::store_halves(buf.as_mut_ptr(), y);
                 std::ptr::copy(buf.as_ptr(), dst.add(full), n - full);
             }
         }
@@ -501,7 +519,7 @@ mod x86 {
             let x = _mm256_cvtph_ps(_mm_loadu_si128(g as *const __m128i));
             let y = _mm256_cvtph_ps(_mm_loadu_si128(u as *const __m128i));
             let r = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(silu(x), y));
-            _mm_storeu_si128(out as *mut __m128i, r);
+            super::store_halves(out, r);
         }
         let full = n / 8 * 8;
         let mut i = 0;
@@ -694,7 +712,10 @@ mod x86 {
                 let e = exp_scaled(_mm512_sub_ps(_mm512_setzero_ps(), x), 0.0);
                 let s = _mm512_div_ps(x, _mm512_add_ps(splat(1.0), e));
                 let r = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_mul_ps(s, y));
-                _mm256_storeu_si256(out.add(i) as *mut __m256i, r);
+                // two 16-byte halves through `store_halves` (see there: the folded form
+                // is slow on Zen 4)
+                super::super::store_halves(out.add(i), _mm256_castsi256_si128(r));
+                super::super::store_halves(out.add(i + 8), _mm256_extracti128_si256::<1>(r));
                 i += 16;
             }
             full

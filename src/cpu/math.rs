@@ -265,7 +265,7 @@ mod f16c {
             unsafe {
                 let v = _mm256_loadu_ps(src.as_ptr().add(i));
                 let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-                _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+                crate::cpu::lanes::store_halves(dst.as_mut_ptr().add(i), h);
             }
             i += 8;
         }
