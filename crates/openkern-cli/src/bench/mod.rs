@@ -149,6 +149,10 @@ pub struct Row {
     /// Median seconds per run timed by wall clock around a sync, where a peer that can
     /// only time that way (Burn) is compared with this row; `None` otherwise.
     pub wall_seconds: Option<f64>,
+    /// The probe re-measured right before this row (bytes/s or FLOP/s, as `bound`), where
+    /// the family does that: on a shared host the bandwidth moves within a run, and the
+    /// row is then compared with the machine of its own minute. `None`: the run's probe.
+    pub local_limit: Option<f64>,
 }
 
 impl Default for Row {
@@ -170,6 +174,7 @@ impl Default for Row {
             flops: 0.0,
             bytes: 0.0,
             wall_seconds: None,
+            local_limit: None,
         }
     }
 }
@@ -202,6 +207,7 @@ impl Row {
             flops,
             bytes,
             wall_seconds: None,
+            local_limit: None,
         }
     }
 
@@ -218,13 +224,14 @@ impl Row {
         self.work / self.seconds
     }
 
-    /// The rate as a fraction of the probe the row is bound by.
+    /// The rate as a fraction of the probe the row is bound by (its own re-measured
+    /// probe where it has one).
     pub fn fraction(&self, limits: &Limits) -> f64 {
         self.rate()
-            / match self.bound {
+            / self.local_limit.unwrap_or(match self.bound {
                 Bound::Memory => limits.copy_bytes_per_s,
                 Bound::Compute => limits.fma_flops_per_s,
-            }
+            })
     }
 }
 
@@ -605,6 +612,35 @@ pub fn run(device: &Device, args: &BenchArgs) -> openkern::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::FAMILIES;
+
+    /// A row with a probe re-measured beside it is compared with that probe, in the
+    /// table and the JSON alike; other rows with the run's.
+    #[test]
+    fn a_local_probe_replaces_the_runs_probe() {
+        let limits = super::Limits {
+            copy_bytes_per_s: 10.0,
+            fma_flops_per_s: 100.0,
+        };
+        let mut row = super::Row {
+            seconds: 1.0,
+            work: 5.0,
+            ..Default::default()
+        };
+        assert_eq!(row.fraction(&limits), 0.5);
+        row.local_limit = Some(20.0);
+        assert_eq!(row.fraction(&limits), 0.25);
+        let probe = openkern::gpu::probe::ProbeResult {
+            per_second: 10.0,
+            work: 10.0,
+            seconds: 1.0,
+            source: openkern::gpu::timing::TimingSource::WallClock,
+        };
+        let device = openkern::Device::cpu();
+        let run =
+            super::report::Run::new(&device, super::Tier::Quick, &probe, &probe, &[row], &limits);
+        assert_eq!(run.rows[0].fraction_of_limit, Some(0.25));
+        assert_eq!(run.rows[0].limit_per_s, Some(20.0));
+    }
 
     /// Library op families (`openkern::ops::FAMILIES`) with no bench rows yet: rows owed.
     /// A family added to the library and missing from both lists fails the test below.

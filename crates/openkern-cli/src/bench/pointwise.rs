@@ -188,7 +188,8 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             .filter(|c| c.family == "pointwise")
             .collect();
     }
-    let mut peer = if device.info().device_type == DeviceType::Cpu && !cases.is_empty() {
+    let cpu = device.info().device_type == DeviceType::Cpu;
+    let mut peer = if cpu && !cases.is_empty() {
         TorchPeer::start()
     } else {
         None
@@ -209,6 +210,13 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             // settle so they do not share the cores with this row
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
+        // the copy probe again, right before the row: this host's bandwidth drifts by
+        // up to 2x within a run, and the row is compared with the machine of its minute
+        let local_copy = if cpu {
+            Some(openkern::gpu::probe::copy_bandwidth(device)?.per_second)
+        } else {
+            None
+        };
         let op = case.op.as_str();
         let t = time_op(device, op, x, y)?;
         let e = x.len() as f64;
@@ -226,6 +234,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
             bytes,
             Bound::Memory,
         );
+        row.local_limit = local_copy;
         let (rows, cols) = (case.shape[0], case.shape[1]);
         row.peer = peer
             .as_mut()

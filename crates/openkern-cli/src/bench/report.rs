@@ -110,6 +110,11 @@ pub struct JsonRow {
     /// that can only time that way (Burn), so both sides of `peer_ratio` are timed alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_median_s: Option<f64>,
+    /// The probe (same unit as `rate`) that `fraction_of_limit` divides by when it was
+    /// re-measured right before this row (the CPU's pointwise rows); absent: the run's
+    /// probe in `probes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_per_s: Option<f64>,
 }
 
 /// A number that serde_json wrote as `null` (it has no NaN) reads back as NaN: without
@@ -245,6 +250,7 @@ impl Run {
                         peer_median_s: r.peer.map(|(_, rate)| r.work / rate),
                         peer_ratio: r.peer_ratio(),
                         wall_median_s: r.wall_seconds,
+                        limit_per_s: r.local_limit,
                     }
                 })
                 .collect(),
@@ -448,6 +454,7 @@ mod tests {
             peer_median_s: None,
             peer_ratio: None,
             wall_median_s: None,
+            limit_per_s: None,
         };
         let text = serde_json::to_string(&row).unwrap();
         assert!(text.contains("\"min_s\":null"), "{text}");
