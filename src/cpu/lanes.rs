@@ -536,8 +536,8 @@ mod x86 {
         }
     }
 
-    /// 16-lane AVX-512 forms of the ops whose formulas are long (GELU, tanh, log); the
-    /// others are bound by memory already. Same formulas as the 8-lane forms, except
+    /// 16-lane AVX-512 forms of the lane ops (the long formulas gain most: GELU, tanh,
+    /// log). Same formulas as the 8-lane forms, except
     /// that 2^k is `vscalefps` (which also gives ∞ and subnormals at the ends) and log
     /// splits x with `vgetexpps`/`vgetmantps`.
     pub(super) mod wide {
@@ -675,6 +675,43 @@ mod x86 {
             _mm512_mask_mov_ps(r, pass, x)
         }
 
+        /// exp with IEEE ends: NaN stays NaN (exp_scaled clamps it away), ±∞ and
+        /// overflow from `vscalefps`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn exp(x: __m512) -> __m512 {
+            let e = exp_scaled(x, 0.0);
+            _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), x)
+        }
+
+        /// The 8-lane `gelu_tanh`: a / (1 + e^(−2u)), u = √(2/π)·(a + 0.044715·a³); a
+        /// NaN `a` comes back through the numerator.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn gelu_tanh(a: __m512) -> __m512 {
+            let a2 = _mm512_mul_ps(a, a);
+            let inner = _mm512_mul_ps(a, _mm512_fmadd_ps(a2, splat(0.044_715), splat(1.0)));
+            let m2u = _mm512_mul_ps(inner, splat(-2.0 * 0.797_884_6));
+            _mm512_div_ps(a, _mm512_add_ps(splat(1.0), exp_scaled(m2u, 0.0)))
+        }
+
+        /// 1 / (1 + e^−v), NaN kept.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn sigmoid(v: __m512) -> __m512 {
+            let e = exp_scaled(_mm512_sub_ps(_mm512_setzero_ps(), v), 0.0);
+            let r = _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e));
+            _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), v)
+        }
+
+        /// v / (1 + e^−v); a NaN `v` comes back through the numerator.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn silu(v: __m512) -> __m512 {
+            let e = exp_scaled(_mm512_sub_ps(_mm512_setzero_ps(), v), 0.0);
+            _mm512_div_ps(v, _mm512_add_ps(splat(1.0), e))
+        }
+
         #[target_feature(enable = "avx512f")]
         #[inline]
         unsafe fn apply(
@@ -722,7 +759,7 @@ mod x86 {
         }
 
         /// `dst[i] = op(src[i])` for the first multiple of 16 elements where `op` has a
-        /// 16-lane form; returns how many it wrote (0 for the other ops). `src` and `dst`
+        /// 16-lane form; returns how many it wrote. `src` and `dst`
         /// may be the same memory.
         #[target_feature(enable = "avx512f")]
         pub(in super::super) unsafe fn map(
@@ -735,7 +772,10 @@ mod x86 {
                 LaneOp::Gelu => apply(src, dst, n, |x| gelu(x)),
                 LaneOp::Tanh => apply(src, dst, n, |x| tanh(x)),
                 LaneOp::Log => apply(src, dst, n, |x| log(x)),
-                _ => 0,
+                LaneOp::Exp => apply(src, dst, n, |x| exp(x)),
+                LaneOp::GeluTanh => apply(src, dst, n, |x| gelu_tanh(x)),
+                LaneOp::Sigmoid => apply(src, dst, n, |x| sigmoid(x)),
+                LaneOp::Silu => apply(src, dst, n, |x| silu(x)),
             }
         }
     }
@@ -781,7 +821,15 @@ mod tests {
             return;
         }
         let x = inputs();
-        for op in [LaneOp::Gelu, LaneOp::Tanh, LaneOp::Log] {
+        for op in [
+            LaneOp::Gelu,
+            LaneOp::Tanh,
+            LaneOp::Log,
+            LaneOp::Exp,
+            LaneOp::GeluTanh,
+            LaneOp::Sigmoid,
+            LaneOp::Silu,
+        ] {
             let (mut narrow, mut wide) = (vec![0f32; x.len()], vec![0f32; x.len()]);
             // SAFETY: AVX2, FMA and AVX-512 F were detected above; all slices hold x.len().
             let done = unsafe {
