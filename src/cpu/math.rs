@@ -210,6 +210,25 @@ pub(crate) fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
     }
 }
 
+/// f16 bits widened into fresh (uninitialised) memory, so a new f32 operand needs no
+/// clearing first (the clear was 6 % of a 72 × 384 × 384 f16 linear); `None` where the
+/// CPU lacks F16C, else the filled vector.
+pub(crate) fn widened_f16(src: &[u16]) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx") {
+        let mut out = Vec::with_capacity(src.len());
+        // SAFETY: F16C and AVX were detected just above; `widen_uninit` writes every one
+        // of the src.len() elements of the spare capacity before the length is set.
+        unsafe {
+            f16c::widen_uninit(src, out.spare_capacity_mut());
+            out.set_len(src.len());
+        }
+        return Some(out);
+    }
+    let _ = src;
+    None
+}
+
 /// `dst = src` rounded to `T` (nearest even); the inverse of [`widen`].
 pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
     match T::DTYPE {
@@ -253,6 +272,26 @@ mod f16c {
         }
         for j in i..n {
             dst[j] = half::f16::from_bits(src[j]).to_f32();
+        }
+    }
+
+    /// [`widen`] into uninitialised memory: every element of `dst[..src.len()]` is
+    /// written (through raw pointers; nothing is read).
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn widen_uninit(src: &[u16], dst: &mut [std::mem::MaybeUninit<f32>]) {
+        let n = src.len().min(dst.len());
+        let d = dst.as_mut_ptr() as *mut f32;
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n bounds both the 16-byte load and the 32-byte store.
+            unsafe {
+                let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+                _mm256_storeu_ps(d.add(i), _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            dst[j].write(half::f16::from_bits(src[j]).to_f32());
         }
     }
 

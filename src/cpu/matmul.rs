@@ -35,7 +35,14 @@ fn widen(s: CpuSlice<'_>) -> Cow<'_, [f32]> {
     }
     match s {
         CpuSlice::F32(v) => Cow::Borrowed(v),
-        CpuSlice::F16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+        // up to CONVERT_SERIAL_MAX: one thread and no clearing pass
+        CpuSlice::F16(v) => match (v.len() <= super::CONVERT_SERIAL_MAX)
+            .then(|| super::math::widened_f16(bytemuck::cast_slice(v)))
+            .flatten()
+        {
+            Some(w) => Cow::Owned(w),
+            None => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
+        },
         CpuSlice::BF16(v) => Cow::Owned(par(v, |i, o| i.convert_to_f32_slice(o))),
         #[allow(unreachable_patterns)] // storage kinds added later widen the plain way
         _ => s.to_f32(),
