@@ -83,11 +83,19 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
         .zip(g.par_chunks(BLOCK).zip(u.par_chunks(BLOCK)))
         .for_each(|(o, (gs, us))| {
             if lanes_f32 {
-                lanes::swiglu(cast(gs), cast(us), bytemuck::cast_slice_mut(o));
+                lanes::swiglu(
+                    bytemuck::cast_slice(gs),
+                    bytemuck::cast_slice(us),
+                    bytemuck::cast_slice_mut(o),
+                );
                 return;
             }
             if lanes_f16 {
-                lanes::swiglu_f16(cast(gs), cast(us), bytemuck::cast_slice_mut(o));
+                lanes::swiglu_f16(
+                    bytemuck::cast_slice(gs),
+                    bytemuck::cast_slice(us),
+                    bytemuck::cast_slice_mut(o),
+                );
                 return;
             }
             let (mut a, mut b) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
@@ -104,11 +112,6 @@ fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
             }
         });
     out
-}
-
-/// The bits of a slice whose dtype the caller has checked.
-fn cast<T: Element, U: bytemuck::Pod>(v: &[T]) -> &[U] {
-    bytemuck::cast_slice(v)
 }
 
 // NaN passes through (a ≤ 0 is false for it)

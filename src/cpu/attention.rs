@@ -434,7 +434,6 @@ fn task<T: Element>(
 /// tile LLVM vectorises (16-bit tiles widened into `buf` first).
 mod small {
     use super::Element;
-    use crate::DType;
 
     /// `s[r·s_rs + j] = q_r · k_j` for r < q.len()/d, j < nk (k rows at stride ks).
     #[allow(clippy::too_many_arguments)]
@@ -484,26 +483,9 @@ mod small {
     #[cfg(target_arch = "x86_64")]
     #[allow(clippy::needless_range_loop)]
     mod x86 {
-        use super::{DType, Element};
+        use super::Element;
+        use crate::cpu::lanes::load8;
         use std::arch::x86_64::*;
-
-        /// Eight elements at `p` as f32 lanes: f16 through F16C, bf16 by a 16-bit shift.
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn load8<T: Element>(p: *const T) -> __m256 {
-            // SAFETY (all arms): the caller guarantees eight elements at p.
-            unsafe {
-                match T::DTYPE {
-                    DType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
-                    DType::BF16 => {
-                        let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
-                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
-                    }
-                    DType::F32 => _mm256_loadu_ps(p as *const f32),
-                    _ => unreachable!("attention runs on f32, f16 and bf16 only"),
-                }
-            }
-        }
 
         /// The four horizontal sums of a0..a3, in order.
         #[inline]

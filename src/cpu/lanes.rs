@@ -75,15 +75,7 @@ pub(crate) fn map(op: LaneOp, v: &mut [f32]) -> bool {
     if available() {
         // SAFETY: AVX2 and FMA were detected on this CPU just above; source and
         // destination are the same valid slice, read before written lane by lane.
-        unsafe {
-            let (p, n) = (v.as_mut_ptr(), v.len());
-            let done = if available_avx512() {
-                x86::wide::map(op, p, p, n)
-            } else {
-                0
-            };
-            x86::map(op, p.add(done), p.add(done), n - done)
-        };
+        unsafe { map_raw(op, v.as_ptr(), v.as_mut_ptr(), v.len()) };
         return true;
     }
     let _ = (op, v);
@@ -97,23 +89,54 @@ pub(crate) fn map_into(op: LaneOp, src: &[f32], dst: &mut [f32]) -> bool {
     if available() {
         let n = src.len().min(dst.len());
         // SAFETY: AVX2 and FMA were detected on this CPU just above; both slices hold n.
-        unsafe {
-            let done = if available_avx512() {
-                x86::wide::map(op, src.as_ptr(), dst.as_mut_ptr(), n)
-            } else {
-                0
-            };
-            x86::map(
-                op,
-                src.as_ptr().add(done),
-                dst.as_mut_ptr().add(done),
-                n - done,
-            )
-        };
+        unsafe { map_raw(op, src.as_ptr(), dst.as_mut_ptr(), n) };
         return true;
     }
     let _ = (op, src, dst);
     false
+}
+
+/// [`map`] / [`map_into`] on `n` elements (`src` and `dst` may be the same memory): the
+/// 16-lane forms where the CPU has AVX-512 F, the 8-lane ones for the rest.
+///
+/// # Safety
+/// AVX2 and FMA must be present ([`available`]); `src` and `dst` hold `n` elements.
+#[cfg(target_arch = "x86_64")]
+unsafe fn map_raw(op: LaneOp, src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: the caller's contract; AVX-512 F is checked before the 16-lane forms run.
+    unsafe {
+        let done = if available_avx512() {
+            x86::wide::map(op, src, dst, n)
+        } else {
+            0
+        };
+        x86::map(op, src.add(done), dst.add(done), n - done)
+    }
+}
+
+/// Eight elements at `p` as f32 lanes: f32 loaded, f16 through F16C, bf16 by a 16-bit
+/// shift (it is the top half of an f32).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be present ([`available_f16`]); `p` holds eight elements.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn load8<T: crate::dtype::Element>(p: *const T) -> std::arch::x86_64::__m256 {
+    use crate::dtype::DType;
+    use std::arch::x86_64::*;
+    // SAFETY (all arms): the caller guarantees eight elements at p.
+    unsafe {
+        match T::DTYPE {
+            DType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+            DType::BF16 => {
+                let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+            }
+            DType::F32 => _mm256_loadu_ps(p as *const f32),
+            DType::U32 => unreachable!("u32 is never widened to float lanes"),
+        }
+    }
 }
 
 /// `_mm_storeu_si128(p, h)` for halves that `vcvtps2ph` has just narrowed, kept as a

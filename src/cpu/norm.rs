@@ -318,20 +318,7 @@ mod x86 {
     /// `math::lanes_sum` (one f32 sum over a long row drifts).
     const BLOCK: usize = 4096;
 
-    /// Eight elements at `p` widened to f32 (bf16 is the top half of an f32).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load<T: Element>(p: *const T) -> __m256 {
-        match T::DTYPE {
-            DType::F32 => _mm256_loadu_ps(p.cast()),
-            DType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
-            DType::BF16 => {
-                let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
-            }
-            DType::U32 => unreachable!("norms refuse u32 before dispatch"),
-        }
-    }
+    use crate::cpu::lanes::load8 as load;
 
     /// Eight lanes rounded to `T` (nearest even) and stored at `p`; with `NT` a
     /// non-temporal store, which needs `p` aligned to the store's width (32 bytes for
@@ -349,17 +336,8 @@ mod x86 {
         if NT {
             _mm_stream_si128(p.cast(), h)
         } else {
-            // Keep the conversion and the store apart: LLVM would fold them into
-            // `vcvtps2ph` to memory, which Zen 4 runs several times slower than the
-            // register form and a store (f16 rows ran at a third of f32's pace in cache).
-            // The empty asm is opaque to that folding and costs nothing.
-            let mut h = h;
-            std::arch::asm!(
-                "/* {0} */",
-                inout(xmm_reg) h,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-            _mm_storeu_si128(p.cast(), h)
+            // conversion and store kept apart (see `store_halves`: Zen 4's folded form)
+            crate::cpu::lanes::store_halves(p.cast(), h)
         }
     }
 
