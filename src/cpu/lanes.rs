@@ -581,6 +581,15 @@ mod x86 {
             _mm512_set1_ps(x)
         }
 
+        /// Sixteen narrowed halves stored at `p` as two 16-byte `store_halves` (the
+        /// folded `vcvtps2ph` to memory is slow on Zen 4).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn store16(p: *mut u16, r: __m256i) {
+            super::super::store_halves(p, _mm256_castsi256_si128(r));
+            super::super::store_halves(p.add(8), _mm256_extracti128_si256::<1>(r));
+        }
+
         /// e^r · 2^(k + s) for x = k·ln 2 + r: the polynomial of `exp_core`, scaled by
         /// `vscalefps`. `x` must not be NaN; below −104 the result is 0, above 89 ∞.
         #[target_feature(enable = "avx512f")]
@@ -780,10 +789,7 @@ mod x86 {
                 let e = exp_scaled(_mm512_sub_ps(_mm512_setzero_ps(), x), 0.0);
                 let s = _mm512_div_ps(x, _mm512_add_ps(splat(1.0), e));
                 let r = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_mul_ps(s, y));
-                // two 16-byte halves through `store_halves` (see there: the folded form
-                // is slow on Zen 4)
-                super::super::store_halves(out.add(i), _mm256_castsi256_si128(r));
-                super::super::store_halves(out.add(i + 8), _mm256_extracti128_si256::<1>(r));
+                store16(out.add(i), r);
                 i += 16;
             }
             full
@@ -811,8 +817,7 @@ mod x86 {
                 while i < full {
                     let x = _mm512_cvtph_ps(_mm256_loadu_si256(src.add(i) as *const __m256i));
                     let r = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(f(x));
-                    super::super::store_halves(dst.add(i), _mm256_castsi256_si128(r));
-                    super::super::store_halves(dst.add(i + 8), _mm256_extracti128_si256::<1>(r));
+                    store16(dst.add(i), r);
                     i += 16;
                 }
                 full
