@@ -72,14 +72,14 @@ pub(crate) fn table<T: Element + Pooled>(
 }
 
 /// Whether `slot`'s op on `dtype` runs faster computed than looked up: the exp-based
-/// maps in f16 where the CPU has the 16-lane AVX-512 forms (f16 exp 3.6-5.4 -> 2.9-3.1
-/// ms, SiLU 5.3-5.8 -> 3.3-3.6 ms at 4096x4096; GELU, tanh and log stay faster as
-/// lookups, and bf16 has no in-register conversion to go with them).
+/// maps and rsqrt in f16 where the CPU has the 16-lane AVX-512 forms (f16 exp 3.6-5.4
+/// -> 2.9-3.1 ms, SiLU 5.3-5.8 -> 3.3-3.6 ms at 4096x4096; GELU, tanh and log stay
+/// faster as lookups, and bf16 has no in-register conversion to go with them).
 fn computed_is_faster(slot: Slot, dtype: DType) -> bool {
     dtype == DType::F16
         && matches!(
             slot,
-            Slot::Exp | Slot::Sigmoid | Slot::Silu | Slot::GeluTanh
+            Slot::Exp | Slot::Sigmoid | Slot::Silu | Slot::GeluTanh | Slot::Rsqrt
         )
         && super::lanes::available_avx512()
         && super::lanes::available_f16()
