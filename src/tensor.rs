@@ -564,6 +564,16 @@ impl<'a> CpuSlice<'a> {
         }
     }
 
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            CpuSlice::F32(v) => v.len(),
+            CpuSlice::F16(v) => v.len(),
+            CpuSlice::BF16(v) => v.len(),
+            CpuSlice::U32(v) => v.len(),
+        }
+    }
+
     /// The elements from index `n` on.
     pub(crate) fn skip(self, n: usize) -> CpuSlice<'a> {
         match self {

@@ -8,7 +8,9 @@
 //! inputs are widened to f32 first, so accumulation is f32 as on the GPU.
 
 use super::activation::epilogue;
+use super::packed::HalfOut;
 use super::CpuStorage;
+use crate::dtype::DType;
 use crate::ops::matmul::MatmulPlan;
 use crate::tensor::CpuSlice;
 use gemm::Parallelism;
@@ -254,7 +256,22 @@ pub(crate) fn matmul(
         let a = widen(a);
         gemv_rows(plan, &a, b, &a_off, &b_off, &mut out);
     } else if m * n > 0 && packed {
-        let a = widen(a);
+        // a small 16-bit A goes in as it is: each thread widens its own copy (see
+        // `packed::gemm`); a larger one is widened here once, on all threads
+        let in_place = matches!(a, CpuSlice::F16(_) | CpuSlice::BF16(_))
+            && a.len() <= super::CONVERT_SERIAL_MAX;
+        let wide = if in_place {
+            Cow::Borrowed(&[][..])
+        } else {
+            widen(a)
+        };
+        let a_at = |i: usize| {
+            if in_place {
+                a.skip(a_off[i])
+            } else {
+                CpuSlice::F32(&wide[a_off[i]..])
+            }
+        };
         let layout = (plan.k, n, plan.sbk, plan.sbn);
         let b = match b_weight {
             Some((storage, range)) => super::weights::packed(storage, range, layout, || {
@@ -269,18 +286,36 @@ pub(crate) fn matmul(
             )),
         };
         let bias = bias.map(|b| b.to_f32());
+        // a 16-bit output is rounded by the tasks, tile by tile, as they finish
+        let mut out16 = match plan.out_dtype {
+            DType::F16 => CpuStorage::F16(super::take(out.len())),
+            DType::BF16 => CpuStorage::BF16(super::take(out.len())),
+            _ => CpuStorage::F32(Vec::new()),
+        };
         for (i, c) in out.chunks_mut(m * n).enumerate() {
+            let c16 = match &mut out16 {
+                CpuStorage::F16(h) => Some(HalfOut::F16(&mut h[i * m * n..])),
+                CpuStorage::BF16(h) => Some(HalfOut::BF16(&mut h[i * m * n..])),
+                _ => None,
+            };
             super::packed::gemm(
                 m,
-                &a[a_off[i]..],
+                a_at(i),
                 plan.sam,
                 &b,
                 c,
+                c16,
                 bias.as_deref(),
                 plan.activation,
             );
         }
-        return CpuStorage::from_f32(plan.out_dtype, out);
+        return match out16 {
+            CpuStorage::F32(_) => CpuStorage::from_f32(plan.out_dtype, out),
+            narrowed => {
+                super::give(&mut out);
+                narrowed
+            }
+        };
     } else if m * n > 0 {
         let a = widen(a);
         // a 16-bit weight is widened once and reused (see cpu/weights.rs)

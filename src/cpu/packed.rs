@@ -1,7 +1,8 @@
 //! The CPU backend's own f32 GEMM for `a · b` with `b` packed once into column panels:
 //! an AVX2/FMA microkernel of 6 rows × 16 columns (12 accumulators, A broadcast from
 //! its rows in place, B read from a contiguous panel), with the bias and activation
-//! applied to each output tile while it is still in cache.
+//! applied to each output tile while it is still in cache, and a 16-bit output rounded
+//! from it there too.
 //!
 //! Why our own: the `gemm` crate repacks both operands on every call (its packing took a
 //! quarter as many samples as its microkernel in the 135M LLaMA prefill), while a
@@ -129,27 +130,84 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+/// Where a task puts its finished tile besides the f32 staging: nowhere, or rounded
+/// into a 16-bit output of the same m × n layout.
+#[derive(Clone, Copy)]
+enum Narrowed {
+    None,
+    F16(*mut half::f16),
+    BF16(*mut half::bf16),
+}
+// SAFETY: as for `Out`, tasks write disjoint tiles.
+unsafe impl Send for Narrowed {}
+unsafe impl Sync for Narrowed {}
+
+/// The 16-bit output of [`gemm`], which tasks fill tile by tile from the f32 staging
+/// while it is in their cache (no serial narrowing pass after the product).
+pub(crate) enum HalfOut<'a> {
+    /// f16 output.
+    F16(&'a mut [half::f16]),
+    /// bf16 output.
+    BF16(&'a mut [half::bf16]),
+}
+
+thread_local! {
+    /// This thread's f32 copy of a 16-bit A and the [`gemm`] call it belongs to (see
+    /// `gemm`'s docs); reused, so it costs no allocation or page fault after the first.
+    static WIDENED_A: std::cell::RefCell<(usize, Vec<f32>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// Numbers [`gemm`] calls, so a thread's [`WIDENED_A`] is never taken for another's A.
+static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 /// `c = a · b (+ bias, activation)`: `a` is m × k with rows `lda` apart (contiguous
-/// along K), `c` is m × n row-major. Needs [`available`].
+/// along K), `c` is m × n row-major f32 (the accumulators; with `c16` also rounded
+/// into it). Needs [`available`].
+///
+/// A 16-bit `a` is widened by each thread that runs a task, once per call, into its own
+/// buffer: a small activation (a 72-row linear's) widened by the caller alone stalled
+/// the helper thread and then reached it through the other core's cache; the
+/// duplicated conversion costs less. Callers pass 16-bit A only up to
+/// [`super::CONVERT_SERIAL_MAX`] elements and widen larger ones themselves.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     m: usize,
-    a: &[f32],
+    a: CpuSlice<'_>,
     lda: usize,
     b: &PackedB,
     c: &mut [f32],
+    c16: Option<HalfOut<'_>>,
     bias: Option<&[f32]>,
     act: Option<Activation>,
 ) {
     let (k, n) = (b.k, b.n);
+    let a_len = if m == 0 || k == 0 {
+        0
+    } else {
+        (m - 1) * lda + k
+    };
     assert!(c.len() >= m * n, "output smaller than m × n");
     assert!(
-        m == 0 || k == 0 || a.len() >= (m - 1) * lda + k,
+        m == 0 || k == 0 || a.len() >= a_len,
         "A shorter than its rows"
     );
     assert!(available(), "the packed GEMM needs AVX2 and FMA");
+    let narrowed = match c16 {
+        None => Narrowed::None,
+        Some(HalfOut::F16(h)) => {
+            assert!(h.len() >= m * n, "16-bit output smaller than m × n");
+            Narrowed::F16(h.as_mut_ptr())
+        }
+        Some(HalfOut::BF16(h)) => {
+            assert!(h.len() >= m * n, "16-bit output smaller than m × n");
+            Narrowed::BF16(h.as_mut_ptr())
+        }
+    };
     if m == 0 || n == 0 {
         return;
     }
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let panels = b.panels();
     let row_blocks = m.div_ceil(MB);
     let threads = rayon::current_num_threads().max(1);
@@ -165,7 +223,26 @@ pub(crate) fn gemm(
         let pans = cb * per_task..(cb * per_task + per_task).min(panels);
         // SAFETY: the tile (rows × pans' columns) belongs to this task alone; every
         // index stays inside m × n (checked above), A's inside its asserted length.
-        unsafe { task(a, lda, b, out, n, rows, pans, bias, act) };
+        let tile = |a: &[f32]| unsafe { task(a, lda, b, out, narrowed, n, rows, pans, bias, act) };
+        fn widen<T: crate::dtype::Element>(src: &[T], w: &mut Vec<f32>, len: usize) {
+            w.resize(len, 0.0);
+            super::math::widen(&src[..len], w);
+        }
+        match a {
+            CpuSlice::F32(a) => tile(a),
+            // the task runs no other op in between, so the borrow is never re-entered
+            _ => WIDENED_A.with_borrow_mut(|(owner, w)| {
+                if *owner != call {
+                    match a {
+                        CpuSlice::F16(h) => widen(h, w, a_len),
+                        CpuSlice::BF16(h) => widen(h, w, a_len),
+                        _ => unreachable!("the matmul refuses u32 operands"),
+                    }
+                    *owner = call;
+                }
+                tile(w)
+            }),
+        }
     };
     let flops = 2 * m * n * k;
     if tasks == 1 || flops < 1 << 18 {
@@ -182,6 +259,7 @@ unsafe fn task(
     lda: usize,
     b: &PackedB,
     out: Out,
+    narrowed: Narrowed,
     n: usize,
     rows: std::ops::Range<usize>,
     pans: std::ops::Range<usize>,
@@ -227,12 +305,22 @@ unsafe fn task(
         }
         k0 += len;
     }
-    if bias.is_some() || act.is_some() {
-        let c0 = pans.start * NR;
-        let c1 = (pans.end * NR).min(n);
-        for i in rows {
-            let row = std::slice::from_raw_parts_mut(c.add(i * n + c0), c1 - c0);
+    let c0 = pans.start * NR;
+    let c1 = (pans.end * NR).min(n);
+    for i in rows {
+        let row = std::slice::from_raw_parts_mut(c.add(i * n + c0), c1 - c0);
+        if bias.is_some() || act.is_some() {
             super::activation::epilogue(row, bias.map(|b| &b[c0..c1]), act);
+        }
+        let at = i * n + c0;
+        match narrowed {
+            Narrowed::None => {}
+            Narrowed::F16(h) => {
+                super::math::narrow(row, std::slice::from_raw_parts_mut(h.add(at), row.len()))
+            }
+            Narrowed::BF16(h) => {
+                super::math::narrow(row, std::slice::from_raw_parts_mut(h.add(at), row.len()))
+            }
         }
     }
 }
