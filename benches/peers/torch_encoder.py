@@ -7,6 +7,10 @@ the CPU. Prints the embeddings (compare with the example's) and ms per batch.
     cargo run --release --example encoder -- --seq 18 --dtype f32
     python3 benches/peers/torch_encoder.py --dtype f32 [--iters 10] [--threads N]
 
+With `--serve` it loads and warms up, prints `ready`, then for each line `N` on stdin
+runs N forwards and prints their mean seconds, until stdin closes: `openkern bench`
+alternates these windows with its own (a host whose speed drifts moves both sides).
+
 Same computation, op for op: separate Q/K/V linears, scores = q·kᵀ, softmax(scale ·
 scores + additive mask), ·v, output linear, post-LN, GELU (erf) FFN, post-LN, masked
 mean. f16 runs with f16 weights and activations and f32 LayerNorm parameters, as the
@@ -78,12 +82,27 @@ def forward(w, ids, lengths, dtype):
     return summed / lengths[:, None].float()
 
 
+def serve(run):
+    """The `--serve` loop: one warm-up forward, `ready`, then a timed window per line."""
+    import sys
+
+    run()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        n = max(int(line), 1)
+        start = time.perf_counter()
+        for _ in range(n):
+            run()
+        print(f"{(time.perf_counter() - start) / n:.9f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--file", default=os.path.join(tempfile.gettempdir(), "openkern_encoder_random.safetensors"))
     ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    ap.add_argument("--serve", action="store_true", help="time windows of N forwards read from stdin (see above)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,6 +112,9 @@ def main():
     # cast once, as a model loaded in that dtype would be (not on every forward)
     w = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in w.items()}
     with torch.inference_mode():
+        if args.serve:
+            serve(lambda: forward(w, ids, lengths, dtype))
+            return
         emb = forward(w, ids, lengths, dtype)
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; batch {tuple(ids.shape)} lengths {lengths.tolist()} {args.dtype}")
         for b, row in enumerate(emb):

@@ -6,8 +6,12 @@
 //! FMA probe, with sequences/s in the kernel column.
 //!
 //! On the CPU device, PyTorch runs the same computation on the same checkpoint file
-//! (benches/peers/torch_encoder.py) right after each row, and the ratio is printed
-//! beside it; without torch the rows run alone, with a message.
+//! (benches/peers/torch_encoder.py `--serve`, one process per row) in windows that
+//! alternate with ours — ours, theirs, ours, … — and the ratio of the two medians is
+//! printed beside the row. This host's speed drifted up to 2× between minutes, and
+//! torch timed after the row could land in another phase (one row read 0.93× against
+//! 1.11–1.28× in the runs around it); alternating, both sides see the same phases.
+//! Without torch the rows run alone, with a message.
 //!
 //! Both lengths and both dtypes run with `--full` or when `--filter` names `encoder`
 //! (without `--quick`); otherwise the 18-token batch in f32, so the default run stays
@@ -18,7 +22,8 @@
 mod model;
 
 use super::memory::or_skip;
-use super::{measure, skip, BenchArgs, Bound, Row};
+use super::shapes::Tier;
+use super::{measure, skip, BenchArgs, Bound, Row, Sampled};
 use model::{Encoder, FFN, HIDDEN, LAYERS};
 use openkern::{DType, Device, DeviceType, Tensor};
 use safetensors::SafeTensors;
@@ -36,34 +41,117 @@ fn forward_flops(batch: usize, seq: usize) -> f64 {
     LAYERS as f64 * per_token * tokens
 }
 
-/// PyTorch's seconds per forward on `file` in `dtype`, or None (after saying why).
-fn torch_seconds(file: &std::path::Path, dtype: DType, iters: usize) -> Option<f64> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../benches/peers/torch_encoder.py"
-    );
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg("--file")
-        .arg(file)
-        .args(["--dtype", dtype.name(), "--iters", &iters.to_string()])
-        .output();
-    let text = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => {
+/// PyTorch's forward on the same checkpoint in a child process that times a window of
+/// N forwards each time it is asked (`torch_encoder.py --serve`); killed on drop.
+struct TorchPeer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl TorchPeer {
+    /// The peer loaded and warmed up on `file` in `dtype`, or None (after saying why).
+    fn start(file: &std::path::Path, dtype: DType) -> Option<TorchPeer> {
+        use std::process::{Command, Stdio};
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../benches/peers/torch_encoder.py"
+        );
+        let child = Command::new("python3")
+            .arg(script)
+            .arg("--file")
+            .arg(file)
+            .args(["--dtype", dtype.name(), "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(_) => {
+                skip("encoder torch peer: python3 with torch is needed (pip install torch)");
+                return None;
+            }
+        };
+        let (stdin, stdout) = (child.stdin.take()?, child.stdout.take()?);
+        let mut peer = TorchPeer {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+        };
+        if peer.line().as_deref() != Some("ready") {
             skip("encoder torch peer: python3 with torch is needed (pip install torch)");
             return None;
         }
+        Some(peer)
+    }
+
+    /// The peer's next output line, or None once it has exited.
+    fn line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(n) if n > 0 => Some(line.trim().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Seconds per forward over a window of `iters` forwards.
+    fn window(&mut self, iters: usize) -> Option<f64> {
+        use std::io::Write;
+        writeln!(self.stdin, "{iters}").ok()?;
+        self.stdin.flush().ok()?;
+        self.line()?.parse().ok()
+    }
+}
+
+impl Drop for TorchPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our forward `f` and the peer's in alternating windows of the same number of
+/// forwards (about 0.1 s of ours each; the tier's sample count of rounds): our samples,
+/// and the peer's median seconds per forward (None if it stopped answering).
+fn alternating(
+    device: &Device,
+    mut f: impl FnMut() -> openkern::Result<()>,
+    peer: &mut TorchPeer,
+) -> openkern::Result<(Sampled, Option<f64>)> {
+    f()?;
+    device.sync()?;
+    let first = device.time(1, &mut f)?;
+    let rounds = match *super::TIER.get().unwrap_or(&Tier::Default) {
+        Tier::Quick => 3,
+        Tier::Default => 5,
+        Tier::Full => 7,
     };
-    // "time per batch: 12.34 ms (...)"
-    let ms: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("time per batch: "))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(ms / 1e3)
+    let iters = (0.1 / first.seconds.max(1e-7)).clamp(1.0, 50.0) as usize;
+    let (mut ours, mut theirs) = (Vec::new(), Some(Vec::new()));
+    for _ in 0..rounds {
+        ours.push(device.time(iters, &mut f)?.seconds);
+        theirs = theirs.and_then(|mut v: Vec<f64>| {
+            v.push(peer.window(iters)?);
+            Some(v)
+        });
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ours_median = median(&mut ours);
+    Ok((
+        Sampled {
+            median: ours_median,
+            min: ours[0],
+            max: ours[ours.len() - 1],
+            samples: ours.len(),
+            source: first.source,
+        },
+        theirs.map(|mut v| median(&mut v)),
+    ))
 }
 
 /// A failure outside the library (file, checkpoint) as the bench's error type.
@@ -126,18 +214,20 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                         .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as u32)
                         .collect();
                     let ids = Tensor::from_slice(device, &ids, &[BATCH, seq])?;
-                    let t = measure(device, || {
-                        model.forward(&ids, &lengths)?.to_vec::<f32>().map(drop)
-                    })?;
+                    let forward = || model.forward(&ids, &lengths)?.to_vec::<f32>().map(drop);
+                    let flops = forward_flops(BATCH, seq);
+                    let (t, peer) = match cpu.then(|| TorchPeer::start(&file, dtype)).flatten() {
+                        Some(mut torch) => {
+                            let (t, seconds) = alternating(device, forward, &mut torch)?;
+                            if seconds.is_none() {
+                                skip(&format!("encoder torch peer: stopped answering ({label})"));
+                            }
+                            (t, seconds.map(|s| ("torch", flops / s)))
+                        }
+                        None => (measure(device, forward)?, None),
+                    };
                     drop(model);
                     device.trim_pool();
-                    let flops = forward_flops(BATCH, seq);
-                    let iters = ((0.3 / t.median).ceil() as usize).clamp(3, 50);
-                    let peer = if cpu {
-                        torch_seconds(&file, dtype, iters).map(|s| ("torch", flops / s))
-                    } else {
-                        None
-                    };
                     let mut row = Row::new(
                         &case(seq, dtype),
                         "encoder",
