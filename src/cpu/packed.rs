@@ -224,23 +224,32 @@ pub(crate) fn gemm(
         // SAFETY: the tile (rows × pans' columns) belongs to this task alone; every
         // index stays inside m × n (checked above), A's inside its asserted length.
         let tile = |a: &[f32]| unsafe { task(a, lda, b, out, narrowed, n, rows, pans, bias, act) };
-        fn widen<T: crate::dtype::Element>(src: &[T], w: &mut Vec<f32>, len: usize) {
-            w.resize(len, 0.0);
-            super::math::widen(&src[..len], w);
-        }
+        let widen = |w: &mut Vec<f32>| {
+            w.resize(a_len, 0.0);
+            match a {
+                CpuSlice::F16(h) => super::math::widen(&h[..a_len], w),
+                CpuSlice::BF16(h) => super::math::widen(&h[..a_len], w),
+                _ => unreachable!("the matmul refuses u32 operands"),
+            }
+        };
         match a {
             CpuSlice::F32(a) => tile(a),
-            // the task runs no other op in between, so the borrow is never re-entered
-            _ => WIDENED_A.with_borrow_mut(|(owner, w)| {
-                if *owner != call {
-                    match a {
-                        CpuSlice::F16(h) => widen(h, w, a_len),
-                        CpuSlice::BF16(h) => widen(h, w, a_len),
-                        _ => unreachable!("the matmul refuses u32 operands"),
+            // a task runs no other op, so the buffer is free; should that ever change,
+            // a nested call widens into its own vector instead of panicking
+            _ => WIDENED_A.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut held) => {
+                    let (owner, w) = &mut *held;
+                    if *owner != call {
+                        widen(w);
+                        *owner = call;
                     }
-                    *owner = call;
+                    tile(w)
                 }
-                tile(w)
+                Err(_) => {
+                    let mut w = Vec::new();
+                    widen(&mut w);
+                    tile(&w)
+                }
             }),
         }
     };
