@@ -113,8 +113,11 @@ impl Drop for TorchPeer {
 }
 
 /// Our forward `f` and the peer's in alternating windows of the same number of
-/// forwards (about 0.1 s of ours each; the tier's sample count of rounds): our samples,
-/// and the peer's median seconds per forward (None if it stopped answering).
+/// forwards (about 0.1 s of ours each): the tier's sample count of rounds, and more for
+/// a slow forward, up to about a second of ours in all (one 4×128 forward varied
+/// 66–109 ms within a process here, and a median of five such windows swung the ratio
+/// by ±15 %). Returns our samples and the peer's median seconds per forward (None if it
+/// stopped answering).
 fn alternating(
     device: &Device,
     mut f: impl FnMut() -> openkern::Result<()>,
@@ -123,12 +126,19 @@ fn alternating(
     f()?;
     device.sync()?;
     let first = device.time(1, &mut f)?;
-    let rounds = match *super::TIER.get().unwrap_or(&Tier::Default) {
+    let tier = *super::TIER.get().unwrap_or(&Tier::Default);
+    let iters = (0.1 / first.seconds.max(1e-7)).clamp(1.0, 50.0) as usize;
+    let window = iters as f64 * first.seconds;
+    let rounds = match tier {
         Tier::Quick => 3,
         Tier::Default => 5,
         Tier::Full => 7,
     };
-    let iters = (0.1 / first.seconds.max(1e-7)).clamp(1.0, 50.0) as usize;
+    let rounds = if tier == Tier::Quick {
+        rounds
+    } else {
+        rounds.max(((1.0 / window).ceil() as usize).min(15))
+    };
     let (mut ours, mut theirs) = (Vec::new(), Some(Vec::new()));
     for _ in 0..rounds {
         ours.push(device.time(iters, &mut f)?.seconds);
