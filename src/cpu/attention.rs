@@ -512,7 +512,7 @@ mod small {
                     // the same columns `ahead` elements on, one line per row, spread
                     // through the loop (a burst of prefetches fills the miss buffers)
                     for kt in k {
-                        _mm_prefetch::<_MM_HINT_T0>(kt.wrapping_add(c + ahead) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T1>(kt.wrapping_add(c + ahead) as *const i8);
                     }
                 }
                 // SAFETY: c + 8 <= d8 <= the rows' lengths (the caller's contract).
@@ -561,8 +561,9 @@ mod small {
                     .sum::<f32>()
             };
             let qp = |r: usize| q[r * d..].as_ptr();
-            // the first row pair asks for the K rows AHEAD_KEYS on
-            let ahead = |r: usize| if r == 0 { AHEAD_KEYS * ks } else { 0 };
+            // the first row pair asks for the K rows `ahead_keys` on
+            let ahead_k = ahead_keys::<T>(d) * ks;
+            let ahead = |r: usize| if r == 0 { ahead_k } else { 0 };
             // keys outer, rows inner: the four K rows (2 KiB at d = 128, f32) stay in L1
             // while every row meets them, so K is read from memory once per step
             let mut j = 0;
@@ -595,8 +596,22 @@ mod small {
             }
         }
 
-        /// How far ahead of the key being accumulated its V columns are asked for.
-        const AHEAD_KEYS: usize = 32;
+        /// How far ahead of the rows being read the K and V lines are asked for, in bytes
+        /// of rows consumed (64 keys of f32 at head_dim 128, 128 of f16).
+        ///
+        /// The prefetches go to L2 (`T1`), not L1: a `T0` prefetch holds one of the few
+        /// L1 miss buffers until its line arrives, and with them one core kept too few
+        /// lines in flight to cover DRAM latency — decode read 7–8 GB/s per core here
+        /// while a plain streaming sum reads 25. Through L2 (which tracks many more
+        /// misses) the f32 decode at a 32k cache went from 7.5 to 14–16 GB/s on one
+        /// core and from 13–15 to 20–29 GB/s on two; the distance mattered little
+        /// between 32 and 256 keys.
+        const AHEAD_BYTES: usize = 32 << 10;
+
+        /// Keys [`AHEAD_BYTES`] on, for rows of `dim` elements of `T`.
+        fn ahead_keys<T>(dim: usize) -> usize {
+            (AHEAD_BYTES / (dim * std::mem::size_of::<T>()).max(1)).max(1)
+        }
 
         /// `R` output rows × `C` vectors of columns from `c`, over keys `j0..j1`: the
         /// R×C accumulators stay in registers across the keys, each V load feeding R
@@ -624,13 +639,14 @@ mod small {
                         acc[r][i] = _mm256_loadu_ps(o.add(r * dv + c + 8 * i));
                     }
                 }
+                let ahead_v = ahead_keys::<T>(dv) * vs;
                 for j in j0..j1 {
                     let vj = v.add(j * vs + c);
                     // the same columns a few key blocks on: one line per key, spread
                     // through the loop rather than a burst the fill buffers would drop
-                    let ahead = vj.wrapping_add(AHEAD_KEYS * vs) as *const i8;
+                    let ahead = vj.wrapping_add(ahead_v) as *const i8;
                     for off in (0..8 * C * std::mem::size_of::<T>()).step_by(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off));
+                        _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(off));
                     }
                     let vv: [__m256; C] = std::array::from_fn(|i| load8(vj.add(8 * i)));
                     for r in 0..R {
