@@ -9,6 +9,10 @@ ms and GB/s (GFLOP/s for linear) of the same computation, to divide row by row.
         # seconds per call of each case, one per line (what `openkern bench` calls for
         # its `linear-torch` rows; the same timing scheme as openkern's rows: warm-up,
         # then 5 windows of at least 30 ms, their median)
+    python3 benches/peers/torch_ops_cpu.py --serve-linear [--threads N]
+        # `ready`, then for each stdin line `M N K ITERS` the seconds per F.linear over
+        # ITERS calls (f32, with bias): what `openkern bench` alternates with its own
+        # `linear-torch` windows
 
 Without torch it prints a message and exits with status 0.
 """
@@ -64,13 +68,42 @@ def linear_cases(spec):
             print(f"{median_seconds(lambda: F.linear(x, w, b)):.9f}", flush=True)
 
 
+def serve_linear():
+    """The `--serve-linear` loop: inputs made and 0.1 s of warm-up calls run the first
+    time a shape is asked for, then a timed window per request."""
+    g = torch.Generator().manual_seed(0)
+    calls = {}
+    print("ready", flush=True)
+    with torch.inference_mode():
+        for line in sys.stdin:
+            m, n, k, iters = (int(v) for v in line.split())
+            if (m, n, k) not in calls:
+                x = torch.rand(m, k, generator=g) * 2 - 1
+                w = (torch.rand(n, k, generator=g) * 2 - 1) / k**0.5
+                b = torch.rand(n, generator=g)
+                fn = lambda x=x, w=w, b=b: F.linear(x, w, b)
+                start = time.perf_counter()
+                while time.perf_counter() - start < 0.1:
+                    fn()
+                calls[(m, n, k)] = fn
+            fn, iters = calls[(m, n, k)], max(iters, 1)
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            print(f"{(time.perf_counter() - start) / iters:.9f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--linear", help="MxNxK cases, comma-separated: print seconds per F.linear")
+    ap.add_argument("--serve-linear", action="store_true", help="time F.linear windows asked for on stdin (see above)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.serve_linear:
+        serve_linear()
+        return
     if args.linear:
         linear_cases(args.linear)
         return

@@ -22,8 +22,8 @@
 mod model;
 
 use super::memory::or_skip;
-use super::shapes::Tier;
-use super::{measure, skip, BenchArgs, Bound, Row, Sampled};
+use super::peer::{alternating, PeerProcess};
+use super::{measure, skip, BenchArgs, Bound, Row};
 use model::{Encoder, FFN, HIDDEN, LAYERS};
 use openkern::{DType, Device, DeviceType, Tensor};
 use safetensors::SafeTensors;
@@ -39,129 +39,6 @@ fn forward_flops(batch: usize, seq: usize) -> f64 {
     let per_token =
         2.0 * (4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN) as f64 + 4.0 * (seq * HIDDEN) as f64;
     LAYERS as f64 * per_token * tokens
-}
-
-/// PyTorch's forward on the same checkpoint in a child process that times a window of
-/// N forwards each time it is asked (`torch_encoder.py --serve`); killed on drop.
-struct TorchPeer {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl TorchPeer {
-    /// The peer loaded and warmed up on `file` in `dtype`, or None (after saying why).
-    fn start(file: &std::path::Path, dtype: DType) -> Option<TorchPeer> {
-        use std::process::{Command, Stdio};
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../benches/peers/torch_encoder.py"
-        );
-        let child = Command::new("python3")
-            .arg(script)
-            .arg("--file")
-            .arg(file)
-            .args(["--dtype", dtype.name(), "--serve"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(_) => {
-                skip("encoder torch peer: python3 with torch is needed (pip install torch)");
-                return None;
-            }
-        };
-        let (stdin, stdout) = (child.stdin.take()?, child.stdout.take()?);
-        let mut peer = TorchPeer {
-            child,
-            stdin,
-            stdout: std::io::BufReader::new(stdout),
-        };
-        if peer.line().as_deref() != Some("ready") {
-            skip("encoder torch peer: python3 with torch is needed (pip install torch)");
-            return None;
-        }
-        Some(peer)
-    }
-
-    /// The peer's next output line, or None once it has exited.
-    fn line(&mut self) -> Option<String> {
-        use std::io::BufRead;
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(n) if n > 0 => Some(line.trim().to_string()),
-            _ => None,
-        }
-    }
-
-    /// Seconds per forward over a window of `iters` forwards.
-    fn window(&mut self, iters: usize) -> Option<f64> {
-        use std::io::Write;
-        writeln!(self.stdin, "{iters}").ok()?;
-        self.stdin.flush().ok()?;
-        self.line()?.parse().ok()
-    }
-}
-
-impl Drop for TorchPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Our forward `f` and the peer's in alternating windows of the same number of
-/// forwards (about 0.1 s of ours each): the tier's sample count of rounds, and more for
-/// a slow forward, up to about a second of ours in all (one 4×128 forward varied
-/// 66–109 ms within a process here, and a median of five such windows swung the ratio
-/// by ±15 %). Returns our samples and the peer's median seconds per forward (None if it
-/// stopped answering).
-fn alternating(
-    device: &Device,
-    mut f: impl FnMut() -> openkern::Result<()>,
-    peer: &mut TorchPeer,
-) -> openkern::Result<(Sampled, Option<f64>)> {
-    f()?;
-    device.sync()?;
-    let first = device.time(1, &mut f)?;
-    let tier = *super::TIER.get().unwrap_or(&Tier::Default);
-    let iters = (0.1 / first.seconds.max(1e-7)).clamp(1.0, 50.0) as usize;
-    let window = iters as f64 * first.seconds;
-    let rounds = match tier {
-        Tier::Quick => 3,
-        Tier::Default => 5,
-        Tier::Full => 7,
-    };
-    let rounds = if tier == Tier::Quick {
-        rounds
-    } else {
-        rounds.max(((1.0 / window).ceil() as usize).min(15))
-    };
-    let (mut ours, mut theirs) = (Vec::new(), Some(Vec::new()));
-    for _ in 0..rounds {
-        ours.push(device.time(iters, &mut f)?.seconds);
-        theirs = theirs.and_then(|mut v: Vec<f64>| {
-            v.push(peer.window(iters)?);
-            Some(v)
-        });
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let ours_median = median(&mut ours);
-    Ok((
-        Sampled {
-            median: ours_median,
-            min: ours[0],
-            max: ours[ours.len() - 1],
-            samples: ours.len(),
-            source: first.source,
-        },
-        theirs.map(|mut v| median(&mut v)),
-    ))
 }
 
 /// A failure outside the library (file, checkpoint) as the bench's error type.
@@ -226,12 +103,25 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
                     let ids = Tensor::from_slice(device, &ids, &[BATCH, seq])?;
                     let forward = || model.forward(&ids, &lengths)?.to_vec::<f32>().map(drop);
                     let flops = forward_flops(BATCH, seq);
-                    let (t, peer) = match cpu.then(|| TorchPeer::start(&file, dtype)).flatten() {
+                    // `torch_encoder.py --serve`: loaded once, a window of N forwards per
+                    // request, alternating with ours for about a second of ours (one
+                    // 4×128 forward varied 66–109 ms within a process here, and the
+                    // median of five windows swung the ratio by ±15 %)
+                    let start = || {
+                        let args = [
+                            "--file".as_ref(),
+                            file.as_os_str(),
+                            "--dtype".as_ref(),
+                            dtype.name().as_ref(),
+                            "--serve".as_ref(),
+                        ];
+                        PeerProcess::start("torch_encoder.py", &args, &[])
+                    };
+                    let (t, peer) = match cpu.then(start).flatten() {
                         Some(mut torch) => {
-                            let (t, seconds) = alternating(device, forward, &mut torch)?;
-                            if seconds.is_none() {
-                                skip(&format!("encoder torch peer: stopped answering ({label})"));
-                            }
+                            let (t, seconds) = alternating(device, forward, 0.1, 1.0, |n| {
+                                torch.seconds(&n.to_string())
+                            })?;
                             (t, seconds.map(|s| ("torch", flops / s)))
                         }
                         None => (measure(device, forward)?, None),

@@ -12,6 +12,7 @@
 //! all in the same run, on BERT-encoder shapes.
 
 use super::memory::data;
+use super::peer::{alternating, PeerProcess};
 use super::shapes::{Case, Tier};
 use super::{
     bar, kernel_label, measure, parse_dtype, run_cases, run_list, skip, BenchArgs, Bound, Row,
@@ -348,37 +349,14 @@ const TORCH_LINEARS: &[(&str, usize, usize, usize)] = &[
     ("135m", 512, 576, 1536),
 ];
 
-/// PyTorch's seconds per `F.linear` (f32, with bias) for each `m×n×k` of `cases`, from
-/// `benches/peers/torch_ops_cpu.py --linear`, on as many threads as the CPU backend
-/// uses (`RAYON_NUM_THREADS=1` compares one core with one core), or None without torch.
-fn torch_linear_seconds(cases: &[(usize, usize, usize)], threads: usize) -> Option<Vec<f64>> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../benches/peers/torch_ops_cpu.py"
-    );
-    let spec: Vec<String> = cases
-        .iter()
-        .map(|(m, n, k)| format!("{m}x{n}x{k}"))
-        .collect();
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args(["--linear", &spec.join(",")])
-        .args(["--threads", &threads.max(1).to_string()])
-        .output()
-        .ok()?;
-    let seconds: Vec<f64> = String::from_utf8(out.stdout)
-        .ok()?
-        .split_whitespace()
-        .map(|s| s.parse().ok())
-        .collect::<Option<_>>()?;
-    (seconds.len() == cases.len()).then_some(seconds)
-}
-
 /// The `linear-torch` rows: `ops::linear` with bias on [`TORCH_LINEARS`], f32 and f16,
 /// as GFLOP/s against the FMA probe; on the CPU device PyTorch's `F.linear` (f32) on
-/// the same shapes is timed right after ours and its ratio printed beside each row (the
-/// f16 rows against the f32 peer: torch has no fast f16 CPU linear). Without torch the
-/// rows print alone and say so.
+/// the same shape is timed in windows alternating with ours (`torch_ops_cpu.py
+/// --serve-linear`, on as many threads as the CPU backend uses: `RAYON_NUM_THREADS=1`
+/// compares one core with one core) and its ratio printed beside each row (the f16
+/// rows against the f32 peer: torch has no fast f16 CPU linear). Before, torch ran all
+/// the shapes after all of ours, and an f16 row read 0.83× in one run and 1.24× in the
+/// next. Without torch the rows print alone and say so.
 pub fn torch_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     if !device.is_cpu() && !args.full {
         // the comparison is with PyTorch on the CPU; GPUs time these shapes in `--full`
@@ -405,7 +383,17 @@ pub fn torch_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row
         .filter(|c| named.is_empty() || named.contains(&c.0))
         .collect();
     let mut rows = Vec::new();
-    let mut shapes = Vec::new();
+    let mut torch = if device.is_cpu() && !selected.is_empty() {
+        let threads = device.info().threads.max(1).to_string();
+        let args = [
+            "--serve-linear".as_ref(),
+            "--threads".as_ref(),
+            threads.as_ref(),
+        ];
+        PeerProcess::start("torch_ops_cpu.py", &args, &[])
+    } else {
+        None
+    };
     for &dtype in dtypes {
         for &(model, m, n, k) in &selected {
             let case = super::shapes::Case {
@@ -425,31 +413,18 @@ pub fn torch_rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row
                 ..Default::default()
             };
             let kernel = ops::matmul::describe(&x, &w, &trans_b)?;
-            let t = measure(device, || ops::linear(&x, &w, Some(&b), None).map(drop))?;
+            let f = || ops::linear(&x, &w, Some(&b), None).map(drop);
+            let (t, peer) = match torch.as_mut() {
+                Some(torch) => alternating(device, f, 0.02, 0.2, |iters| {
+                    torch.seconds(&format!("{m} {n} {k} {iters}"))
+                })?,
+                None => (measure(device, f)?, None),
+            };
             let flops = 2.0 * (m * n * k) as f64;
             let bytes = ((m * k + n * k + m * n + n) * dtype.size_in_bytes()) as f64;
-            rows.push(Row::new(
-                &case,
-                "linear",
-                kernel,
-                &t,
-                flops,
-                bytes,
-                Bound::Compute,
-            ));
-            shapes.push((m, n, k));
-        }
-    }
-    if device.is_cpu() && !rows.is_empty() {
-        bar().set_message("PyTorch F.linear (benches/peers/torch_ops_cpu.py)");
-        let per_case = selected.len();
-        match torch_linear_seconds(&shapes[..per_case], device.info().threads) {
-            Some(seconds) => {
-                for (i, r) in rows.iter_mut().enumerate() {
-                    r.peer = Some(("torch", r.flops / seconds[i % per_case]));
-                }
-            }
-            None => super::skip("the PyTorch F.linear peer: python3 with torch not found"),
+            let mut row = Row::new(&case, "linear", kernel, &t, flops, bytes, Bound::Compute);
+            row.peer = peer.map(|s| ("torch", flops / s));
+            rows.push(row);
         }
     }
     Ok(rows)

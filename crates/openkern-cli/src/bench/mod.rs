@@ -17,6 +17,7 @@ mod llama;
 mod matmul;
 mod memory;
 mod norm;
+mod peer;
 mod plot;
 mod pointwise;
 mod reduce;

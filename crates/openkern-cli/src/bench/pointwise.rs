@@ -12,11 +12,10 @@
 //! machine. Without python3 and torch the rows run alone, with a message.
 
 use super::memory::tensor;
-use super::{kernel_label, measure, parse_dtype, run_list, skip, BenchArgs, Bound, Row};
+use super::peer::PeerProcess;
+use super::{kernel_label, measure, parse_dtype, run_list, BenchArgs, Bound, Row};
 use openkern::ops::{self, RopeLayout, RopeOptions};
 use openkern::{DType, Device, DeviceType, Tensor};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The ops of the family, in run order.
 pub const OPS: &[&str] = &[
@@ -60,62 +59,6 @@ fn passes(op: &str) -> f64 {
         "add" | "mul" | "swiglu" => 3.0,
         "add_rms_norm" => 4.0,
         _ => 2.0,
-    }
-}
-
-/// The PyTorch peer process, fed one case at a time.
-struct TorchPeer {
-    child: Child,
-    to: ChildStdin,
-    from: BufReader<ChildStdout>,
-}
-
-impl TorchPeer {
-    /// Starts the peer; `None` (after saying why) without python3 or torch.
-    fn start() -> Option<TorchPeer> {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../benches/peers/torch_pointwise.py"
-        );
-        let mut child = Command::new("python3")
-            .arg(script)
-            // torch's OpenMP workers otherwise spin after each answer, on the cores the
-            // next openkern row is timed on (they slowed rows up to 2.4x, a 300 ms pause
-            // notwithstanding); passive waiting costs torch a wake-up per op, microseconds
-            // against these milliseconds
-            .env("OMP_WAIT_POLICY", "PASSIVE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| skip(&format!("torch peer: python3 did not start ({e})")))
-            .ok()?;
-        let to = child.stdin.take()?;
-        let mut from = BufReader::new(child.stdout.take()?);
-        let mut line = String::new();
-        if from.read_line(&mut line).is_err() || !line.starts_with("ready") {
-            skip("torch peer: torch is not installed (pip install torch) — rows run alone");
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        Some(TorchPeer { child, to, from })
-    }
-
-    /// PyTorch's median seconds for `op` on `[rows, cols]` of `dtype`, or None.
-    fn seconds(&mut self, op: &str, dtype: DType, rows: usize, cols: usize) -> Option<f64> {
-        writeln!(self.to, "{op} {} {rows} {cols}", dtype.name()).ok()?;
-        self.to.flush().ok()?;
-        let mut line = String::new();
-        self.from.read_line(&mut line).ok()?;
-        line.trim().parse().ok()
-    }
-}
-
-impl Drop for TorchPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -190,7 +133,11 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
     }
     let cpu = device.info().device_type == DeviceType::Cpu;
     let mut peer = if cpu && !cases.is_empty() {
-        TorchPeer::start()
+        // torch's OpenMP workers otherwise spin after each answer, on the cores the next
+        // openkern row is timed on (they slowed rows up to 2.4x, a 300 ms pause
+        // notwithstanding); passive waiting costs torch a wake-up per op, microseconds
+        // against these milliseconds
+        PeerProcess::start("torch_pointwise.py", &[], &[("OMP_WAIT_POLICY", "PASSIVE")])
     } else {
         None
     };
@@ -238,7 +185,7 @@ pub fn rows(device: &Device, args: &BenchArgs) -> openkern::Result<Vec<Row>> {
         let (rows, cols) = (case.shape[0], case.shape[1]);
         row.peer = peer
             .as_mut()
-            .and_then(|p| p.seconds(op, dtype, rows, cols))
+            .and_then(|p| p.seconds(&format!("{op} {} {rows} {cols}", dtype.name())))
             .map(|s| ("torch", bytes / s));
         Ok(vec![row])
     })
