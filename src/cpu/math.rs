@@ -251,6 +251,27 @@ pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
     }
 }
 
+/// `dst = src + bias` rounded to f16, in one pass where the CPU has F16C (a matmul
+/// tile's bias epilogue and its narrowing: two passes over the tile cost a 72 × 384 ×
+/// 384 f16 linear 10 µs more than f32's one).
+pub(crate) fn narrow_with_bias(src: &[f32], bias: &[f32], dst: &mut [f16]) {
+    let n = src.len().min(bias.len()).min(dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: F16C and AVX were detected just above; all three hold n elements.
+        return unsafe {
+            f16c::narrow_with_bias(
+                &src[..n],
+                &bias[..n],
+                bytemuck::cast_slice_mut(&mut dst[..n]),
+            )
+        };
+    }
+    for ((d, &s), &b) in dst[..n].iter_mut().zip(src).zip(bias) {
+        *d = f16::from_f32(s + b);
+    }
+}
+
 /// f16 ⇄ f32 with F16C, eight lanes per instruction in one inlined loop (half's slice
 /// conversion makes a call and two copies per eight elements). Same instruction, so
 /// the same rounding (nearest even), infinities and NaNs as half's F16C path.
@@ -292,6 +313,27 @@ mod f16c {
         }
         for j in i..n {
             dst[j].write(half::f16::from_bits(src[j]).to_f32());
+        }
+    }
+
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn narrow_with_bias(src: &[f32], bias: &[f32], dst: &mut [u16]) {
+        let n = src.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n bounds the loads and the 16-byte store (all hold n).
+            unsafe {
+                let v = _mm256_add_ps(
+                    _mm256_loadu_ps(src.as_ptr().add(i)),
+                    _mm256_loadu_ps(bias.as_ptr().add(i)),
+                );
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                crate::cpu::lanes::store_halves(dst.as_mut_ptr().add(i), h);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            dst[j] = half::f16::from_f32(src[j] + bias[j]).to_bits();
         }
     }
 

@@ -318,10 +318,17 @@ unsafe fn task(
     let c1 = (pans.end * NR).min(n);
     for i in rows {
         let row = std::slice::from_raw_parts_mut(c.add(i * n + c0), c1 - c0);
-        if bias.is_some() || act.is_some() {
-            super::activation::epilogue(row, bias.map(|b| &b[c0..c1]), act);
-        }
         let at = i * n + c0;
+        let bias = bias.map(|b| &b[c0..c1]);
+        if let (Narrowed::F16(h), Some(b), None) = (narrowed, bias, act) {
+            // a bias alone: added while narrowing, one pass over the row
+            let dst = std::slice::from_raw_parts_mut(h.add(at), row.len());
+            super::math::narrow_with_bias(row, b, dst);
+            continue;
+        }
+        if bias.is_some() || act.is_some() {
+            super::activation::epilogue(row, bias, act);
+        }
         match narrowed {
             Narrowed::None => {}
             Narrowed::F16(h) => {
