@@ -594,13 +594,19 @@ impl<'a> CpuSlice<'a> {
         }
     }
 
-    /// The elements widened to f32 (borrowed when already f32).
+    /// The elements widened to f32 (borrowed when already f32; 16-bit data through
+    /// `cpu::math::widen`, F16C where the CPU has it).
     pub(crate) fn to_f32(self) -> std::borrow::Cow<'a, [f32]> {
         use std::borrow::Cow;
+        fn wide<T: Element>(v: &[T]) -> Vec<f32> {
+            let mut out = vec![0f32; v.len()];
+            crate::cpu::math::widen(v, &mut out);
+            out
+        }
         match self {
             CpuSlice::F32(v) => Cow::Borrowed(v),
-            CpuSlice::F16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
-            CpuSlice::BF16(v) => Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+            CpuSlice::F16(v) => Cow::Owned(wide(v)),
+            CpuSlice::BF16(v) => Cow::Owned(wide(v)),
             CpuSlice::U32(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }

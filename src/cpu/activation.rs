@@ -1,9 +1,9 @@
 //! CPU twin of `shaders/activation.wgsl` (same formulas, same special values).
 
 use super::lanes::{self, LaneOp};
-use super::math::{each, each2, each_into, exp, narrow, widen};
+use super::math::{each, each2, each_into, exp};
 use super::table16::{self, Slot};
-use super::unary::{map_lanes_or_blocks, BLOCK, SUB_BLOCK};
+use super::unary::{map_lanes_or_blocks, map_pair_blocks, BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::{DType, Element};
 use crate::ops::activation::Activation;
@@ -77,38 +77,17 @@ fn map_unary<T: Element + Pooled>(
 /// them, else blocks widened into L1 buffers.
 fn map_swiglu<T: Element + Pooled>(g: &[T], u: &[T]) -> Vec<T> {
     let mut out = take::<T>(g.len());
-    let lanes_f32 = T::DTYPE == DType::F32 && lanes::available();
-    let lanes_f16 = T::DTYPE == DType::F16 && lanes::available_f16();
     out.par_chunks_mut(BLOCK)
         .zip(g.par_chunks(BLOCK).zip(u.par_chunks(BLOCK)))
         .for_each(|(o, (gs, us))| {
-            if lanes_f32 {
-                lanes::swiglu(
-                    bytemuck::cast_slice(gs),
-                    bytemuck::cast_slice(us),
-                    bytemuck::cast_slice_mut(o),
-                );
-                return;
-            }
-            if lanes_f16 {
-                lanes::swiglu_f16(
-                    bytemuck::cast_slice(gs),
-                    bytemuck::cast_slice(us),
-                    bytemuck::cast_slice_mut(o),
-                );
-                return;
-            }
-            let (mut a, mut b) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
-            for ((oc, gc), uc) in o
-                .chunks_mut(SUB_BLOCK)
-                .zip(gs.chunks(SUB_BLOCK))
-                .zip(us.chunks(SUB_BLOCK))
-            {
-                let (a, b) = (&mut a[..gc.len()], &mut b[..gc.len()]);
-                widen(gc, a);
-                widen(uc, b);
-                each2(a, b, |v, w| silu(v) * w);
-                narrow(a, oc);
+            use bytemuck::{cast_slice as cs, cast_slice_mut as cm};
+            let done = match T::DTYPE {
+                DType::F32 => lanes::swiglu(cs(gs), cs(us), cm(o)),
+                DType::F16 => lanes::swiglu_f16(cs(gs), cs(us), cm(o)),
+                _ => false,
+            };
+            if !done {
+                map_pair_blocks(o, gs, us, |a, b| each2(a, b, |v, w| silu(v) * w));
             }
         });
     out

@@ -5,7 +5,7 @@
 //! element; only general broadcasting computes a strided index per element.
 
 use super::math::{each, each2, narrow, widen};
-use super::unary::{BLOCK, SUB_BLOCK};
+use super::unary::{map_pair_blocks, BLOCK, SUB_BLOCK};
 use super::{take, CpuStorage, Pooled};
 use crate::dtype::Element;
 use crate::ops::elementwise::BinaryOp;
@@ -83,18 +83,7 @@ fn run<T: Element + Pooled>(
             out.par_chunks_mut(BLOCK)
                 .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
                 .for_each(|(o, (xs, ys))| {
-                    let (mut p, mut q) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
-                    for ((oc, xc), yc) in o
-                        .chunks_mut(SUB_BLOCK)
-                        .zip(xs.chunks(SUB_BLOCK))
-                        .zip(ys.chunks(SUB_BLOCK))
-                    {
-                        let (p, q) = (&mut p[..xc.len()], &mut q[..xc.len()]);
-                        widen(xc, p);
-                        widen(yc, q);
-                        apply_slices(op, p, q);
-                        narrow(p, oc);
-                    }
+                    map_pair_blocks(o, xs, ys, |p, q| apply_slices(op, p, q));
                 });
         }
         Ok((r, rshape)) if same_lhs && repeats_along_leading_dims(rshape, out_shape) => {

@@ -187,16 +187,21 @@ pub(crate) fn lanes_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     v.chunks(BLOCK).map(|b| block_sum(b) as f64).sum::<f64>() as f32
 }
 
+/// Whether the [`f16c`] loops run here (F16C and AVX).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_f16c() -> bool {
+    std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
+}
+
 /// `dst = src` widened to f32; 16-bit rows go through half's slice conversion (F16C
 /// where the CPU has it) rather than one software conversion per element.
 pub(crate) fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
     match T::DTYPE {
         DType::F16 => {
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("f16c")
-                && std::arch::is_x86_feature_detected!("avx")
-            {
-                // SAFETY: F16C and AVX were detected just above.
+            if has_f16c() {
+                // SAFETY: F16C and AVX were detected (`has_f16c`).
                 return unsafe { f16c::widen(bytemuck::cast_slice(src), dst) };
             }
             bytemuck::cast_slice::<T, f16>(src).convert_to_f32_slice(dst)
@@ -215,9 +220,9 @@ pub(crate) fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
 /// CPU lacks F16C, else the filled vector.
 pub(crate) fn widened_f16(src: &[u16]) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx") {
+    if has_f16c() {
         let mut out = Vec::with_capacity(src.len());
-        // SAFETY: F16C and AVX were detected just above; `widen_uninit` writes every one
+        // SAFETY: F16C and AVX were detected (`has_f16c`); `widen_uninit` writes every one
         // of the src.len() elements of the spare capacity before the length is set.
         unsafe {
             f16c::widen_uninit(src, out.spare_capacity_mut());
@@ -234,10 +239,8 @@ pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
     match T::DTYPE {
         DType::F16 => {
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("f16c")
-                && std::arch::is_x86_feature_detected!("avx")
-            {
-                // SAFETY: F16C and AVX were detected just above.
+            if has_f16c() {
+                // SAFETY: F16C and AVX were detected (`has_f16c`).
                 return unsafe { f16c::narrow(src, bytemuck::cast_slice_mut(dst)) };
             }
             bytemuck::cast_slice_mut::<T, f16>(dst).convert_from_f32_slice(src)
@@ -257,8 +260,8 @@ pub(crate) fn narrow<T: Element>(src: &[f32], dst: &mut [T]) {
 pub(crate) fn narrow_with_bias(src: &[f32], bias: &[f32], dst: &mut [f16]) {
     let n = src.len().min(bias.len()).min(dst.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: F16C and AVX were detected just above; all three hold n elements.
+    if has_f16c() {
+        // SAFETY: F16C and AVX were detected (`has_f16c`); all three hold n elements.
         return unsafe {
             f16c::narrow_with_bias(
                 &src[..n],

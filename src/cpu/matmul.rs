@@ -288,14 +288,14 @@ pub(crate) fn matmul(
         let bias = bias.map(|b| b.to_f32());
         // a 16-bit output is rounded by the tasks, tile by tile, as they finish
         let mut out16 = match plan.out_dtype {
-            DType::F16 => CpuStorage::F16(super::take(out.len())),
-            DType::BF16 => CpuStorage::BF16(super::take(out.len())),
-            _ => CpuStorage::F32(Vec::new()),
+            DType::F16 => Some(CpuStorage::F16(super::take(out.len()))),
+            DType::BF16 => Some(CpuStorage::BF16(super::take(out.len()))),
+            _ => None,
         };
         for (i, c) in out.chunks_mut(m * n).enumerate() {
             let c16 = match &mut out16 {
-                CpuStorage::F16(h) => Some(HalfOut::F16(&mut h[i * m * n..])),
-                CpuStorage::BF16(h) => Some(HalfOut::BF16(&mut h[i * m * n..])),
+                Some(CpuStorage::F16(h)) => Some(HalfOut::F16(&mut h[i * m * n..])),
+                Some(CpuStorage::BF16(h)) => Some(HalfOut::BF16(&mut h[i * m * n..])),
                 _ => None,
             };
             super::packed::gemm(
@@ -310,11 +310,11 @@ pub(crate) fn matmul(
             );
         }
         return match out16 {
-            CpuStorage::F32(_) => CpuStorage::from_f32(plan.out_dtype, out),
-            narrowed => {
+            Some(narrowed) => {
                 super::give(&mut out);
                 narrowed
             }
+            None => CpuStorage::from_f32(plan.out_dtype, out),
         };
     } else if m * n > 0 {
         let a = widen(a);

@@ -21,7 +21,6 @@ use crate::dtype::Element;
 use crate::tensor::CpuSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 type Pair = (CpuStorage, Option<CpuStorage>);
 /// One task's rows: (y, h, x, residual).
@@ -149,8 +148,9 @@ fn norm_task<T: Element>(
     eps: f32,
     n: usize,
 ) {
-    let w = widened(w);
-    let b = b.map(widened);
+    // a weight or bias in f32 for the task: borrowed, or widened once (F16C)
+    let w = w.to_f32();
+    let b = b.map(CpuSlice::to_f32);
     let b = b.as_deref();
     match kernel {
         Kernel::Portable => portable::norm_rows(t, &w, b, eps, n),
@@ -164,22 +164,6 @@ fn norm_task<T: Element>(
                 x86::norm_rows::<T, false>(t, &w, b, eps, n)
             }
         },
-    }
-}
-
-/// A weight or bias in f32 for one task: borrowed when it is f32, else widened once into
-/// a buffer of the task's with [`widen`] (F16C where the CPU has it).
-fn widened(s: CpuSlice<'_>) -> Cow<'_, [f32]> {
-    fn wide<T: Element>(v: &[T]) -> Cow<'static, [f32]> {
-        let mut out = vec![0f32; v.len()];
-        widen(v, &mut out);
-        Cow::Owned(out)
-    }
-    match s {
-        CpuSlice::F32(v) => Cow::Borrowed(v),
-        CpuSlice::F16(v) => wide(v),
-        CpuSlice::BF16(v) => wide(v),
-        CpuSlice::U32(_) => unreachable!("norms refuse u32 weights before dispatch"),
     }
 }
 

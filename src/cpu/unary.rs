@@ -83,6 +83,29 @@ pub(crate) fn map_lanes_or_blocks<T: Element + Pooled>(
 /// twins): small enough that a few stay in L1 beside the streaming data.
 pub(crate) const SUB_BLOCK: usize = 256;
 
+/// `o = f(x, y)` for two inputs of any float dtype: [`SUB_BLOCK`]s of each widened into
+/// two f32 buffers in L1, `f` leaving its result in the first, which is narrowed into
+/// `o` (the same-shape elementwise ops and SwiGLU without lane forms).
+pub(crate) fn map_pair_blocks<T: Element>(
+    o: &mut [T],
+    xs: &[T],
+    ys: &[T],
+    f: impl Fn(&mut [f32], &[f32]),
+) {
+    let (mut p, mut q) = ([0f32; SUB_BLOCK], [0f32; SUB_BLOCK]);
+    for ((oc, xc), yc) in o
+        .chunks_mut(SUB_BLOCK)
+        .zip(xs.chunks(SUB_BLOCK))
+        .zip(ys.chunks(SUB_BLOCK))
+    {
+        let (p, q) = (&mut p[..xc.len()], &mut q[..xc.len()]);
+        widen(xc, p);
+        widen(yc, q);
+        f(p, q);
+        narrow(p, oc);
+    }
+}
+
 /// The table slot of the 16-bit ops that go through [`table16`] (transcendental, no
 /// parameters).
 fn table_slot(op: UnaryOp) -> Option<Slot> {

@@ -272,7 +272,35 @@ pub struct Sampled {
     pub source: TimingSource,
 }
 
+impl Sampled {
+    /// The median and range of `samples` (at least one), timed by `source`.
+    pub fn of(mut samples: Vec<f64>, source: TimingSource) -> Sampled {
+        samples.sort_by(f64::total_cmp);
+        Sampled {
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
+            samples: samples.len(),
+            source,
+        }
+    }
+}
+
 static TIER: OnceLock<Tier> = OnceLock::new();
+
+/// The tier of this run (the default tier where none was set, as in unit tests).
+fn tier() -> Tier {
+    *TIER.get().unwrap_or(&Tier::Default)
+}
+
+/// Samples a row takes in `tier`: 3 quick, 5 default, 7 full.
+fn tier_samples(tier: Tier) -> usize {
+    match tier {
+        Tier::Quick => 3,
+        Tier::Default => 5,
+        Tier::Full => 7,
+    }
+}
 
 /// Times `f` (which records one run of an op): one untimed warm-up (pipeline build,
 /// autotune), then 3 to 5 samples, each a window of enough runs for a few tens of
@@ -283,14 +311,15 @@ pub fn measure(
     device: &Device,
     mut f: impl FnMut() -> openkern::Result<()>,
 ) -> openkern::Result<Sampled> {
-    let tier = *TIER.get().unwrap_or(&Tier::Default);
+    let tier = tier();
     f()?;
     device.sync()?;
     let first = device.time(1, &mut f)?;
-    let (want, window) = match tier {
-        Tier::Quick => (3, 0.01),
-        Tier::Default => (5, 0.03),
-        Tier::Full => (7, 0.1),
+    let want = tier_samples(tier);
+    let window = match tier {
+        Tier::Quick => 0.01,
+        Tier::Default => 0.03,
+        Tier::Full => 0.1,
     };
     let slow = first.seconds > 0.25;
     let want = match (slow, tier) {
@@ -308,14 +337,7 @@ pub fn measure(
     while s.len() < want {
         s.push(device.time(iters, &mut f)?.seconds);
     }
-    s.sort_by(f64::total_cmp);
-    Ok(Sampled {
-        median: s[s.len() / 2],
-        min: s[0],
-        max: s[s.len() - 1],
-        samples: s.len(),
-        source: first.source,
-    })
+    Ok(Sampled::of(s, first.source))
 }
 
 static BAR: OnceLock<ProgressBar> = OnceLock::new();

@@ -101,14 +101,10 @@ pub fn alternating(
     f()?;
     device.sync()?;
     let first = device.time(1, &mut f)?;
-    let tier = *super::TIER.get().unwrap_or(&Tier::Default);
+    let tier = super::tier();
     let iters = (window / first.seconds.max(1e-7)).clamp(1.0, 500.0) as usize;
     let per_window = iters as f64 * first.seconds.max(1e-7);
-    let rounds = match tier {
-        Tier::Quick => 3,
-        Tier::Default => 5,
-        Tier::Full => 7,
-    };
+    let rounds = super::tier_samples(tier);
     let rounds = if tier == Tier::Quick {
         rounds
     } else {
@@ -126,19 +122,6 @@ pub fn alternating(
     if theirs.is_none() {
         skip("torch peer: stopped answering; the row runs alone");
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let ours_median = median(&mut ours);
-    Ok((
-        Sampled {
-            median: ours_median,
-            min: ours[0],
-            max: ours[ours.len() - 1],
-            samples: ours.len(),
-            source: first.source,
-        },
-        theirs.map(|mut v| median(&mut v)),
-    ))
+    let theirs = theirs.map(|v| Sampled::of(v, first.source).median);
+    Ok((Sampled::of(ours, first.source), theirs))
 }
