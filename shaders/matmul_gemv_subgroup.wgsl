@@ -177,7 +177,7 @@ fn finish(acc: f32, col: u32) -> f32 {
 // doubled the time. SG must be the adapter's fixed subgroup size; WG / SG subgroups per
 // workgroup.
 override SG: u32 = 32u;
-// output columns per subgroup (≤ 4)
+// output columns per subgroup (≤ 8)
 override COLS: u32 = 4u;
 
 @compute @workgroup_size(WG)
@@ -195,7 +195,7 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
     let n0 = (g % col_groups) * per_group + sg * COLS;
     let live = bidx < params.batch && n0 < n_len;
     let offs = batch_offsets(min(bidx, params.batch - 1u));
-    var acc: array<array<f32, 4>, 8>;
+    var acc: array<array<f32, 8>, 8>;
     for (var m = 0u; m < MR; m++) {
         for (var c = 0u; c < COLS; c++) {
             acc[m][c] = 0.0;
@@ -204,7 +204,7 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
     if (live) {
         for (var k = 2u * lane; k < k_len; k += 2u * SG) {
             // every column's weight pair in flight before any is used
-            var w: array<vec2<f32>, 4>;
+            var w: array<vec2<f32>, 8>;
             for (var c = 0u; c < COLS; c++) {
                 var v = vec2<f32>(0.0);
                 if (n0 + c < n_len) {
@@ -223,7 +223,7 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
     // The sums go through a copy made in a loop small enough to unroll, so `acc` is only
     // indexed by constants (the store loop, with a GELU inside, may stay a loop; see
     // matmul_subgroup.wgsl's epilogue).
-    var sums: array<array<f32, 4>, 8>;
+    var sums: array<array<f32, 8>, 8>;
     for (var m = 0u; m < MR; m++) {
         for (var c = 0u; c < COLS; c++) {
             sums[m][c] = acc[m][c];

@@ -16,10 +16,20 @@ const GEMV_WG: u32 = 128;
 /// Invocations per output column in the shared-memory `gemv_k`.
 const GEMV_TEAM: u32 = 32;
 /// Output columns per subgroup of the subgroup GEMV's `gemv_k`: each lane's pairs of A
-/// serve this many weight rows from registers. lavapipe, 1×4096×4096, one run: f32
-/// 132 ms with 1 column, 101 ms with 2, 83 ms with 4 (f16: 76, 59, 47 ms); 8 columns
-/// were no faster at M = 1 and leave a GPU with too few workgroups at N = 4096.
-const GEMV_SUBGROUP_COLS: u32 = 4;
+/// serve this many weight rows from registers. On a GPU, 4 (lavapipe, 1×4096×4096, one
+/// run: f32 132 ms with 1 column, 101 ms with 2, 83 ms with 4; f16 76, 59, 47 ms); 8
+/// would leave a GPU with too few workgroups at N = 4096 (32 columns per workgroup at
+/// subgroup size 32: 128 workgroups for 132 SMs). A software adapter runs a handful of
+/// workgroups at a time and pays for every load of A as for a weight load (a per-lane
+/// loop), so it takes 8: lavapipe, 1×4096×4096, fastest call of 60, alternating, two
+/// runs: f16 11.1–11.3 → 10.0–10.2 ms, f32 17.4–17.6 → 16.0–16.1 ms (16 columns gained
+/// another 3–5 %).
+fn gemv_subgroup_columns(info: &crate::DeviceInfo) -> u32 {
+    match info.device_type {
+        crate::DeviceType::SoftwareGpu => 8,
+        _ => 4,
+    }
+}
 
 /// GEMV for M ≤ 8, B read along K (`gemv_k`) or along N (`gemv_n`).
 pub(crate) static MATMUL_GEMV: KernelSource = KernelSource {
@@ -61,6 +71,13 @@ pub(crate) static MATMUL_GEMV_SUBGROUP: KernelSource = KernelSource {
     specialisations: &[
         &[],
         &[("MR", 4.0), ("SG", 8.0), ("VEC2_A", 1.0), ("VEC2_B", 1.0)],
+        &[
+            ("MR", 8.0),
+            ("SG", 32.0),
+            ("COLS", 8.0),
+            ("HAS_BIAS", 1.0),
+            ("ACT", 2.0),
+        ],
     ],
     pieces: &[
         &pieces::MATMUL_PARAMS,
@@ -96,7 +113,7 @@ pub(super) fn gemv(
     let (kernel, entry, vec2_b, groups) = if k_contig {
         let per_column = subgroup_size.unwrap_or(GEMV_TEAM).min(GEMV_WG);
         let columns = if subgroup_size.is_some() {
-            GEMV_SUBGROUP_COLS
+            gemv_subgroup_columns(a.device().info())
         } else {
             1
         };
@@ -135,7 +152,7 @@ pub(super) fn gemv(
         match subgroup_size {
             Some(sg) => {
                 constants.push(("SG", sg as f64));
-                constants.push(("COLS", GEMV_SUBGROUP_COLS as f64));
+                constants.push(("COLS", gemv_subgroup_columns(a.device().info()) as f64));
             }
             None => constants.push(("TEAM", GEMV_TEAM as f64)),
         }
