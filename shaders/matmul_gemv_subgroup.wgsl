@@ -4,9 +4,11 @@
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 fn load_a(i: u32) -> f32 { return a[i]; }
 fn load2_a(w: u32) -> vec2<f32> { return vec2<f32>(a[2u * w], a[2u * w + 1u]); }
+fn load8_a(o: u32) -> array<vec4<f32>, 2> { let i = 8u * o; return array<vec4<f32>, 2>(vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]), vec4<f32>(a[i + 4u], a[i + 5u], a[i + 6u], a[i + 7u])); }
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 fn load_b(i: u32) -> f32 { return b[i]; }
 fn load2_b(w: u32) -> vec2<f32> { return vec2<f32>(b[2u * w], b[2u * w + 1u]); }
+fn load8_b(o: u32) -> array<vec4<f32>, 2> { let i = 8u * o; return array<vec4<f32>, 2>(vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]), vec4<f32>(b[i + 4u], b[i + 5u], b[i + 6u], b[i + 7u])); }
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 fn load_bias(i: u32) -> f32 { return bias[i]; }
 fn load2_bias(w: u32) -> vec2<f32> { return vec2<f32>(bias[2u * w], bias[2u * w + 1u]); }
@@ -179,6 +181,13 @@ fn finish(acc: f32, col: u32) -> f32 {
 override SG: u32 = 32u;
 // output columns per subgroup (≤ 8)
 override COLS: u32 = 4u;
+// every weight row starts at a multiple of 8 elements and K is one: each lane reads
+// eight consecutive weights per column with one load8_b (the header may declare b in
+// 16-byte elements, see ShaderHeader::quads)
+override OCTETS_B: bool = false;
+// with OCTETS_B: A's rows are contiguous along K and start at multiples of 8 elements,
+// so each lane reads its eight elements of A with one load8_a as well
+override OCTETS_A: bool = false;
 
 @compute @workgroup_size(WG)
 fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
@@ -201,7 +210,36 @@ fn gemv_k(@builtin(workgroup_id) wid: vec3<u32>,
             acc[m][c] = 0.0;
         }
     }
-    if (live) {
+    if (live && OCTETS_B) {
+        for (var k = 8u * lane; k < k_len; k += 8u * SG) {
+            var w: array<array<vec4<f32>, 2>, 8>;
+            for (var c = 0u; c < COLS; c++) {
+                var v = array<vec4<f32>, 2>();
+                if (n0 + c < n_len) {
+                    v = load8_b((offs.y + (n0 + c) * sbn + k) >> 3u);
+                }
+                w[c] = v;
+            }
+            for (var m = 0u; m < MR; m++) {
+                var x: array<vec4<f32>, 2>;
+                if (OCTETS_A) {
+                    x = load8_a((offs.x + m * stride_am + k) >> 3u);
+                } else {
+                    for (var h = 0u; h < 2u; h++) {
+                        x[h] = vec4<f32>(a_pair(offs.x, m, k + 4u * h), a_pair(offs.x, m, k + 4u * h + 2u));
+                    }
+                }
+                for (var h = 0u; h < 2u; h++) {
+                    for (var c = 0u; c < COLS; c++) {
+                        let q = w[c][h];
+                        let p = fma(x[h].x, q.x, fma(x[h].y, q.y, acc[m][c]));
+                        acc[m][c] = fma(x[h].z, q.z, fma(x[h].w, q.w, p));
+                    }
+                }
+            }
+        }
+    }
+    if (live && !OCTETS_B) {
         for (var k = 2u * lane; k < k_len; k += 2u * SG) {
             // every column's weight pair in flight before any is used
             var w: array<vec2<f32>, 8>;

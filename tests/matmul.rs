@@ -318,7 +318,8 @@ fn gemv_kernels_small_m() {
         eprintln!("WARNING: adapter has no fixed-size subgroups; the subgroup GEMV is SKIPPED");
     }
     for m in [1, 2, 3, 8] {
-        for &(n, k) in &[(1, 1), (3, 17), (63, 257), (257, 63), (65, 1000)] {
+        // K = 96 and 1000: whole octets along K (the subgroup kernel's load8_b path)
+        for &(n, k) in &[(1, 1), (3, 17), (63, 257), (257, 63), (65, 1000), (5, 96)] {
             for dtype in FLOATS {
                 for (ta, tb) in TRANSPOSES {
                     let mut c = Case::new(m, n, k, dtype);

@@ -2,8 +2,8 @@
 //! decode is bandwidth-bound, so each workgroup streams a block of B's columns once.
 
 use super::{
-    bias_binding, epilogue_constants, fixed_subgroup_size, flag, pairs_aligned, MatmulParams,
-    AB_BIAS_C,
+    bias_binding, epilogue_constants, fixed_subgroup_size, flag, octets_aligned, pairs_aligned,
+    MatmulParams, AB_BIAS_C,
 };
 use crate::error::{Error, Result};
 use crate::gpu::shader::{kernel_file, pieces, KernelSource, ShaderHeader};
@@ -72,6 +72,13 @@ pub(crate) static MATMUL_GEMV_SUBGROUP: KernelSource = KernelSource {
         &[],
         &[("MR", 4.0), ("SG", 8.0), ("VEC2_A", 1.0), ("VEC2_B", 1.0)],
         &[
+            ("MR", 1.0),
+            ("SG", 8.0),
+            ("COLS", 8.0),
+            ("OCTETS_B", 1.0),
+            ("OCTETS_A", 1.0),
+        ],
+        &[
             ("MR", 8.0),
             ("SG", 32.0),
             ("COLS", 8.0),
@@ -99,7 +106,7 @@ pub(super) fn gemv(
     subgroup: bool,
 ) -> Result<()> {
     let (bias_buf, bias_dt) = bias_binding(bias, a);
-    let header = ShaderHeader::new(vec![plan.in_dtype, plan.in_dtype, bias_dt, plan.out_dtype]);
+    let mut header = ShaderHeader::new(vec![plan.in_dtype, plan.in_dtype, bias_dt, plan.out_dtype]);
     let k_contig = plan.sbk == 1;
     let vec2_a = plan.sak == 1 && pairs_aligned(plan.sam, &plan.a_batch_strides);
     let [has_bias, act] = epilogue_constants(bias, plan.activation);
@@ -153,6 +160,22 @@ pub(super) fn gemv(
             Some(sg) => {
                 constants.push(("SG", sg as f64));
                 constants.push(("COLS", gemv_subgroup_columns(a.device().info()) as f64));
+                // whole octets of B along K: every row start and K itself a multiple
+                // of eight elements, and the binding 16-byte aligned
+                let octets = octets_aligned(plan.k, plan.sbn, &plan.b_batch_strides)
+                    && b.byte_offset().is_multiple_of(16);
+                if octets {
+                    header = header.with_quads(1);
+                }
+                constants.push(("OCTETS_B", flag(octets)));
+                let octets_a = octets
+                    && plan.sak == 1
+                    && octets_aligned(plan.k, plan.sam, &plan.a_batch_strides)
+                    && a.byte_offset().is_multiple_of(16);
+                if octets_a {
+                    header = header.with_quads(0);
+                }
+                constants.push(("OCTETS_A", flag(octets_a)));
             }
             None => constants.push(("TEAM", GEMV_TEAM as f64)),
         }
