@@ -33,6 +33,7 @@ fn load2_k(w: u32) -> vec2<f32> { return vec2<f32>(k[2u * w], k[2u * w + 1u]); }
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 fn load_v(i: u32) -> f32 { return v[i]; }
 fn load2_v(w: u32) -> vec2<f32> { return vec2<f32>(v[2u * w], v[2u * w + 1u]); }
+fn load8_v(o: u32) -> array<vec4<f32>, 2> { let i = 8u * o; return array<vec4<f32>, 2>(vec4<f32>(v[i], v[i + 1u], v[i + 2u], v[i + 3u]), vec4<f32>(v[i + 4u], v[i + 5u], v[i + 6u], v[i + 7u])); }
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 fn load_mask(i: u32) -> u32 { return mask[i]; }
 @group(0) @binding(4) var<storage, read> lens: array<u32>;
@@ -224,6 +225,22 @@ override VC: u32 = 8u;
 // subgroups per workgroup
 override WGS: u32 = 1u;
 override WG: u32 = SG * WGS;
+// VC a multiple of 8, v_dim = VC·SG, V's strides and offset multiples of 8: a lane
+// owns the VC adjacent output columns lane·VC.. instead of every SG-th one, and reads
+// them from each V row with VC / 8 load8_v (one or two 16-byte loads each, see
+// ShaderHeader::quads) instead of VC scalar loads; on llvmpipe every load is a loop
+// over the lanes (lavapipe h8 s1024 d64 causal f32, fastest of 12, two runs: 145–151
+// → 131 ms). Reading K the same way (eight elements of a lane's key per d0 step) was
+// slower there: 164–248 ms with both.
+override OCTETS_V: bool = false;
+
+// The output column of accumulator t of this lane.
+fn out_col(t: u32, lane: u32) -> u32 {
+    if (OCTETS_V) {
+        return lane * VC + t;
+    }
+    return t * SG + lane;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -387,10 +404,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                         w[r] = subgroupShuffle(wc[r], u);
                     }
                     let v_at = vbase + (kt + jj) * v_sr;
-                    for (var t = 0u; t < VC; t++) {
-                        let x = load_v(v_at + min(t * SG + lane, vd - 1u));
-                        for (var r = 0u; r < TM; r++) {
-                            acc[r * VC + t] = fma(w[r], x, acc[r * VC + t]);
+                    if (OCTETS_V) {
+                        for (var o = 0u; o < VC / 8u; o++) {
+                            let xv = load8_v((v_at + lane * VC + 8u * o) >> 3u);
+                            for (var i = 0u; i < 8u; i++) {
+                                let x = xv[i / 4u][i % 4u];
+                                for (var r = 0u; r < TM; r++) {
+                                    acc[r * VC + 8u * o + i] = fma(w[r], x, acc[r * VC + 8u * o + i]);
+                                }
+                            }
+                        }
+                    } else {
+                        for (var t = 0u; t < VC; t++) {
+                            let x = load_v(v_at + min(t * SG + lane, vd - 1u));
+                            for (var r = 0u; r < TM; r++) {
+                                acc[r * VC + t] = fma(w[r], x, acc[r * VC + t]);
+                            }
                         }
                     }
                 }
@@ -415,7 +444,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let i = rr % params.q_len;
             let obase = b * params.o_sb + qh * params.o_sh + i * params.o_sr;
             for (var t = 0u; t < VC; t++) {
-                let col = t * SG + lane;
+                let col = out_col(t, lane);
                 if (col < vd) {
                     store_o(obase + col, os_finish(out[r * VC + t], l));
                 }
@@ -428,7 +457,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 store_part(pbase + 1u, bitcast<u32>(l));
             }
             for (var t = 0u; t < VC; t++) {
-                let col = t * SG + lane;
+                let col = out_col(t, lane);
                 if (col < vd) {
                     store_part(pbase + 2u + col, bitcast<u32>(out[r * VC + t]));
                 }

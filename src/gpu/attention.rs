@@ -5,6 +5,7 @@
 
 use super::driver_quirks::{LOOP_LIMITED_KEYS, LOOP_LIMITED_MAX_KEYS};
 use super::fixed_subgroup_size;
+use super::matmul::flag;
 use super::shader::{
     kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };
@@ -46,6 +47,14 @@ pub(crate) static ATTENTION_SUBGROUP: KernelSource = KernelSource {
     source: kernel_file!("attention_subgroup"),
     specialisations: &[
         &[],
+        &[
+            ("SG", 8.0),
+            ("TM", 8.0),
+            ("TN", 8.0),
+            ("VC", 16.0),
+            ("WGS", 8.0),
+            ("OCTETS_V", 1.0),
+        ],
         &[
             ("SG", 4.0),
             ("TM", 1.0),
@@ -472,18 +481,30 @@ pub(crate) fn attention(
                 ("BK", t.keys as f64),
             ],
         )?,
-        Walk::Subgroup(t) => g.pipeline(
-            &ATTENTION_SUBGROUP,
-            "main",
-            header,
-            &[
-                ("SG", t.sg as f64),
-                ("TM", t.rows as f64),
-                ("TN", t.keys as f64),
-                ("VC", t.cols as f64),
-                ("WGS", t.subgroups as f64),
-            ],
-        )?,
+        Walk::Subgroup(t) => {
+            // V rows in octets (see OCTETS_V in the shader)
+            let octets_v = t.cols.is_multiple_of(8)
+                && plan.v_dim == (t.cols * t.sg) as usize
+                && [v_sb, v_sh, v_sr].iter().all(|s| s.is_multiple_of(8))
+                && v.byte_offset().is_multiple_of(16);
+            let mut header = header;
+            if octets_v {
+                header = header.with_quads(2);
+            }
+            g.pipeline(
+                &ATTENTION_SUBGROUP,
+                "main",
+                header,
+                &[
+                    ("SG", t.sg as f64),
+                    ("TM", t.rows as f64),
+                    ("TN", t.keys as f64),
+                    ("VC", t.cols as f64),
+                    ("WGS", t.subgroups as f64),
+                    ("OCTETS_V", flag(octets_v)),
+                ],
+            )?
+        }
     };
     let rows = plan.rows();
     let part = if splits > 1 {

@@ -109,7 +109,7 @@ impl MatmulParams {
     }
 }
 
-fn flag(b: bool) -> f64 {
+pub(crate) fn flag(b: bool) -> f64 {
     if b {
         1.0
     } else {
