@@ -470,42 +470,39 @@ pub(crate) fn attention(
     };
     let dt = q.dtype();
     let header = ShaderHeader::new(vec![dt, dt, dt, DType::U32, DType::U32, dt, DType::U32]);
-    let pipeline = match walk {
-        Walk::Shared(t) => g.pipeline(
+    let (kernel, header, constants) = match walk {
+        Walk::Shared(t) => (
             &ATTENTION,
-            "main",
             header,
-            &[
+            vec![
                 ("TPR", t.lanes as f64),
                 ("PER", t.per as f64),
                 ("BK", t.keys as f64),
             ],
-        )?,
+        ),
         Walk::Subgroup(t) => {
             // V rows in octets (see OCTETS_V in the shader)
             let octets_v = t.cols.is_multiple_of(8)
                 && plan.v_dim == (t.cols * t.sg) as usize
                 && [v_sb, v_sh, v_sr].iter().all(|s| s.is_multiple_of(8))
                 && v.byte_offset().is_multiple_of(16);
-            let mut header = header;
-            if octets_v {
-                header = header.with_quads(2);
-            }
-            g.pipeline(
-                &ATTENTION_SUBGROUP,
-                "main",
-                header,
-                &[
-                    ("SG", t.sg as f64),
-                    ("TM", t.rows as f64),
-                    ("TN", t.keys as f64),
-                    ("VC", t.cols as f64),
-                    ("WGS", t.subgroups as f64),
-                    ("OCTETS_V", flag(octets_v)),
-                ],
-            )?
+            let header = if octets_v {
+                header.with_quads(2)
+            } else {
+                header
+            };
+            let constants = vec![
+                ("SG", t.sg as f64),
+                ("TM", t.rows as f64),
+                ("TN", t.keys as f64),
+                ("VC", t.cols as f64),
+                ("WGS", t.subgroups as f64),
+                ("OCTETS_V", flag(octets_v)),
+            ];
+            (&ATTENTION_SUBGROUP, header, constants)
         }
     };
+    let pipeline = g.pipeline(kernel, "main", header, &constants)?;
     let rows = plan.rows();
     let part = if splits > 1 {
         let bytes =
