@@ -246,7 +246,7 @@ pub struct ShaderHeader {
     /// `load8_x(o)` (elements 8o..8o+7) is two 16-byte loads in f32 and one in 16-bit
     /// dtypes instead of eight or four 4-byte ones. On llvmpipe every storage load is a
     /// loop over the SIMD row's lanes, which a vec4 load shares among its four
-    /// components (lavapipe, GEMV 1×4096×4096, fastest of 60: f32 16.0 → 9.1 ms). A
+    /// components (lavapipe, GEMV 1×4096×4096, fastest of 60: f32 16.0 → 7.5 ms). A
     /// kernel that names `load8_x` gets the accessor either way; the launcher sets the
     /// bit where the binding's offset and every index the kernel passes are multiples
     /// of 16 bytes, so the 16-byte elements cover the tensor.
@@ -535,7 +535,7 @@ impl KernelSource {
             } else {
                 &DType::ALL
             };
-            return dtypes
+            let plain = dtypes
                 .iter()
                 .map(|&d| {
                     ShaderHeader::new(
@@ -546,6 +546,7 @@ impl KernelSource {
                     )
                 })
                 .collect();
+            return self.with_quad_headers(plain);
         }
         let mut all = vec![Vec::new()];
         for t in self.tensors {
@@ -561,7 +562,12 @@ impl KernelSource {
                 })
                 .collect();
         }
-        let plain: Vec<ShaderHeader> = all.into_iter().map(ShaderHeader::new).collect();
+        self.with_quad_headers(all.into_iter().map(ShaderHeader::new).collect())
+    }
+
+    /// `plain` and, for every read binding the kernel names `load8_x` of, each header
+    /// with that binding declared in 16-byte elements (and all of them at once).
+    fn with_quad_headers(&self, plain: Vec<ShaderHeader>) -> Vec<ShaderHeader> {
         let quad_slots: Vec<usize> = self
             .tensors
             .iter()
