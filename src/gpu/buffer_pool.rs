@@ -19,9 +19,7 @@ pub(crate) fn bucket_size(bytes: u64, cap: u64) -> u64 {
     let base = 1u64 << pow;
     let step = (base / 4).max(4);
     let rounded = bytes.div_ceil(step) * step;
-    // whole 16-byte units: a binding declared in vec4 elements (ShaderHeader::quads)
-    // reaches its last bytes
-    rounded.min(cap.max(bytes)).next_multiple_of(16)
+    rounded.min(cap.max(bytes)).next_multiple_of(4)
 }
 
 pub(crate) struct BufferPool {
