@@ -62,7 +62,7 @@
 //! of its tensors and its override constants, which come from options (an activation, a
 //! flag) and from size *buckets* (a workgroup of 64, 128 or 256 lanes), never from an
 //! exact shape: however many shapes a program runs, one adapter can build at most
-//! [`gpu::pipeline_variants`] pipelines (63,773 in all; a test keeps this number
+//! [`gpu::pipeline_variants`] pipelines (99,197 in all; a test keeps this number
 //! current). The cache keeps [`gpu::DEFAULT_PIPELINE_CAPACITY`] (256) of them;
 //! `OPENKERN_PIPELINE_CAPACITY=n` or [`Device::set_pipeline_cache_capacity`] changes that,
 //! and [`Device::stats`] counts pipelines built, shader modules created, cache hits,

@@ -390,6 +390,7 @@ fn axes(kernel: &str) -> Vec<Axis> {
                 // one subgroup, or 64 / SG of them
                 per_adapter: 2,
             },
+            flag(&["OCTETS_V"]),
         ],
         "attention" => vec![
             one(&["TPR"], [1, 2, 4, 8]),
@@ -424,7 +425,17 @@ fn axes(kernel: &str) -> Vec<Axis> {
                 flag(&["VEC2_B"]),
                 one(&["WG"], [128]),
                 one(&["TEAM"], [32]),
-                one(&["COLS"], [4]),
+                Axis {
+                    names: &["COLS"],
+                    values: vec![vec![4.0], vec![8.0]],
+                    // gpu::matmul::gemv::gemv_subgroup_columns: by adapter type
+                    per_adapter: 1,
+                },
+                // A in octets only with B in octets
+                axis(
+                    &["OCTETS_A", "OCTETS_B"],
+                    vec![vec![0.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0]],
+                ),
                 Axis {
                     names: &["SG"],
                     values: SUBGROUP_SIZES.iter().map(|&s| vec![f64::from(s)]).collect(),
@@ -563,7 +574,9 @@ pub fn pipeline_variants() -> usize {
             let headers = k
                 .headers()
                 .iter()
-                .filter(|h| header_used(k.name, &h.dtypes))
+                // a 16-byte binding (ShaderHeader::quads) goes with its OCTETS flag,
+                // already counted on the constants' axes
+                .filter(|h| h.quads == 0 && header_used(k.name, &h.dtypes))
                 .count();
             k.entry_points.len() * headers * constants
         })
