@@ -7,7 +7,7 @@ use super::driver_quirks::{LOOP_LIMITED_KEYS, LOOP_LIMITED_MAX_KEYS};
 use super::fixed_subgroup_size;
 use super::matmul::flag;
 use super::shader::{
-    kernel_file, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
+    kernel_file, octets_fit, pieces, uniform_params, KernelSource, ShaderHeader, TensorBinding,
 };
 use super::{fold_groups, GpuContext};
 use crate::dtype::DType;
@@ -484,8 +484,7 @@ pub(crate) fn attention(
             // V rows in octets (see OCTETS_V in the shader)
             let octets_v = t.cols.is_multiple_of(8)
                 && plan.v_dim == (t.cols * t.sg) as usize
-                && [v_sb, v_sh, v_sr].iter().all(|s| s.is_multiple_of(8))
-                && v.byte_offset().is_multiple_of(16);
+                && octets_fit(v, [v_sb, v_sh, v_sr].map(|s| s as usize));
             let header = if octets_v {
                 header.with_quads(2)
             } else {

@@ -341,7 +341,8 @@ impl ShaderHeader {
                 ),
                 (Access::Read, DType::BF16) => format!(
                     "fn load_{n}(i: u32) -> f32 {{ return bitcast<f32>((({n}[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu) << 16u); }}\n\
-                     fn load2_{n}(w: u32) -> vec2<f32> {{ let p = {n}[w]; return vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u)); }}\n"
+                     fn load2_{n}(w: u32) -> vec2<f32> {{ let p = {n}[w]; return {}; }}\n",
+                    pair_expr(DType::BF16)
                 ),
                 (Access::Write, DType::F32) => format!(
                     "fn store_{n}(i: u32, v: f32) {{ {n}[i] = v; }}\n\
@@ -367,6 +368,27 @@ impl ShaderHeader {
     }
 }
 
+/// Whether `t` can be bound in 16-byte elements for a kernel reading runs of eight
+/// elements that start at multiples of each of `strides` (a row length, row and batch
+/// strides): every stride a multiple of 8 elements and the binding 16-byte aligned, so
+/// each run is whole 16-byte units (8-byte ones in 16-bit dtypes) inside the tensor (see
+/// [`ShaderHeader::quads`]).
+pub(crate) fn octets_fit(
+    t: &crate::tensor::Tensor,
+    strides: impl IntoIterator<Item = usize>,
+) -> bool {
+    t.byte_offset().is_multiple_of(16) && strides.into_iter().all(|s| s.is_multiple_of(8))
+}
+
+/// The f32 pair in the 32-bit word `p` of a 16-bit binding, as a WGSL expression.
+fn pair_expr(dt: DType) -> &'static str {
+    if dt == DType::F16 {
+        "unpack2x16float(p)"
+    } else {
+        "vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u))"
+    }
+}
+
 /// `load8_{n}` over a binding in 4-byte words: eight f32 loads, or four words of 16-bit
 /// pairs.
 fn load8_by_words(n: &str, dt: DType) -> String {
@@ -387,11 +409,7 @@ fn quad_binding(slot: usize, n: &str, dt: DType) -> String {
         |elem: &str| format!("@group(0) @binding({slot}) var<storage, read> {n}: array<{elem}>;\n");
     match dt {
         DType::F16 | DType::BF16 => {
-            let pair = if dt == DType::F16 {
-                "unpack2x16float(p)"
-            } else {
-                "vec2<f32>(bitcast<f32>(p << 16u), bitcast<f32>(p & 0xffff0000u))"
-            };
+            let pair = pair_expr(dt);
             format!(
                 "{}fn pair_{n}(p: u32) -> vec2<f32> {{ return {pair}; }}\n\
                  fn load_{n}(i: u32) -> f32 {{ return pair_{n}({n}[i >> 3u][(i >> 1u) & 3u])[i & 1u]; }}\n\

@@ -2,11 +2,11 @@
 //! decode is bandwidth-bound, so each workgroup streams a block of B's columns once.
 
 use super::{
-    bias_binding, epilogue_constants, fixed_subgroup_size, flag, octets_aligned, pairs_aligned,
-    MatmulParams, AB_BIAS_C,
+    bias_binding, epilogue_constants, fixed_subgroup_size, flag, pairs_aligned, MatmulParams,
+    AB_BIAS_C,
 };
 use crate::error::{Error, Result};
-use crate::gpu::shader::{kernel_file, pieces, KernelSource, ShaderHeader};
+use crate::gpu::shader::{kernel_file, octets_fit, pieces, KernelSource, ShaderHeader};
 use crate::gpu::{fold_groups, GpuContext};
 use crate::ops::matmul::MatmulPlan;
 use crate::tensor::Tensor;
@@ -117,13 +117,10 @@ pub(super) fn gemv(
     } else {
         None
     };
+    // output columns per subgroup (one per team of the shared-memory kernel)
+    let columns = subgroup_size.map_or(1, |_| gemv_subgroup_columns(a.device().info()));
     let (kernel, entry, vec2_b, groups) = if k_contig {
         let per_column = subgroup_size.unwrap_or(GEMV_TEAM).min(GEMV_WG);
-        let columns = if subgroup_size.is_some() {
-            gemv_subgroup_columns(a.device().info())
-        } else {
-            1
-        };
         (
             if subgroup {
                 &MATMUL_GEMV_SUBGROUP
@@ -159,19 +156,23 @@ pub(super) fn gemv(
         match subgroup_size {
             Some(sg) => {
                 constants.push(("SG", sg as f64));
-                constants.push(("COLS", gemv_subgroup_columns(a.device().info()) as f64));
-                // whole octets of B along K: every row start and K itself a multiple
-                // of eight elements, and the binding 16-byte aligned
-                let octets = octets_aligned(plan.k, plan.sbn, &plan.b_batch_strides)
-                    && b.byte_offset().is_multiple_of(16);
+                constants.push(("COLS", columns as f64));
+                // runs of eight along K: K, the row strides and batch offsets multiples
+                // of eight elements
+                let strides = |other: usize, batch: &[usize]| {
+                    [plan.k, other]
+                        .into_iter()
+                        .chain(batch.iter().copied())
+                        .collect::<Vec<_>>()
+                };
+                let octets = octets_fit(b, strides(plan.sbn, &plan.b_batch_strides));
                 if octets {
                     header = header.with_quads(1);
                 }
                 constants.push(("OCTETS_B", flag(octets)));
                 let octets_a = octets
                     && plan.sak == 1
-                    && octets_aligned(plan.k, plan.sam, &plan.a_batch_strides)
-                    && a.byte_offset().is_multiple_of(16);
+                    && octets_fit(a, strides(plan.sam, &plan.a_batch_strides));
                 if octets_a {
                     header = header.with_quads(0);
                 }

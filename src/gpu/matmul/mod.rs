@@ -429,12 +429,3 @@ fn epilogue_constants(bias: Option<&Tensor>, act: Option<Activation>) -> [(&'sta
 fn pairs_aligned(other_stride: usize, batch_strides: &[usize]) -> bool {
     other_stride.is_multiple_of(2) && batch_strides.iter().all(|s| s.is_multiple_of(2))
 }
-
-/// Whether runs of eight elements along an operand's contiguous dimension of length
-/// `len` start 16-byte aligned in f32 (8-byte in 16-bit dtypes) and never straddle a
-/// row: `len`, the other dimension's stride and every batch offset multiples of 8.
-fn octets_aligned(len: usize, other_stride: usize, batch_strides: &[usize]) -> bool {
-    len.is_multiple_of(8)
-        && other_stride.is_multiple_of(8)
-        && batch_strides.iter().all(|s| s.is_multiple_of(8))
-}

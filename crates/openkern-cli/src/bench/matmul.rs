@@ -197,16 +197,7 @@ fn interleaved(device: &Device, ops: &mut [Op<'_>]) -> openkern::Result<Vec<Samp
     Ok(samples
         .into_iter()
         .zip(firsts)
-        .map(|(mut s, first)| {
-            s.sort_by(f64::total_cmp);
-            Sampled {
-                median: s[s.len() / 2],
-                min: s[0],
-                max: s[s.len() - 1],
-                samples: s.len(),
-                source: first.source,
-            }
-        })
+        .map(|(s, first)| Sampled::of(s, first.source))
         .collect())
 }
 
